@@ -1,0 +1,1 @@
+"""Vigint cloud functions: ingest, analysis, alerting and expiring video links (see docs/contracts.md)."""

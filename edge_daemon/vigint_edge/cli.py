@@ -1,0 +1,65 @@
+"""``vigint-edge``: the daemon's command line.
+
+    vigint-edge run [--config PATH] [--exit-when-done]
+    vigint-edge check-config [--config PATH]
+    vigint-edge process --video FILE [--config PATH] [--camera ID]
+
+Exit codes: 0 ok, 1 events left undelivered, 2 bad configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from vigint_edge.config import DEFAULT_PATH, CameraConfig, ConfigError, load_config, load_secret
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vigint-edge", description="Vigint edge daemon")
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="watch the configured cameras and deliver events")
+    run.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    run.add_argument("--exit-when-done", action="store_true",
+                     help="when every source has ended (files), deliver the spool and exit")
+    check = sub.add_parser("check-config", help="validate the configuration file and exit")
+    check.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    proc = sub.add_parser("process", help="run one video file through the pipeline and deliver its events")
+    proc.add_argument("--video", type=Path, required=True)
+    proc.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    proc.add_argument("--camera", default="file", help="camera id the events are filed under")
+    proc.add_argument("--fast", action="store_true", help="do not pace the file at its frame rate")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        if args.command == "process":
+            if not args.video.exists():
+                raise ConfigError(f"--video: {args.video} does not exist")
+            config.cameras = [CameraConfig(id=args.camera, source=str(args.video), realtime=not args.fast)]
+        secret = load_secret(config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"{args.config}: OK ({len(config.cameras)} camera(s))")
+        return 0
+
+    from vigint_edge.daemon import build_daemon  # heavy imports (OpenVINO, PyAV) only when running
+
+    daemon = build_daemon(config, secret, exit_when_done=args.command == "process" or args.exit_when_done)
+    signal.signal(signal.SIGTERM, lambda *_: daemon.stop.set())
+    return daemon.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

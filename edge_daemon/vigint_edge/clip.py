@@ -1,0 +1,301 @@
+"""Event clips (H.264 mp4) and snapshots (JPEG).
+
+Clips are encoded with libx264 through PyAV: yuv420p, High profile, ``movflags=+faststart`` (the ``moov`` atom
+is moved in front of ``mdat`` so a browser can start playing before the whole file has arrived). Frame
+timestamps come from the capture clock, not from a nominal frame rate, so a camera that drops frames still
+gives a clip whose playback speed is right. H.264 in yuv420p needs even dimensions: an odd width or height is
+padded by one pixel (edge replicated).
+
+A clip is written to ``<path>.part`` and only renamed to ``path`` after it has been completed and fsynced,
+so a file at ``path`` is always a whole clip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ClipError", "ClipInfo", "ClipWriter", "encode_snapshot", "fsync_dir"]
+
+TIME_BASE = Fraction(1, 90000)  # the MPEG 90 kHz clock, the usual mp4 video timescale
+
+
+class ClipError(RuntimeError):
+    """The clip could not be written (encoder failure, nothing written, writer already closed)."""
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """A finished clip.
+
+    Attributes:
+        path: final file path.
+        bytes: file size in bytes.
+        sha256: lower-case hex SHA-256 of the file.
+        frames: number of frames encoded.
+        duration_s: seconds from the first frame's start to the last frame's end (the last frame lasts
+            ``1/fps`` of the nominal rate).
+        width: encoded width in pixels (even; one more than the input if the input was odd).
+        height: encoded height in pixels (even).
+        fps: average frame rate, ``frames / duration_s``.
+    """
+
+    path: Path
+    bytes: int
+    sha256: str
+    frames: int
+    duration_s: float
+    width: int
+    height: int
+    fps: float
+
+
+def fsync_dir(path: Path) -> None:
+    """fsyncs a directory so a rename or unlink inside it survives power loss."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ClipWriter:
+    """Encodes BGR frames into an H.264 mp4 file.
+
+    Args:
+        path: final clip path (``.mp4``); the file is written as ``path.with_suffix(".part")`` first.
+        width: input frame width in pixels.
+        height: input frame height in pixels.
+        fps: nominal frame rate (frames per second); used for the encoder's rate control and the last
+            frame's duration. Actual timestamps come from ``write(..., t)``.
+        crf: x264 constant rate factor (0..51, lower is better quality; 23 is x264's default).
+        preset: x264 preset (``ultrafast`` .. ``placebo``).
+
+    Raises:
+        ValueError: bad dimensions, fps, crf or preset.
+        ClipError: the encoder or output file could not be opened.
+
+    Use as a context manager to discard the partial file if an exception escapes::
+
+        with ClipWriter(path, 768, 576, 10.0) as w:
+            w.write(frame, t)
+        info = w.info   # set by close()
+    """
+
+    def __init__(self, path: Path, width: int, height: int, fps: float, crf: int = 23,
+                 preset: str = "veryfast") -> None:
+        if width <= 0 or height <= 0:
+            raise ValueError(f"frame size must be positive, got {width}x{height}")
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        if not 0 <= crf <= 51:
+            raise ValueError(f"crf must be 0..51, got {crf}")
+        self.path = Path(path)
+        self.part_path = self.path.with_suffix(".part")
+        self.width = width
+        self.height = height
+        self.fps = float(fps)
+        self.out_width = width + (width & 1)
+        self.out_height = height + (height & 1)
+        self.frames = 0
+        self.info: ClipInfo | None = None
+        self._first_t: float | None = None
+        self._last_pts = -1
+        self._frame_ticks = max(1, round(1 / (self.fps * TIME_BASE)))
+        self._closed = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._container = av.open(str(self.part_path), mode="w", format="mp4",
+                                      options={"movflags": "+faststart"})
+        except (av.error.FFmpegError, OSError) as exc:
+            raise ClipError(f"cannot open {self.part_path} for writing: {exc}") from exc
+        try:
+            stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+            stream.width = self.out_width
+            stream.height = self.out_height
+            stream.pix_fmt = "yuv420p"
+            stream.time_base = TIME_BASE
+            stream.codec_context.time_base = TIME_BASE
+            stream.options = {"crf": str(crf), "preset": preset, "profile": "high"}
+            stream.codec_context.open()
+        except (av.error.FFmpegError, ValueError) as exc:
+            self._container.close()
+            self.part_path.unlink(missing_ok=True)
+            raise ValueError(f"cannot configure libx264 (crf={crf}, preset={preset!r}): {exc}") from exc
+        self._stream = stream
+
+    def __enter__(self) -> "ClipWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.close()
+
+    def write(self, frame_bgr: np.ndarray, t: float) -> None:
+        """Encodes one frame.
+
+        Args:
+            frame_bgr: ``uint8`` array of shape ``(height, width, 3)`` in BGR order (OpenCV's layout).
+            t: capture time in seconds since the clip start, from a monotonic clock. Timestamps are made
+                relative to the first frame's ``t`` (the clip starts at 0). A ``t`` equal to the previous
+                one after rounding to the 90 kHz clock is nudged forward one tick (no duplicate pts).
+
+        Raises:
+            ValueError: wrong shape/dtype, or ``t`` earlier than the previous frame's.
+            ClipError: the writer is closed or the encoder failed.
+        """
+        if self._closed:
+            raise ClipError("write() after close()")
+        if not isinstance(frame_bgr, np.ndarray) or frame_bgr.dtype != np.uint8 \
+                or frame_bgr.shape != (self.height, self.width, 3):
+            raise ValueError(
+                f"frame must be uint8 of shape ({self.height}, {self.width}, 3); got "
+                f"{getattr(frame_bgr, 'dtype', type(frame_bgr).__name__)} {getattr(frame_bgr, 'shape', '')}"
+            )
+        if self._first_t is None:
+            self._first_t = float(t)
+        pts = round((float(t) - self._first_t) / TIME_BASE)
+        if pts < self._last_pts:
+            raise ValueError(f"timestamps must not go backwards: t={t} after a later frame")
+        if pts == self._last_pts:
+            pts += 1
+        if frame_bgr.shape[:2] != (self.out_height, self.out_width):
+            frame_bgr = cv2.copyMakeBorder(frame_bgr, 0, self.out_height - self.height, 0,
+                                           self.out_width - self.width, cv2.BORDER_REPLICATE)
+        frame = av.VideoFrame.from_ndarray(frame_bgr, format="bgr24")
+        frame.pts = pts
+        frame.time_base = TIME_BASE
+        try:
+            self._mux(self._stream.encode(frame))
+        except av.error.FFmpegError as exc:
+            raise ClipError(f"encoding frame {self.frames} failed: {exc}") from exc
+        self._last_pts = pts
+        self.frames += 1
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            # The last sample's duration in mp4 comes from its packet; VFR input has no better value.
+            packet.duration = self._frame_ticks
+            self._container.mux(packet)
+
+    def close(self) -> ClipInfo:
+        """Flushes the encoder, finishes the mp4 (faststart), fsyncs it and renames it to ``path``.
+
+        Returns:
+            The finished clip's ``ClipInfo`` (also kept as ``self.info``).
+
+        Raises:
+            ClipError: no frame was written (the partial file is removed), or finishing the file failed.
+        """
+        if self._closed:
+            if self.info is None:
+                raise ClipError("close() after abort()")
+            return self.info
+        self._closed = True
+        if self.frames == 0:
+            self._container.close()
+            self.part_path.unlink(missing_ok=True)
+            raise ClipError(f"no frames written to {self.path}")
+        try:
+            self._mux(self._stream.encode(None))
+            self._container.close()
+        except av.error.FFmpegError as exc:
+            self.part_path.unlink(missing_ok=True)
+            raise ClipError(f"finishing {self.path} failed: {exc}") from exc
+        with open(self.part_path, "rb+") as f:
+            os.fsync(f.fileno())
+        size = self.part_path.stat().st_size
+        digest = _sha256_file(self.part_path)
+        os.replace(self.part_path, self.path)
+        fsync_dir(self.path.parent)
+        duration = float((self._last_pts + self._frame_ticks) * TIME_BASE)
+        self.info = ClipInfo(
+            path=self.path, bytes=size, sha256=digest, frames=self.frames, duration_s=duration,
+            width=self.out_width, height=self.out_height, fps=self.frames / duration,
+        )
+        log.debug("clip %s: %d frames, %.2f s, %d bytes", self.path.name, self.frames, duration, size)
+        return self.info
+
+    def abort(self) -> None:
+        """Stops writing and deletes the partial file (nothing is left at ``path`` or ``.part``)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._container.close()
+        except av.error.FFmpegError:  # pragma: no cover - best effort on a clip being thrown away
+            pass
+        self.part_path.unlink(missing_ok=True)
+
+
+def _draw_boxes(img: np.ndarray, boxes) -> None:
+    h, w = img.shape[:2]
+    thick = max(1, round(min(h, w) / 300))
+    scale = max(0.4, min(h, w) / 900)
+    for label, score, box in boxes:
+        if len(box) != 4:
+            raise ValueError(f"box must be (x1, y1, x2, y2), got {box!r}")
+        if any(not -0.5 <= float(v) <= 1.5 for v in box):
+            raise ValueError(f"box must be normalised to 0..1 of the frame, got {box!r}")
+        x1, y1, x2, y2 = (min(1.0, max(0.0, float(v))) for v in box)
+        p1 = (round(x1 * (w - 1)), round(y1 * (h - 1)))
+        p2 = (round(x2 * (w - 1)), round(y2 * (h - 1)))
+        color = (0, 0, 255) if label == "person" else (0, 200, 255)
+        cv2.rectangle(img, p1, p2, color, thick)
+        text = f"{label} {float(score):.2f}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        ty = p1[1] - 2 if p1[1] - th - base - 2 >= 0 else p1[1] + th + base + 2
+        cv2.rectangle(img, (p1[0], ty - th - base), (p1[0] + tw, ty + base // 2), color, cv2.FILLED)
+        cv2.putText(img, text, (p1[0], ty - base // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick,
+                    cv2.LINE_AA)
+
+
+def encode_snapshot(frame_bgr: np.ndarray, quality: int = 90,
+                    boxes: list[tuple[str, float, tuple[float, float, float, float]]] | None = None) -> bytes:
+    """Encodes a frame as JPEG, optionally with detection boxes and labels drawn on it.
+
+    Args:
+        frame_bgr: ``uint8`` array ``(height, width, 3)``, BGR. Not modified.
+        quality: JPEG quality 1..100.
+        boxes: ``(label, score, (x1, y1, x2, y2))`` with coordinates normalised to 0..1 of the frame (the
+            same convention as ``DetectionRef.box``); values slightly outside are clamped.
+
+    Returns:
+        JPEG bytes.
+
+    Raises:
+        ValueError: bad frame, quality or box.
+    """
+    if not isinstance(frame_bgr, np.ndarray) or frame_bgr.dtype != np.uint8 or frame_bgr.ndim != 3 \
+            or frame_bgr.shape[2] != 3:
+        raise ValueError("frame must be a uint8 array of shape (height, width, 3)")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be 1..100, got {quality}")
+    img = frame_bgr
+    if boxes:
+        img = frame_bgr.copy()
+        _draw_boxes(img, boxes)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()

@@ -1,0 +1,164 @@
+"""The composition root: builds every part of the edge daemon from its configuration and runs it.
+
+Threads: one per camera (capture → motion gate → detector → events → spool), one for delivery (spool →
+signed uploads → publish), one for heartbeats. Everything a component needs comes through its constructor,
+so tests swap parts here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vigint_edge import __version__
+from vigint_edge.api_client import EdgeApiClient
+from vigint_edge.capture import SourceUnavailable, VideoSource, redact
+from vigint_edge.config import CameraConfig, EdgeConfig
+from vigint_edge.delivery import Deliverer
+from vigint_edge.detector import Detector, load_detector
+from vigint_edge.events import CameraPipeline
+from vigint_edge.model_convert import default_model_path
+from vigint_edge.publisher import EventPublisher
+from vigint_edge.spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EdgeDaemon:
+    """A configured daemon.
+
+    Args:
+        config: the validated configuration.
+        detector: the object detector every camera shares (calls serialised).
+        spool: the durable spool of finished events.
+        deliverer: moves spooled events to the cloud.
+        api: the edge_api client (heartbeats).
+        stop: set to stop everything.
+        exit_when_done: when every camera's source has ended (files), deliver what is spooled and return.
+        max_frames: stop each camera after this many frames (tests).
+    """
+
+    config: EdgeConfig
+    detector: Detector
+    spool: Spool
+    deliverer: Deliverer
+    api: EdgeApiClient
+    stop: threading.Event = field(default_factory=threading.Event)
+    exit_when_done: bool = False
+    max_frames: int | None = None
+    drain_timeout_s: float = 120.0
+    pipelines: dict[str, CameraPipeline] = field(default_factory=dict)
+    sources: dict[str, VideoSource] = field(default_factory=dict)
+
+    def run(self) -> int:
+        """Runs until ``stop`` is set (or, with ``exit_when_done``, until sources end and the spool is empty).
+
+        Returns:
+            0 when everything spooled was delivered, 1 when events remain in the spool.
+        """
+        lock = threading.Lock()
+        work_dir = self.config.spool.dir / "recording"
+        for cam in self.config.cameras:
+            self.pipelines[cam.id] = CameraPipeline(cam, self.config.device, self.config.events, self.config.motion,
+                                                    self.detector, self.spool, work_dir, detector_lock=lock)
+        cameras = [threading.Thread(target=self._camera_loop, args=(cam,), name=f"camera-{cam.id}", daemon=True)
+                   for cam in self.config.cameras]
+        delivery_stop = threading.Event()
+        delivery = threading.Thread(target=self.deliverer.run, args=(delivery_stop,), name="delivery", daemon=True)
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        delivery.start()
+        heartbeat.start()
+        for t in cameras:
+            t.start()
+        try:
+            if self.exit_when_done:
+                for t in cameras:
+                    while t.is_alive() and not self.stop.is_set():
+                        t.join(0.5)
+                self._drain()
+                self.stop.set()
+            else:
+                while not self.stop.wait(1.0):
+                    pass
+        except KeyboardInterrupt:
+            self.stop.set()
+        for t in cameras:
+            t.join(10)
+        delivery_stop.set()
+        delivery.join(30)
+        remaining = len(self.spool.pending())
+        if remaining:
+            log.warning("%d event(s) remain in the spool; they are delivered on the next start", remaining)
+        return 1 if remaining else 0
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.drain_timeout_s
+        while self.spool.pending() and time.monotonic() < deadline and not self.stop.is_set():
+            time.sleep(0.2)
+
+    def _camera_loop(self, cam: CameraConfig) -> None:
+        pipeline = self.pipelines[cam.id]
+        source = VideoSource(cam, stop=self.stop, max_frames=self.max_frames)
+        self.sources[cam.id] = source
+        try:
+            for frame in source.frames():
+                if source.fps:
+                    pipeline.fps = source.fps
+                pipeline.process(frame)
+        except SourceUnavailable as exc:
+            log.error("%s", exc)
+        except Exception:
+            log.exception("camera %s (%s): pipeline failed", cam.id, redact(cam.source))
+        finally:
+            try:
+                pipeline.finish()
+            except Exception:
+                log.exception("camera %s: could not finish the active event", cam.id)
+        log.info("camera %s: source ended after %d frames (%d events)", cam.id, pipeline.stats.frames,
+                 pipeline.stats.events)
+
+    def status(self) -> dict:
+        """What a heartbeat reports: per-camera fps and detector latency, spool depth and bytes, version."""
+        return {
+            "version": __version__,
+            "cameras": {
+                cid: {"fps": round(p.stats.fps, 2), "detector_ms": round(p.stats.detector_ms, 2),
+                      "frames": p.stats.frames, "events": p.stats.events,
+                      "motion_skipped": p.stats.motion_skipped}
+                for cid, p in self.pipelines.items()
+            },
+            "spool": self.spool.stats(),
+        }
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stop.wait(self.config.heartbeat_s):
+            try:
+                self.api.heartbeat(self.status())
+            except Exception as exc:  # the next beat tries again; events are unaffected
+                log.warning("heartbeat failed: %s", exc)
+
+
+def build_daemon(config: EdgeConfig, secret: str, *, detector: Detector | None = None,
+                 exit_when_done: bool = False, max_frames: int | None = None) -> EdgeDaemon:
+    """Wires the real parts together from the configuration (the one composition root).
+
+    Raises:
+        FileNotFoundError: the model file does not exist.
+    """
+    if detector is None:
+        model_path = config.model.path or default_model_path()
+        labels_of_interest = {label for cam in config.cameras for label in cam.labels}
+        detector = load_detector(model_path, config.model.device, labels_path=config.model.labels_path,
+                                 labels_of_interest=labels_of_interest,
+                                 score_threshold=min(cam.min_score for cam in config.cameras))
+    spool = Spool(Path(config.spool.dir), max_bytes=config.spool.max_bytes)
+    dev = config.device
+    api = EdgeApiClient(dev.api_url, dev.tenant_id, dev.device_id, secret)
+    publisher = EventPublisher.from_api(api)
+    deliverer = Deliverer(spool, api, publisher, key_version=dev.key_version, secret=secret)
+    return EdgeDaemon(config=config, detector=detector, spool=spool, deliverer=deliverer, api=api,
+                      exit_when_done=exit_when_done, max_frames=max_frames)

@@ -1,0 +1,242 @@
+"""From detections to events: the per-camera pipeline.
+
+For each frame: keep it in the pre-roll ring buffer; at the detect rate, gate on motion and run the
+detector; ``min_hits`` detector frames in a row with a wanted object start an event whose clip begins
+``pre_roll_s`` earlier; every frame of an active event goes to the H.264 clip writer as it arrives (memory
+stays bounded); ``post_roll_s`` after the last detection, or at ``max_length_s``, the event ends: clip closed,
+best frame encoded as the snapshot, the event record built, and all three put in the durable spool.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vigint_edge.capture import Frame
+from vigint_edge.clip import ClipWriter, encode_snapshot
+from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
+from vigint_edge.detector import Detection, Detector
+from vigint_edge.event_model import ClipRef, DetectionRef, EdgeEvent, SnapshotRef, new_event_id
+from vigint_edge.motion import MotionGate
+from vigint_edge.spool import Spool
+
+log = logging.getLogger(__name__)
+MAX_DETECTIONS = 50  # per event message (docs/contracts.md)
+
+
+@dataclass
+class CameraStats:
+    """Counters a heartbeat or the status endpoint reports for one camera."""
+
+    frames: int = 0
+    detect_frames: int = 0
+    motion_skipped: int = 0
+    events: int = 0
+    detector_ms_total: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / max(1e-6, time.monotonic() - self.started)
+
+    @property
+    def detector_ms(self) -> float:
+        return self.detector_ms_total / max(1, self.detect_frames)
+
+
+@dataclass
+class _ActiveEvent:
+    event_id: str
+    writer: ClipWriter
+    clip_path: Path
+    t0: float
+    start_wall: object
+    last_seen_t: float
+    last_frame: Frame | None = None
+    labels: collections.Counter = field(default_factory=collections.Counter)
+    max_count: dict = field(default_factory=dict)
+    top_score: float = 0.0
+    best: tuple[float, np.ndarray, list[Detection], object] | None = None  # (rank, image, dets, wall)
+    detections: dict = field(default_factory=dict)  # whole second -> DetectionRef (best in that second)
+
+
+class CameraPipeline:
+    """Turns one camera's frames into spooled events.
+
+    Args:
+        camera: the camera's settings (labels, thresholds, detect rate).
+        device: tenant and device ids for event records and object names.
+        events: pre/post roll, maximum length, confirmation hits.
+        motion: the motion gate's settings.
+        detector: any ``Detector``; calls are serialised with ``detector_lock`` when given.
+        spool: where finished events go.
+        work_dir: where clips are written while their event is active.
+        detector_lock: shared by cameras that share one detector.
+    """
+
+    def __init__(self, camera: CameraConfig, device: DeviceConfig, events: EventConfig, motion: MotionConfig,
+                 detector: Detector, spool: Spool, work_dir: Path, detector_lock: threading.Lock | None = None):
+        self.camera = camera
+        self.device = device
+        self.cfg = events
+        self.detector = detector
+        self.spool = spool
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = detector_lock or threading.Lock()
+        self.motion = MotionGate(motion)
+        self.stats = CameraStats()
+        self.fps = 10.0
+        self._ring: collections.deque[Frame] = collections.deque()
+        self._next_detect_t = 0.0
+        self._hits = 0
+        self._active: _ActiveEvent | None = None
+        self.finished: list[EdgeEvent] = []  # events spooled by this pipeline, in order
+
+    # ------------------------------------------------------------------------------------------ input
+    def process(self, frame: Frame) -> None:
+        """Feeds one frame (in capture order)."""
+        self.stats.frames += 1
+        self._ring.append(frame)
+        while self._ring and frame.t - self._ring[0].t > self.cfg.pre_roll_s:
+            self._ring.popleft()
+        if self._active is not None:
+            self._write(frame)
+        if frame.t + 1e-9 >= self._next_detect_t:
+            self._next_detect_t = max(self._next_detect_t + 1.0 / self.camera.detect_fps, frame.t)
+            self._detect(frame)
+        if self._active is not None:
+            ev = self._active
+            if frame.t - ev.last_seen_t > self.cfg.post_roll_s:
+                self._finish()
+            elif frame.t - ev.t0 >= self.cfg.max_length_s:
+                still_active = frame.t - ev.last_seen_t < 1.0
+                self._finish()
+                if still_active:  # split: the next event starts right here, without re-sending pre-roll
+                    self._ring.clear()
+                    self._ring.append(frame)
+                    self._start(frame)
+
+    def finish(self) -> None:
+        """Ends the active event, if any (the source ended or the daemon is stopping)."""
+        if self._active is not None:
+            self._finish()
+
+    # -------------------------------------------------------------------------------------- detection
+    def _detect(self, frame: Frame) -> None:
+        moving = self.motion.update(frame.image)
+        if not moving and self._active is None:
+            self.stats.motion_skipped += 1
+            self._hits = 0
+            return
+        started = time.perf_counter()
+        with self.lock:
+            found = self.detector.detect(frame.image)
+        self.stats.detector_ms_total += (time.perf_counter() - started) * 1000
+        self.stats.detect_frames += 1
+        wanted = [d for d in found if d.label in self.camera.labels and d.score >= self.camera.min_score]
+        if not wanted:
+            self._hits = 0
+            return
+        self._hits += 1
+        if self._active is None:
+            if self._hits < self.cfg.min_hits:
+                return
+            self._start(frame)
+        self._observe(frame, wanted)
+
+    def _start(self, frame: Frame) -> None:
+        first = self._ring[0] if self._ring else frame
+        event_id = new_event_id(first.wall)
+        h, w = frame.image.shape[:2]
+        clip_path = self.work_dir / f"{event_id}.mp4"
+        writer = ClipWriter(clip_path, width=w, height=h, fps=self.fps)
+        self._active = _ActiveEvent(event_id=event_id, writer=writer, clip_path=clip_path, t0=first.t,
+                                    start_wall=first.wall, last_seen_t=frame.t)
+        for f in self._ring:  # pre-roll, including this frame
+            self._write(f)
+        log.info("camera %s: event %s started", self.camera.id, event_id)
+
+    def _write(self, frame: Frame) -> None:
+        ev = self._active
+        if ev.last_frame is not None and frame.t <= ev.last_frame.t:
+            return
+        ev.writer.write(frame.image, frame.t - ev.t0)
+        ev.last_frame = frame
+
+    def _observe(self, frame: Frame, dets: list[Detection]) -> None:
+        ev = self._active
+        ev.last_seen_t = frame.t
+        counts = collections.Counter(d.label for d in dets)
+        ev.labels.update(counts)
+        for label, n in counts.items():
+            ev.max_count[label] = max(ev.max_count.get(label, 0), n)
+        ev.top_score = max(ev.top_score, max(d.score for d in dets))
+        alerting = [d for d in dets if d.label in self.camera.alert_labels] or dets
+        rank = sum(d.score for d in alerting) + 0.01 * sum(d.area for d in alerting) / frame.image[..., 0].size
+        if ev.best is None or rank > ev.best[0]:
+            ev.best = (rank, frame.image.copy(), dets, frame.wall)
+        h, w = frame.image.shape[:2]
+        second = int(frame.t)
+        best_here = max(dets, key=lambda d: d.score)
+        prev = ev.detections.get(second)
+        if prev is None or best_here.score > prev.score:
+            x1, y1, x2, y2 = best_here.box
+            ev.detections[second] = DetectionRef(
+                label=best_here.label, score=round(float(best_here.score), 4),
+                box=[_clamp(x1 / w), _clamp(y1 / h), _clamp(x2 / w), _clamp(y2 / h)], time=frame.wall,
+            )
+
+    # ------------------------------------------------------------------------------------------ output
+    def _finish(self) -> None:
+        ev, self._active = self._active, None
+        self._hits = 0
+        info = ev.writer.close()
+        _, image, dets, snap_wall = ev.best
+        snapshot = encode_snapshot(image, boxes=[(d.label, d.score, d.box) for d in dets])
+        prefix = f"tenants/{self.device.tenant_id}/devices/{self.device.device_id}/events/{ev.event_id}"
+        labels = [label for label, _ in ev.labels.most_common()]
+        refs = [ev.detections[k] for k in sorted(ev.detections)]
+        if len(refs) > MAX_DETECTIONS:
+            refs = sorted(sorted(refs, key=lambda r: -r.score)[:MAX_DETECTIONS], key=lambda r: r.time)
+        event = EdgeEvent(
+            event_id=ev.event_id,
+            tenant_id=self.device.tenant_id,
+            device_id=self.device.device_id,
+            camera_id=self.camera.id,
+            kind="detection",
+            severity="alert" if any(label in self.camera.alert_labels for label in labels) else "detection",
+            labels=labels,
+            start_time=ev.start_wall,
+            end_time=ev.last_frame.wall,
+            top_score=round(float(ev.top_score), 4),
+            max_count=ev.max_count,
+            detections=refs,
+            zones=[],
+            clip=ClipRef(object=f"{prefix}/clip.mp4", content_type="video/mp4", bytes=info.bytes,
+                         sha256=info.sha256, duration_s=round(info.duration_s, 3), frames=info.frames,
+                         width=info.width, height=info.height, fps=round(info.fps, 3)),
+            snapshot=SnapshotRef(object=f"{prefix}/snapshot.jpg", content_type="image/jpeg", bytes=len(snapshot),
+                                 sha256=_sha256(snapshot), time=snap_wall),
+        )
+        self.spool.put(event, info.path, snapshot)
+        self.stats.events += 1
+        self.finished.append(event)
+        log.info("camera %s: event %s ended (%s, %.1f s, %d frames) and was spooled",
+                 self.camera.id, ev.event_id, ",".join(labels), info.duration_s, info.frames)
+
+
+def _clamp(v: float) -> float:
+    return round(min(1.0, max(0.0, float(v))), 4)
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()

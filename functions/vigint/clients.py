@@ -1,0 +1,52 @@
+"""Google clients created lazily on first use and cached for the life of the process.
+
+Cold start matters in Cloud Functions, so nothing here connects at import (python-docs-samples
+``tips-lazy-globals``). Each client honours the emulator variables (``FIRESTORE_EMULATOR_HOST``,
+``PUBSUB_EMULATOR_HOST``, ``STORAGE_EMULATOR_HOST``) by itself. ``reset()`` forgets every cached client and
+the cached settings (tests change the environment between cases).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from vigint import config
+
+
+@functools.lru_cache(maxsize=1)
+def firestore():
+    """The Firestore client (``google.cloud.firestore.Client``) for ``GOOGLE_CLOUD_PROJECT``."""
+    from google.cloud import firestore as fs
+
+    return fs.Client(project=config.settings().project)
+
+
+@functools.lru_cache(maxsize=1)
+def storage():
+    """The Cloud Storage client; anonymous against fake-gcs-server, default credentials otherwise."""
+    from google.cloud import storage as gcs
+
+    s = config.settings()
+    if s.storage_emulator_host:
+        from google.auth.credentials import AnonymousCredentials
+
+        return gcs.Client(project=s.project, credentials=AnonymousCredentials())
+    return gcs.Client(project=s.project)
+
+
+@functools.lru_cache(maxsize=1)
+def publisher():
+    """The Pub/Sub ``PublisherClient``."""
+    from google.cloud import pubsub_v1
+
+    return pubsub_v1.PublisherClient()
+
+
+def reset() -> None:
+    """Forgets the cached clients and settings; the next call builds them from the current environment."""
+    for cached in (firestore, storage, publisher):
+        cached.cache_clear()
+    config.settings.cache_clear()
+    from vigint import storage as vstorage
+
+    vstorage.reset_signer()

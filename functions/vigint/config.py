@@ -1,0 +1,116 @@
+"""Typed configuration of the cloud functions, read once from the environment (docs/contracts.md).
+
+Terraform sets these variables in Google Cloud; ``infra/local/stack.py`` sets them locally. ``settings()``
+caches the parsed result; ``vigint.clients.reset()`` clears that cache (tests change the environment).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class ConfigError(RuntimeError):
+    """A required variable is missing or a value is unusable; the message names the variable."""
+
+
+class Settings(BaseModel):
+    """The functions' settings. Field docs name the environment variable each comes from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    project: str = Field(min_length=1, description="GOOGLE_CLOUD_PROJECT")
+    bucket: str = Field(min_length=1, description="VIGINT_BUCKET: the clips bucket")
+    device_key_secret: SecretStr = Field(description="VIGINT_DEVICE_KEY_SECRET: master key of device secrets")
+    public_base_url: str = Field(default="", description="VIGINT_PUBLIC_BASE_URL: base URL of video_link")
+    edge_events_topic: str = "edge-events"
+    ingested_topic: str = "events-ingested"
+    analyzed_topic: str = "events-analyzed"
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Vigint Alerts <alerts@vigint.invalid>"
+    gemini_api_key: SecretStr | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str | None = None
+    signing_service_account: str | None = None
+    publisher_service_account: str | None = None
+    upload_url_ttl_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
+    playback_url_ttl_seconds: int = Field(default=600, ge=1, le=7 * 24 * 3600)
+    firestore_emulator_host: str | None = None
+    pubsub_emulator_host: str | None = None
+    storage_emulator_host: str | None = None
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @property
+    def storage_endpoint(self) -> str:
+        """Scheme + host that signed URLs point at: fake-gcs-server locally, Google's endpoint otherwise."""
+        return (self.storage_emulator_host or "https://storage.googleapis.com").rstrip("/")
+
+
+# Environment variable -> Settings field.
+ENV = {
+    "GOOGLE_CLOUD_PROJECT": "project",
+    "VIGINT_BUCKET": "bucket",
+    "VIGINT_DEVICE_KEY_SECRET": "device_key_secret",
+    "VIGINT_PUBLIC_BASE_URL": "public_base_url",
+    "VIGINT_EDGE_EVENTS_TOPIC": "edge_events_topic",
+    "VIGINT_INGESTED_TOPIC": "ingested_topic",
+    "VIGINT_ANALYZED_TOPIC": "analyzed_topic",
+    "VIGINT_SMTP_HOST": "smtp_host",
+    "VIGINT_SMTP_PORT": "smtp_port",
+    "VIGINT_SMTP_USER": "smtp_user",
+    "VIGINT_SMTP_PASSWORD": "smtp_password",
+    "VIGINT_SMTP_STARTTLS": "smtp_starttls",
+    "VIGINT_MAIL_FROM": "mail_from",
+    "GEMINI_API_KEY": "gemini_api_key",
+    "VIGINT_GEMINI_MODEL": "gemini_model",
+    "GOOGLE_GEMINI_BASE_URL": "gemini_base_url",
+    "VIGINT_SIGNING_SERVICE_ACCOUNT": "signing_service_account",
+    "VIGINT_PUBLISHER_SERVICE_ACCOUNT": "publisher_service_account",
+    "VIGINT_UPLOAD_URL_TTL_SECONDS": "upload_url_ttl_seconds",
+    "VIGINT_PLAYBACK_URL_TTL_SECONDS": "playback_url_ttl_seconds",
+    "FIRESTORE_EMULATOR_HOST": "firestore_emulator_host",
+    "PUBSUB_EMULATOR_HOST": "pubsub_emulator_host",
+    "STORAGE_EMULATOR_HOST": "storage_emulator_host",
+}
+
+
+def load(environ: dict[str, str] | None = None) -> Settings:
+    """Parses settings from ``environ`` (default ``os.environ``); empty values count as unset.
+
+    Raises:
+        ConfigError: a required variable is missing or a value does not parse (names the variable,
+            never its value).
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for var, field in ENV.items():
+        raw = environ.get(var, "").strip()
+        if not raw:
+            continue
+        values[field] = raw.lower() in _TRUE if field == "smtp_starttls" else raw
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        by_field = {v: k for k, v in ENV.items()}
+        problems = "; ".join(
+            f"{by_field.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors(include_input=False)
+        )
+        raise ConfigError(f"invalid function configuration: {problems}") from None
+
+
+@functools.lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process's settings, parsed on first use and cached (see ``load``)."""
+    return load()

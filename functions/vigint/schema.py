@@ -1,0 +1,131 @@
+"""The edge event message, schema version 1 (docs/contracts.md, "Event message").
+
+``EdgeEvent`` is strict: unknown fields are rejected, identifiers must match the contract's patterns,
+``end_time >= start_time``, times carry a UTC offset, and the clip/snapshot objects must be exactly the
+event's own ``tenants/{t}/devices/{d}/events/{e}/clip.mp4`` / ``snapshot.jpg`` (so a device cannot point an
+event at another device's or tenant's objects).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# Allowed files of one event: name -> (content type, size limit in bytes). Limits from docs/contracts.md.
+EVENT_FILES: dict[str, tuple[str, int]] = {
+    "clip.mp4": ("video/mp4", 512 * 1024 * 1024),
+    "snapshot.jpg": ("image/jpeg", 10 * 1024 * 1024),
+}
+
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
+EventId = Annotated[str, Field(pattern=EVENT_ID_PATTERN)]
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$")]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _aware(v: datetime) -> datetime:
+    if v.tzinfo is None or v.utcoffset() is None:
+        raise ValueError("time must carry a UTC offset (RFC 3339, e.g. 2026-11-22T06:00:00Z)")
+    return v
+
+
+UtcTime = Annotated[datetime, AfterValidator(_aware)]
+
+
+def event_prefix(tenant_id: str, device_id: str, event_id: str) -> str:
+    """``tenants/{tenant_id}/devices/{device_id}/events/{event_id}/``: where an event's objects live."""
+    return f"tenants/{tenant_id}/devices/{device_id}/events/{event_id}/"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Detection(_Strict):
+    """One detection: ``box`` is ``[x1, y1, x2, y2]`` normalised to 0..1 of the frame."""
+
+    label: Label
+    score: Score
+    box: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=4, max_length=4)]
+    time: UtcTime
+
+    @model_validator(mode="after")
+    def _ordered_box(self) -> "Detection":
+        x1, y1, x2, y2 = self.box
+        if x2 < x1 or y2 < y1:
+            raise ValueError("box must be [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
+        return self
+
+
+class Clip(_Strict):
+    """The event clip (H.264 mp4, faststart)."""
+
+    object: str = Field(max_length=1024)
+    content_type: Literal["video/mp4"]
+    bytes: int = Field(ge=0, le=EVENT_FILES["clip.mp4"][1])
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    duration_s: float = Field(ge=0.0)
+    frames: int = Field(ge=0)
+    width: int = Field(gt=0, le=16384)
+    height: int = Field(gt=0, le=16384)
+    fps: float = Field(gt=0.0, le=1000.0)
+
+
+class Snapshot(_Strict):
+    """The event's best still (JPEG)."""
+
+    object: str = Field(max_length=1024)
+    content_type: Literal["image/jpeg"]
+    bytes: int = Field(ge=0, le=EVENT_FILES["snapshot.jpg"][1])
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    time: UtcTime
+
+
+class EdgeEvent(_Strict):
+    """An event as published by an edge device on ``edge-events`` (schema version 1).
+
+    Raises (on validation):
+        pydantic.ValidationError: any field missing, extra, of the wrong type or out of range.
+    """
+
+    schema_version: Literal[1]
+    event_id: EventId
+    tenant_id: Slug
+    device_id: Slug
+    camera_id: Slug
+    kind: Literal["detection", "camera_health"]
+    severity: Literal["alert", "detection"]
+    labels: Annotated[list[Label], Field(max_length=100)]
+    start_time: UtcTime
+    end_time: UtcTime
+    top_score: Score
+    max_count: Annotated[dict[Label, Annotated[int, Field(ge=0)]], Field(max_length=100)]
+    detections: Annotated[list[Detection], Field(max_length=50)]
+    zones: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=50)]
+    clip: Clip
+    snapshot: Snapshot
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EdgeEvent":
+        if self.end_time < self.start_time:
+            raise ValueError("end_time must not be before start_time")
+        prefix = event_prefix(self.tenant_id, self.device_id, self.event_id)
+        if self.clip.object != prefix + "clip.mp4":
+            raise ValueError(f"clip.object must be {prefix}clip.mp4")
+        if self.snapshot.object != prefix + "snapshot.jpg":
+            raise ValueError(f"snapshot.object must be {prefix}snapshot.jpg")
+        return self
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> "EdgeEvent":
+        """Validates UTF-8 JSON message data.
+
+        Raises:
+            pydantic.ValidationError: not JSON, or not a valid event.
+        """
+        return cls.model_validate_json(data)
