@@ -1,0 +1,39 @@
+# Vigint — one entry point for set-up, the local stack, the demo and the tests.
+# Everything is installed into .venv from pinned requirements; assets (model, test video) are cached in .local/.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requirements.txt edge_daemon/requirements.txt constraints.txt | sha256sum | cut -c1-12)
+VIDEO  ?=
+
+.PHONY: setup assets demo test up down status bench clean
+
+$(STAMP):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt -c constraints.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)
+
+assets: setup  ## the detector model (converted to OpenVINO IR) and the vtest.avi pedestrian clip
+	$(PY) -m infra.assets all
+
+demo: setup  ## the whole system on the local stack, on real video (VIDEO=path to use another file)
+	$(PY) -m infra.demo $(if $(VIDEO),--video "$(VIDEO)")
+
+test: setup  ## the whole suite; starts and stops its own emulators
+	$(PY) -m pytest
+
+up: setup  ## the local stack alone (ports: VIGINT_PORT_<PART>=...)
+	$(PY) -m infra.local.stack up
+
+down:  ## stops what `make up` / `make demo` started, and only that
+	@if [ -x $(PY) ]; then $(PY) -m infra.local.stack down; else echo "nothing running"; fi
+
+status:
+	$(PY) -m infra.local.stack status
+
+clean: down
+	rm -rf .local/stack .local/demo
