@@ -248,18 +248,21 @@ class ClipWriter:
         self.part_path.unlink(missing_ok=True)
 
 
-def _draw_boxes(img: np.ndarray, boxes) -> None:
+def _draw_boxes(img: np.ndarray, boxes, normalized: bool) -> None:
     h, w = img.shape[:2]
-    thick = max(1, round(min(h, w) / 300))
+    thick = max(2, round(min(h, w) / 240))
     scale = max(0.4, min(h, w) / 900)
     for label, score, box in boxes:
         if len(box) != 4:
             raise ValueError(f"box must be (x1, y1, x2, y2), got {box!r}")
-        if any(not -0.5 <= float(v) <= 1.5 for v in box):
-            raise ValueError(f"box must be normalised to 0..1 of the frame, got {box!r}")
-        x1, y1, x2, y2 = (min(1.0, max(0.0, float(v))) for v in box)
-        p1 = (round(x1 * (w - 1)), round(y1 * (h - 1)))
-        p2 = (round(x2 * (w - 1)), round(y2 * (h - 1)))
+        x1, y1, x2, y2 = (float(v) for v in box)
+        if normalized:
+            if any(not -0.5 <= v <= 1.5 for v in (x1, y1, x2, y2)):
+                raise ValueError(f"normalized box must be within 0..1 of the frame, got {box!r}")
+            x1, x2 = x1 * (w - 1), x2 * (w - 1)
+            y1, y2 = y1 * (h - 1), y2 * (h - 1)
+        p1 = (round(min(w - 1, max(0.0, x1))), round(min(h - 1, max(0.0, y1))))
+        p2 = (round(min(w - 1, max(0.0, x2))), round(min(h - 1, max(0.0, y2))))
         color = (0, 0, 255) if label == "person" else (0, 200, 255)
         cv2.rectangle(img, p1, p2, color, thick)
         text = f"{label} {float(score):.2f}"
@@ -271,14 +274,17 @@ def _draw_boxes(img: np.ndarray, boxes) -> None:
 
 
 def encode_snapshot(frame_bgr: np.ndarray, quality: int = 90,
-                    boxes: list[tuple[str, float, tuple[float, float, float, float]]] | None = None) -> bytes:
+                    boxes: list[tuple[str, float, tuple[float, float, float, float]]] | None = None,
+                    normalized: bool = False) -> bytes:
     """Encodes a frame as JPEG, optionally with detection boxes and labels drawn on it.
 
     Args:
         frame_bgr: ``uint8`` array ``(height, width, 3)``, BGR. Not modified.
         quality: JPEG quality 1..100.
-        boxes: ``(label, score, (x1, y1, x2, y2))`` with coordinates normalised to 0..1 of the frame (the
-            same convention as ``DetectionRef.box``); values slightly outside are clamped.
+        boxes: ``(label, score, (x1, y1, x2, y2))``, corners in pixels of this frame (the detector's
+            output); parts outside the frame are clamped to it.
+        normalized: the box corners are fractions 0..1 of the frame width/height instead (the
+            convention of ``DetectionRef.box``); values far outside 0..1 are refused.
 
     Returns:
         JPEG bytes.
@@ -294,7 +300,7 @@ def encode_snapshot(frame_bgr: np.ndarray, quality: int = 90,
     img = frame_bgr
     if boxes:
         img = frame_bgr.copy()
-        _draw_boxes(img, boxes)
+        _draw_boxes(img, boxes, normalized)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ValueError("JPEG encoding failed")

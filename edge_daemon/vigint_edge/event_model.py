@@ -83,6 +83,7 @@ UtcDatetime = Annotated[
 ]
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
 Sha256Hex = Annotated[str, Field(pattern=SHA256_PATTERN)]
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$")]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -127,9 +128,9 @@ class ClipRef(_Strict):
     sha256: Sha256Hex
     duration_s: float = Field(ge=0.0)
     frames: int = Field(ge=0)
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-    fps: float = Field(gt=0.0)
+    width: int = Field(gt=0, le=16384)
+    height: int = Field(gt=0, le=16384)
+    fps: float = Field(gt=0.0, le=1000.0)
 
     @classmethod
     def from_info(cls, info, object: str) -> "ClipRef":  # noqa: A002 - contract field name
@@ -180,7 +181,7 @@ class DetectionRef(_Strict):
         time: UTC capture time of the frame.
     """
 
-    label: str = Field(min_length=1, max_length=64)
+    label: Label
     score: Score
     box: list[Unit] = Field(min_length=4, max_length=4)
     time: UtcDatetime
@@ -196,6 +197,10 @@ class DetectionRef(_Strict):
 class EdgeEvent(_Strict):
     """The event message (docs/contracts.md, "Event message"), schema version 1.
 
+    The constraints mirror the cloud's ``functions/vigint/schema.py`` so a bad event fails here, at
+    creation, instead of being dropped by ``ingest``: label pattern, at most 50 detections, and the clip
+    and snapshot objects must be this event's own (``object_name(...)``).
+
     Raises:
         pydantic.ValidationError: on construction/validation with bad fields (unknown field, bad slug,
             naive datetime, end before start, more than 50 detections, ...).
@@ -208,13 +213,13 @@ class EdgeEvent(_Strict):
     camera_id: Slug
     kind: Literal["detection", "camera_health"]
     severity: Literal["alert", "detection"]
-    labels: list[str] = Field(default_factory=list)
+    labels: list[Label] = Field(default_factory=list, max_length=100)
     start_time: UtcDatetime
     end_time: UtcDatetime
     top_score: Score = 0.0
-    max_count: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    max_count: dict[Label, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=100)
     detections: list[DetectionRef] = Field(default_factory=list, max_length=MAX_DETECTIONS)
-    zones: list[str] = Field(default_factory=list)
+    zones: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=50)
     clip: ClipRef | None = None
     snapshot: SnapshotRef | None = None
 
@@ -229,6 +234,10 @@ class EdgeEvent(_Strict):
     def _times(self) -> "EdgeEvent":
         if self.end_time < self.start_time:
             raise ValueError("end_time must not be before start_time")
+        for ref, name in ((self.clip, CLIP_NAME), (self.snapshot, SNAPSHOT_NAME)):
+            expected = object_name(self.tenant_id, self.device_id, self.event_id, name)
+            if ref is not None and ref.object != expected:
+                raise ValueError(f"{name} object must be {expected} (docs/contracts.md), got {ref.object}")
         return self
 
     def to_message_bytes(self) -> bytes:

@@ -21,6 +21,7 @@ delivered, with ``clip`` null in the message (``SpoolState.clip_evicted``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -183,8 +184,6 @@ class Spool:
             if size != event.clip.bytes:
                 raise ValueError(f"clip {clip_path} has {size} bytes, event.clip.bytes says {event.clip.bytes}")
         if snapshot_jpeg is not None:
-            import hashlib
-
             if len(snapshot_jpeg) != event.snapshot.bytes or \
                     hashlib.sha256(snapshot_jpeg).hexdigest() != event.snapshot.sha256:
                 raise ValueError("snapshot bytes do not match event.snapshot (bytes/sha256)")
@@ -196,8 +195,16 @@ class Spool:
             final = self.ready_dir / eid
             if final.exists() or (self.failed_dir / eid).exists():
                 raise FileExistsError(f"event {eid} is already spooled")
+            clip_bytes = event.clip.bytes if event.clip else 0
+            if clip_bytes and incoming > self.max_bytes:
+                # The clip can never fit: evicting older clips for it would only lose them too.
+                log.warning("spool: the clip of %s (%d bytes) is larger than the whole %d-byte budget: "
+                            "keeping the event without it", eid, clip_bytes, self.max_bytes)
+                state.clip_evicted = True
+                incoming -= clip_bytes
             self._make_room(incoming)
-            if clip_path is not None and self._bytes() + incoming > self.max_bytes:
+            if clip_path is not None and not state.clip_evicted and self._bytes() + incoming > self.max_bytes:
+                incoming -= clip_bytes
                 log.warning("spool: no room for the clip of %s (%d bytes, budget %d): keeping the event "
                             "without it", eid, event.clip.bytes, self.max_bytes)
                 state.clip_evicted = True

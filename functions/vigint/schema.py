@@ -1,8 +1,9 @@
 """The edge event message, schema version 1 (docs/contracts.md, "Event message").
 
 ``EdgeEvent`` is strict: unknown fields are rejected, identifiers must match the contract's patterns,
-``end_time >= start_time``, times carry a UTC offset, and the clip/snapshot objects must be exactly the
-event's own ``tenants/{t}/devices/{d}/events/{e}/clip.mp4`` / ``snapshot.jpg`` (so a device cannot point an
+``end_time >= start_time``, labels are distinct, times carry a UTC offset, clip and snapshot may be
+absent (``null``: e.g. ``camera_health`` events, or a clip the edge could not cut), and the clip/snapshot objects must be
+exactly the event's own ``tenants/{t}/devices/{d}/events/{e}/clip.mp4`` / ``snapshot.jpg`` (so a device cannot point an
 event at another device's or tenant's objects).
 """
 
@@ -107,17 +108,19 @@ class EdgeEvent(_Strict):
     max_count: Annotated[dict[Label, Annotated[int, Field(ge=0)]], Field(max_length=100)]
     detections: Annotated[list[Detection], Field(max_length=50)]
     zones: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=50)]
-    clip: Clip
-    snapshot: Snapshot
+    clip: Clip | None = None
+    snapshot: Snapshot | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "EdgeEvent":
         if self.end_time < self.start_time:
             raise ValueError("end_time must not be before start_time")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be distinct")
         prefix = event_prefix(self.tenant_id, self.device_id, self.event_id)
-        if self.clip.object != prefix + "clip.mp4":
+        if self.clip is not None and self.clip.object != prefix + "clip.mp4":
             raise ValueError(f"clip.object must be {prefix}clip.mp4")
-        if self.snapshot.object != prefix + "snapshot.jpg":
+        if self.snapshot is not None and self.snapshot.object != prefix + "snapshot.jpg":
             raise ValueError(f"snapshot.object must be {prefix}snapshot.jpg")
         return self
 

@@ -1,0 +1,291 @@
+"""Client of the cloud's device-authenticated ``edge_api`` (wire format: docs/contracts.md, "edge_api").
+
+Every request carries ``Authorization: Bearer <secret>``, ``X-Vigint-Tenant`` and ``X-Vigint-Device``.
+Connection errors, timeouts, 429 and 5xx are retried with exponential backoff and jitter (tenacity), a
+bounded number of times; then ``TransientApiError`` is raised. Any other 4xx is final at once:
+``AuthError`` for 401/403 (the device's credentials, not one event, are the problem) and
+``PermanentApiError`` otherwise. Neither the secret nor a signed URL is ever logged or put in an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Literal
+
+import requests
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "EdgeApiClient",
+    "PermanentApiError",
+    "PublishCredentials",
+    "TransientApiError",
+    "UploadFile",
+    "UploadTarget",
+    "is_transient",
+]
+
+
+class ApiError(Exception):
+    """An ``edge_api`` call failed.
+
+    Attributes:
+        status: HTTP status, or None when no response arrived.
+        error: the ``error`` field of the answer, if any.
+        field: the ``field`` field of a 400 answer, if any.
+    """
+
+    def __init__(self, message: str, status: int | None = None, error: str | None = None,
+                 field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.field = field
+
+
+class TransientApiError(ApiError):
+    """Retries ran out on connection errors, timeouts, 429 or 5xx; trying later may work."""
+
+
+class PermanentApiError(ApiError):
+    """The request was refused (4xx other than 429) or the answer was malformed; retrying will not help."""
+
+
+class AuthError(PermanentApiError):
+    """401/403: the device is unknown, revoked or has the wrong secret. Affects every request."""
+
+
+class UploadFile(BaseModel):
+    """One file the device wants to upload (``files[]`` of ``POST /v1/uploads``)."""
+
+    name: str
+    content_type: str
+    bytes: int = Field(ge=0)
+
+
+class UploadTarget(BaseModel):
+    """Where to PUT one file: a V4 signed URL (its query string is a credential: never log it)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    object: str
+    url: SecretStr
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str] = Field(default_factory=dict)
+    expires_at: datetime | None = None
+
+
+class PublishCredentials(BaseModel):
+    """What ``POST /v1/publish-credentials`` returns.
+
+    Attributes:
+        topic: full topic path ``projects/{p}/topics/edge-events``.
+        mode: ``"emulator"`` (local stack) or ``"access_token"`` (Google Cloud).
+        access_token: OAuth2 access token of the publish-only service account (``access_token`` mode).
+        expires_at: when the token expires (aware, UTC).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    topic: str
+    mode: Literal["emulator", "access_token"]
+    access_token: SecretStr | None = None
+    expires_at: datetime | None = None
+
+
+def _retry_after(exc: BaseException) -> float:
+    resp = getattr(exc, "response", None)
+    if resp is None:
+        return 0.0
+    try:
+        return max(0.0, float(resp.headers.get("Retry-After", 0)))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures worth retrying: connection errors, timeouts, HTTP 429 and 5xx."""
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return True
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return exc.response.status_code == 429 or exc.response.status_code >= 500
+    return False
+
+
+def retrying(max_attempts: int, initial_s: float, max_s: float, what: str = "edge_api") -> Retrying:
+    """A tenacity ``Retrying`` for HTTP calls: transient errors only, exponential backoff with jitter.
+
+    Honours a ``Retry-After`` header (seconds, capped at ``max_s``) when it asks for a longer wait.
+
+    Args:
+        max_attempts: attempts in total (first try included).
+        initial_s: first backoff in seconds.
+        max_s: largest single wait in seconds.
+        what: what is being called, for the retry log line.
+    """
+    backoff = wait_exponential_jitter(initial=initial_s, max=max_s, jitter=initial_s)
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        return max(backoff(state), min(max_s, _retry_after(exc)) if exc else 0.0)
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception()
+        log.warning("%s: attempt %d failed (%s), retrying in %.1f s", what, state.attempt_number,
+                    _describe(exc), state.next_action.sleep if state.next_action else 0.0)
+
+    return Retrying(stop=stop_after_attempt(max_attempts), wait=wait, retry=retry_if_exception(is_transient),
+                    before_sleep=before_sleep, reraise=True)
+
+
+def _describe(exc: BaseException | None) -> str:
+    """A loggable description of a requests failure (no URL: signed URLs carry credentials)."""
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__ if exc is not None else "unknown"
+
+
+class EdgeApiClient:
+    """Calls ``edge_api`` as one device.
+
+    Args:
+        base_url: the function's base URL (e.g. ``https://REGION-PROJECT.cloudfunctions.net/edge_api`` or
+            ``http://127.0.0.1:8514`` locally); paths ``/v1/...`` are appended.
+        tenant_id: tenant slug.
+        device_id: device slug.
+        secret: the device secret (docs/contracts.md, "Device credentials"); never logged.
+        session: HTTP session (a new ``requests.Session`` if None).
+        timeout: seconds per request (connect and read).
+        max_attempts: attempts per call for transient failures.
+        backoff_initial_s: first retry wait in seconds.
+        backoff_max_s: longest retry wait in seconds.
+    """
+
+    def __init__(self, base_url: str, tenant_id: str, device_id: str, secret: str,
+                 session: requests.Session | None = None, timeout: float = 10, *, max_attempts: int = 5,
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0) -> None:
+        if not secret:
+            raise ValueError("device secret is empty")
+        self.base_url = base_url.rstrip("/")
+        self.tenant_id = tenant_id
+        self.device_id = device_id
+        self._secret = SecretStr(secret)
+        self.session = session or requests.Session()
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+
+    def __repr__(self) -> str:
+        return f"EdgeApiClient({self.base_url!r}, tenant={self.tenant_id!r}, device={self.device_id!r})"
+
+    # ---------------------------------------------------------------------------------------- calls
+    def request_uploads(self, event_id: str, files: list[UploadFile | dict]) -> list[UploadTarget]:
+        """``POST /v1/uploads``: signed PUT URLs for an event's files.
+
+        Args:
+            event_id: the event id.
+            files: ``UploadFile``s (or dicts with ``name``, ``content_type``, ``bytes``).
+
+        Returns:
+            One target per requested file, in the server's order.
+
+        Raises:
+            PermanentApiError: 400/413 (bad name, type or size) or a malformed answer.
+            AuthError: 401/403.
+            TransientApiError: retries exhausted.
+        """
+        body = {"event_id": event_id,
+                "files": [UploadFile.model_validate(f).model_dump() for f in files]}
+        answer = self._post("/v1/uploads", body)
+        try:
+            targets = [UploadTarget.model_validate(u) for u in answer["uploads"]]
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise PermanentApiError(f"malformed /v1/uploads answer: {exc}") from None
+        wanted = {f["name"] for f in body["files"]}
+        if {t.name for t in targets} != wanted:
+            raise PermanentApiError(f"/v1/uploads answered for {sorted(t.name for t in targets)}, "
+                                    f"asked for {sorted(wanted)}")
+        return targets
+
+    def publish_credentials(self) -> PublishCredentials:
+        """``POST /v1/publish-credentials``: the topic and how to publish to it.
+
+        Raises:
+            PermanentApiError, AuthError, TransientApiError: as for ``request_uploads``.
+        """
+        answer = self._post("/v1/publish-credentials", {})
+        try:
+            creds = PublishCredentials.model_validate(answer)
+        except ValidationError as exc:
+            raise PermanentApiError(f"malformed /v1/publish-credentials answer: {exc}") from None
+        if creds.mode == "access_token" and (creds.access_token is None or creds.expires_at is None):
+            raise PermanentApiError("access_token mode without access_token/expires_at")
+        return creds
+
+    def heartbeat(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/heartbeat`` with ``{"cameras": ..., "spool": ..., "version": ...}``.
+
+        Returns:
+            The answer, ``{"config": {...}, "commands": [...]}``.
+
+        Raises:
+            PermanentApiError, AuthError, TransientApiError: as for ``request_uploads``.
+        """
+        return self._post("/v1/heartbeat", payload)
+
+    # ------------------------------------------------------------------------------------ transport
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._secret.get_secret_value()}",
+            "X-Vigint-Tenant": self.tenant_id,
+            "X-Vigint-Device": self.device_id,
+        }
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        url = self.base_url + path
+
+        def once() -> requests.Response:
+            resp = self.session.post(url, json=body, headers=self._headers(), timeout=self.timeout)
+            if resp.status_code == 429 or resp.status_code >= 500:
+                raise requests.HTTPError(f"HTTP {resp.status_code}", response=resp)
+            return resp
+
+        try:
+            resp = retrying(self.max_attempts, self.backoff_initial_s, self.backoff_max_s)(once)
+        except requests.RequestException as exc:
+            status = exc.response.status_code if getattr(exc, "response", None) is not None else None
+            raise TransientApiError(f"{path}: {_describe(exc)} after {self.max_attempts} attempts",
+                                    status=status) from None
+        if resp.status_code >= 400:
+            try:
+                info = resp.json()
+            except ValueError:
+                info = {}
+            info = info if isinstance(info, dict) else {}
+            error, field = info.get("error"), info.get("field")
+            cls = AuthError if resp.status_code in (401, 403) else PermanentApiError
+            detail = f" ({error}{', field ' + str(field) if field else ''})" if error else ""
+            raise cls(f"{path}: HTTP {resp.status_code}{detail}", status=resp.status_code, error=error,
+                      field=field)
+        try:
+            answer = resp.json()
+        except ValueError:
+            raise PermanentApiError(f"{path}: HTTP {resp.status_code} with a non-JSON body",
+                                    status=resp.status_code) from None
+        if not isinstance(answer, dict):
+            raise PermanentApiError(f"{path}: answer is not a JSON object", status=resp.status_code)
+        return answer

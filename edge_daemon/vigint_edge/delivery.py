@@ -1,0 +1,355 @@
+"""Delivers spooled events to the cloud: upload clip + snapshot through signed URLs, then publish.
+
+For each item, oldest first:
+
+1. ask ``edge_api`` for signed PUT URLs for the files not uploaded yet;
+2. PUT each file with exactly the ``Content-Type`` the URL was signed for (transient errors retried with
+   tenacity), recording it in ``state.json`` after each file, so a restart only uploads what is missing;
+3. only when every file is stored, publish the signed event message and record ``published``;
+4. remove the item.
+
+Delivery guarantees: at least once. A crash after Pub/Sub accepted the message but before ``published``
+was recorded re-publishes the same ``event_id`` after restart; the cloud creates events if absent, keyed on
+the event id, so the duplicate is harmless. A crash after ``published`` was recorded only removes the item.
+
+Order is kept: a transient failure (network, 5xx, 429, Pub/Sub unavailable) stops the pass and the same
+item is tried again next time. A permanent refusal of one item by ``edge_api`` (4xx other than
+401/403/429), a 413 from storage, or a corrupt item moves it to ``<spool>/failed/`` and the pass continues.
+Storage refusing a signed PUT otherwise (400/403/404 twice, with a fresh URL the second time) is taken as a
+problem of the bucket or signer, not of the event: the item stays and the pass stops. 401/403
+mean the device's credentials are wrong or revoked: nothing is moved, the pass stops and is retried later.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from enum import Enum
+
+import requests
+from pydantic import ValidationError
+
+from vigint_edge.api_client import (
+    ApiError,
+    AuthError,
+    EdgeApiClient,
+    PermanentApiError,
+    TransientApiError,
+    UploadFile,
+    UploadTarget,
+    is_transient,
+    retrying,
+)
+from vigint_edge.event_model import CLIP_NAME, SNAPSHOT_NAME, EdgeEvent, object_name
+from vigint_edge.publisher import EventPublisher, PublishError
+from vigint_edge.spool import Spool, SpoolItem, SpoolState
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Deliverer", "Outcome"]
+
+
+class RedactSignedUrls(logging.Filter):
+    """Blanks the signature of signed URLs in records of a logger it is attached to.
+
+    ``urllib3`` logs every request line, query string included, at DEBUG; a signed URL's
+    ``X-Goog-Signature`` is a credential and must not reach a log even at DEBUG.
+    """
+
+    _pattern = re.compile(r"(X-Goog-Signature=)[^&\s\"]+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "x-goog-signature" in message.lower():
+            record.msg, record.args = self._pattern.sub(r"\1REDACTED", message), ()
+        return True
+
+
+def _install_redaction() -> None:
+    logger = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, RedactSignedUrls) for f in logger.filters):
+        logger.addFilter(RedactSignedUrls())
+
+
+class Outcome(Enum):
+    """What became of one item in one attempt."""
+
+    DELIVERED = "delivered"  # uploaded, published, removed from the spool
+    FAILED = "failed"  # refused for good, moved to failed/
+    RETRY = "retry"  # transient failure, still pending
+    AUTH = "auth"  # the device's credentials were refused, still pending
+    GONE = "gone"  # the item disappeared from the spool meanwhile
+
+
+class _CorruptItem(Exception):
+    """A spooled item lacks a file its event refers to."""
+
+
+class _UploadRefused(Exception):
+    """A signed-URL PUT answered 4xx (other than 429)."""
+
+    def __init__(self, name: str, status: int) -> None:
+        super().__init__(f"upload of {name} refused: HTTP {status}")
+        self.status = status
+
+
+class Deliverer:
+    """Moves items from the spool to the cloud.
+
+    Args:
+        spool: the spool to drain.
+        api: ``edge_api`` client of this device.
+        publisher: the event publisher.
+        key_version: the device's key version (message attribute).
+        secret: the device secret (signs messages); never logged.
+        session: HTTP session for the signed-URL PUTs (a new one if None).
+        upload_timeout_s: seconds to connect / between bytes for one PUT.
+        max_attempts: attempts per PUT on transient errors.
+        backoff_initial_s: first retry wait of a PUT in seconds.
+        backoff_max_s: longest retry wait, and the longest pause of ``run`` after failures, in seconds.
+    """
+
+    def __init__(self, spool: Spool, api: EdgeApiClient, publisher: EventPublisher, key_version: int,
+                 secret: str, session: requests.Session | None = None, *, upload_timeout_s: float = 60.0,
+                 max_attempts: int = 5, backoff_initial_s: float = 0.5, backoff_max_s: float = 60.0) -> None:
+        self.spool = spool
+        self.api = api
+        self.publisher = publisher
+        self.key_version = key_version
+        self._secret = secret
+        self.session = session or requests.Session()
+        self.upload_timeout_s = upload_timeout_s
+        self.max_attempts = max_attempts
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self._wake = threading.Event()
+        self.last_pass_failed = False
+        _install_redaction()
+
+    def __repr__(self) -> str:
+        return f"Deliverer(spool={self.spool.root}, device={self.api.device_id!r})"
+
+    # --------------------------------------------------------------------------------------- public
+    def deliver_one(self, item: SpoolItem) -> bool:
+        """Delivers one item (see the module doc).
+
+        Returns:
+            True if it was delivered and removed; False otherwise (still pending after a transient
+            failure, or moved to ``failed/``: see ``attempt`` for which).
+        """
+        return self.attempt(item) is Outcome.DELIVERED
+
+    def deliver_pending(self) -> int:
+        """Delivers pending items oldest first, stopping at the first transient failure.
+
+        Returns:
+            How many items were delivered in this pass.
+        """
+        delivered = 0
+        for item in self.spool.pending():
+            outcome = self.attempt(item)
+            if outcome is Outcome.DELIVERED:
+                delivered += 1
+            elif outcome in (Outcome.RETRY, Outcome.AUTH):
+                self.last_pass_failed = True
+                return delivered
+        self.last_pass_failed = False
+        return delivered
+
+    def wake(self) -> None:
+        """Makes ``run`` start a pass now (call after ``spool.put``)."""
+        self._wake.set()
+
+    def run(self, stop: threading.Event, idle_wait_s: float = 1.0) -> None:
+        """Delivers until ``stop`` is set: a pass, then a pause of ``idle_wait_s`` seconds (or until
+        ``wake()``); after a failed pass the pause grows exponentially up to ``backoff_max_s``.
+
+        Never raises: an unexpected error is logged and treated like a transient failure.
+        """
+        backoff = 0.0
+        while not stop.is_set():
+            try:
+                self.deliver_pending()
+                failed = self.last_pass_failed
+            except Exception:  # noqa: BLE001 - the delivery thread must outlive any one bug
+                log.exception("delivery pass crashed")
+                failed = True
+            if failed:
+                backoff = min(self.backoff_max_s, max(self.backoff_initial_s, backoff * 2) or 1.0)
+                pause = backoff
+            else:
+                backoff = 0.0
+                pause = idle_wait_s
+            self._wake.clear()
+            # Wake early on stop or wake(); checked in short slices so both are seen promptly.
+            waited = 0.0
+            while waited < pause and not stop.is_set() and not self._wake.is_set():
+                self._wake.wait(min(0.2, pause - waited))
+                waited += 0.2
+
+    # ------------------------------------------------------------------------------------- one item
+    def attempt(self, item: SpoolItem) -> Outcome:
+        """One delivery attempt of one item; never raises for delivery failures.
+
+        Returns:
+            The ``Outcome``.
+        """
+        eid = item.event_id
+        try:
+            event = self.spool.load_event(item)
+            state = self.spool.load_state(item)
+        except FileNotFoundError:
+            log.warning("delivery: %s vanished from the spool", eid)
+            return Outcome.GONE
+        except (ValidationError, ValueError) as exc:
+            self.spool.move_to_failed(item, f"unreadable event.json: {exc}")
+            return Outcome.FAILED
+        if (event.tenant_id, event.device_id) != (self.api.tenant_id, self.api.device_id):
+            self.spool.move_to_failed(
+                item, f"event belongs to {event.tenant_id}/{event.device_id}, this device is "
+                      f"{self.api.tenant_id}/{self.api.device_id}")
+            return Outcome.FAILED
+        if state.published:
+            self.spool.remove(item)
+            log.info("delivery: %s was already published (message %s); removed", eid, state.message_id)
+            return Outcome.DELIVERED
+        try:
+            state = self._upload_missing(item, event, state)
+        except AuthError as exc:
+            return self._auth_failed(item, exc)
+        except (PermanentApiError, _UploadRefused, _CorruptItem) as exc:
+            self.spool.move_to_failed(item, str(exc))
+            return Outcome.FAILED
+        except (ApiError, requests.RequestException, OSError) as exc:
+            return self._transient(item, exc)
+        try:
+            message_id = self.publisher.publish(self._message(event, state), self.key_version, self._secret)
+        except AuthError as exc:
+            return self._auth_failed(item, exc)
+        except (PublishError, ApiError, requests.RequestException, OSError) as exc:
+            # Not this item's fault (Pub/Sub or publish credentials): keep it and keep the order.
+            return self._transient(item, exc)
+
+        def mark_published(s: SpoolState) -> None:
+            s.published = True
+            s.message_id = message_id
+
+        self.spool.update_state(item, mark_published)
+        self.spool.remove(item)
+        log.info("delivery: %s delivered (message %s)", eid, message_id)
+        return Outcome.DELIVERED
+
+    def _auth_failed(self, item: SpoolItem, exc: Exception) -> Outcome:
+        log.error("delivery: edge_api refused this device's credentials (%s); will retry later", exc)
+        self._note_error(item, str(exc))
+        return Outcome.AUTH
+
+    def _transient(self, item: SpoolItem, exc: BaseException) -> Outcome:
+        reason = _describe(exc)
+        log.warning("delivery: %s not delivered yet (%s); will retry", item.event_id, reason)
+        self._note_error(item, reason)
+        return Outcome.RETRY
+
+    def _note_error(self, item: SpoolItem, reason: str) -> None:
+        def note(s: SpoolState) -> None:
+            s.attempts += 1
+            s.last_error = reason
+
+        try:
+            self.spool.update_state(item, note)
+        except FileNotFoundError:
+            pass
+
+    def _files_to_upload(self, item: SpoolItem, event: EdgeEvent, state: SpoolState) -> list[UploadFile]:
+        files = []
+        if event.clip is not None and CLIP_NAME not in state.uploaded and not state.clip_evicted:
+            if item.clip_path.exists():
+                files.append(UploadFile(name=CLIP_NAME, content_type=event.clip.content_type,
+                                        bytes=item.clip_path.stat().st_size))
+            else:  # evicted between put and now without the mark (cannot normally happen); deliver without
+                log.warning("delivery: clip of %s is missing; publishing without it", item.event_id)
+        if event.snapshot is not None and SNAPSHOT_NAME not in state.uploaded:
+            if not item.snapshot_path.exists():
+                raise _CorruptItem(f"item {item.event_id} has no snapshot.jpg although its event refers to one")
+            files.append(UploadFile(name=SNAPSHOT_NAME, content_type=event.snapshot.content_type,
+                                    bytes=item.snapshot_path.stat().st_size))
+        return files
+
+    def _upload_missing(self, item: SpoolItem, event: EdgeEvent, state: SpoolState) -> SpoolState:
+        files = self._files_to_upload(item, event, state)
+        if not files:
+            return state
+        targets = {t.name: t for t in self.api.request_uploads(event.event_id, files)}
+        for f in files:
+            target = targets[f.name]
+            path = item.path / f.name
+            try:
+                self._put(path, target, f.content_type)
+            except _UploadRefused as exc:
+                if exc.status == 413:
+                    raise
+                # A signed URL can expire while earlier files upload: one fresh URL, one more try.
+                log.warning("delivery: upload of %s/%s refused (HTTP %d); retrying once with a fresh URL",
+                            event.event_id, f.name, exc.status)
+                target = {t.name: t for t in self.api.request_uploads(event.event_id, [f])}[f.name]
+                try:
+                    self._put(path, target, f.content_type)
+                except _UploadRefused as again:
+                    if again.status == 413:
+                        raise
+                    # edge_api accepted the file, so a refusal by storage is about the bucket or the
+                    # signer (missing bucket, signer without rights), not this event: keep it, retry later.
+                    log.error("delivery: storage refused %s/%s with HTTP %d although edge_api signed it; "
+                              "check the bucket and the URL signer", event.event_id, f.name, again.status)
+                    raise TransientApiError(str(again), status=again.status) from None
+
+            def mark(s: SpoolState, name: str = f.name, obj: str = target.object) -> None:
+                if name not in s.uploaded:
+                    s.uploaded.append(name)
+                s.objects[name] = obj
+
+            state = self.spool.update_state(item, mark)
+            log.info("delivery: uploaded %s/%s (%d bytes) to %s", event.event_id, f.name, f.bytes, target.object)
+        return state
+
+    def _put(self, path, target: UploadTarget, content_type: str) -> None:
+        headers = dict(target.headers)
+        if not any(k.lower() == "content-type" for k in headers):
+            headers["Content-Type"] = content_type
+        url = target.url.get_secret_value()
+
+        def once() -> None:
+            with open(path, "rb") as body:
+                resp = self.session.request(target.method, url, data=body, headers=headers,
+                                            timeout=self.upload_timeout_s)
+            if resp.status_code == 429 or resp.status_code >= 500:
+                raise requests.HTTPError(f"HTTP {resp.status_code}", response=resp)
+            if resp.status_code >= 400:
+                raise _UploadRefused(target.name, resp.status_code)
+
+        try:
+            retrying(self.max_attempts, self.backoff_initial_s, self.backoff_max_s, f"upload {target.name}")(once)
+        except requests.RequestException as exc:
+            # Strip the exception of the URL (it carries the signature) before it travels further.
+            raise TransientApiError(f"upload of {target.name}: {_describe(exc)}") from None
+
+    def _message(self, event: EdgeEvent, state: SpoolState) -> EdgeEvent:
+        """The event as published: refs point at the uploaded objects; an evicted clip is null."""
+        update: dict = {}
+        if event.clip is not None:
+            if CLIP_NAME in state.uploaded:
+                update["clip"] = event.clip.model_copy(update={"object": state.objects.get(
+                    CLIP_NAME, object_name(event.tenant_id, event.device_id, event.event_id, CLIP_NAME))})
+            else:
+                update["clip"] = None
+        if event.snapshot is not None and SNAPSHOT_NAME in state.objects:
+            update["snapshot"] = event.snapshot.model_copy(update={"object": state.objects[SNAPSHOT_NAME]})
+        return event.model_copy(update=update) if update else event
+
+
+def _describe(exc: BaseException) -> str:
+    """Loggable text of an error: requests exceptions may carry a signed URL, so only their kind."""
+    if isinstance(exc, requests.RequestException):
+        return f"{type(exc).__name__}" + (" (transient)" if is_transient(exc) else "")
+    return f"{type(exc).__name__}: {exc}"

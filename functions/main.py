@@ -1,0 +1,59 @@
+"""Cloud Functions entry points (functions-framework). Each one only unpacks its request or CloudEvent and
+calls one keyword-argument function in ``vigint``; see docs/contracts.md for what each does."""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+import functions_framework
+
+from vigint import alert as _alert
+from vigint import analyze as _analyze
+from vigint import edge_api as _edge_api
+from vigint import ingest as _ingest
+from vigint import video_link as _video_link
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _pubsub_message(cloud_event) -> tuple[bytes, dict, str | None]:
+    """(data, attributes, message id) of a ``google.cloud.pubsub.topic.v1.messagePublished`` CloudEvent."""
+    message = (cloud_event.data or {}).get("message") or {}
+    data = base64.b64decode(message.get("data") or b"")
+    return data, dict(message.get("attributes") or {}), message.get("messageId") or message.get("message_id")
+
+
+@functions_framework.http
+def edge_api(request):
+    """HTTPS API of the edge devices (``/v1/uploads``, ``/v1/publish-credentials``, ``/v1/heartbeat``)."""
+    return _edge_api.handle(method=request.method, path=request.path, headers=request.headers,
+                            body=request.get_data(cache=False))
+
+
+@functions_framework.http
+def video_link(request):
+    """Expiring video-link page ``/v/{token}``."""
+    return _video_link.handle(method=request.method, path=request.path, remote_addr=request.remote_addr,
+                              user_agent=request.headers.get("User-Agent"))
+
+
+@functions_framework.cloud_event
+def ingest(cloud_event):
+    """``edge-events`` -> Firestore event document -> ``events-ingested``."""
+    data, attributes, message_id = _pubsub_message(cloud_event)
+    _ingest.handle_edge_event(data=data, attributes=attributes, message_id=message_id)
+
+
+@functions_framework.cloud_event
+def analyze(cloud_event):
+    """``events-ingested`` -> analysis on the event -> ``events-analyzed``."""
+    data, attributes, message_id = _pubsub_message(cloud_event)
+    _analyze.handle_ingested(data=data, attributes=attributes, message_id=message_id)
+
+
+@functions_framework.cloud_event
+def alert(cloud_event):
+    """``events-analyzed`` -> alert e-mails."""
+    data, attributes, message_id = _pubsub_message(cloud_event)
+    _alert.handle_analyzed(data=data, attributes=attributes, message_id=message_id)

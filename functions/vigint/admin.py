@@ -1,0 +1,86 @@
+"""Operator CLI: provision tenants and devices, printing JSON.
+
+Usage::
+
+    python -m vigint.admin tenant create --id demo --name "Demo" --recipient a@b.c [--recipient ...]
+        [--threshold 1] [--link-ttl-seconds 604800] [--cooldown-seconds 0] [--normal-context TEXT]
+    python -m vigint.admin device create --tenant demo --id nuc-1 [--name "Lobby NUC"]
+    python -m vigint.admin device rotate --tenant demo --id nuc-1
+    python -m vigint.admin device revoke --tenant demo --id nuc-1
+
+Reads the same environment as the functions (``GOOGLE_CLOUD_PROJECT``, ``VIGINT_DEVICE_KEY_SECRET``,
+``FIRESTORE_EMULATOR_HOST`` locally). ``device create``/``rotate`` print the device secret once: store it
+on the device (file mode 0600 or a systemd credential). Exit status 2 on bad input or conflicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from google.cloud import firestore as fs
+
+from vigint import config, provisioning
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vigint.admin", description="Provision Vigint tenants and devices.")
+    sub = p.add_subparsers(dest="what", required=True)
+
+    tenant = sub.add_parser("tenant").add_subparsers(dest="action", required=True)
+    tc = tenant.add_parser("create", help="create a tenant")
+    tc.add_argument("--id", required=True)
+    tc.add_argument("--name", required=True)
+    tc.add_argument("--recipient", action="append", default=[], help="alert e-mail address (repeatable)")
+    tc.add_argument("--threshold", type=int, default=1, help="lowest threat level 0..3 that alerts")
+    tc.add_argument("--link-ttl-seconds", type=int, default=7 * 24 * 3600)
+    tc.add_argument("--cooldown-seconds", type=int, default=0)
+    tc.add_argument("--normal-context", default="")
+
+    device = sub.add_parser("device").add_subparsers(dest="action", required=True)
+    for action in ("create", "rotate", "revoke"):
+        d = device.add_parser(action, help=f"{action} a device")
+        d.add_argument("--tenant", required=True)
+        d.add_argument("--id", required=True)
+        if action == "create":
+            d.add_argument("--name", default="")
+    return p
+
+
+def _jsonable(doc: dict) -> dict:
+    return {k: (_jsonable(v) if isinstance(v, dict) else v) for k, v in doc.items() if v is not fs.SERVER_TIMESTAMP}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit status (0 ok, 2 bad input/conflict, 1 configuration error)."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    args = _parser().parse_args(argv)
+    try:
+        if args.what == "tenant":
+            doc = provisioning.create_tenant(
+                args.id, args.name, args.recipient, threshold=args.threshold,
+                link_ttl_seconds=args.link_ttl_seconds, cooldown_seconds=args.cooldown_seconds,
+                normal_context=args.normal_context,
+            )
+            out = {"tenant_id": args.id, **_jsonable(doc)}
+        elif args.action == "create":
+            out = provisioning.create_device(args.tenant, args.id, args.name)
+        elif args.action == "rotate":
+            out = provisioning.rotate_device_key(args.tenant, args.id)
+        else:
+            provisioning.revoke_device(args.tenant, args.id)
+            out = {"tenant_id": args.tenant, "device_id": args.id, "status": "revoked"}
+    except provisioning.ProvisioningError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except config.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

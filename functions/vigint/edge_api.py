@@ -1,0 +1,250 @@
+"""``edge_api``: the device-authenticated HTTPS API of the edge boxes (docs/contracts.md, "edge_api").
+
+Routes (all POST, JSON):
+
+* ``/v1/uploads``: V4 signed PUT URLs for an event's clip and snapshot, under the device's own prefix.
+* ``/v1/publish-credentials``: how the device may publish to ``edge-events`` (emulator mode locally, or a
+  short-lived access token of the publish-only service account minted through IAM Credentials).
+* ``/v1/heartbeat``: records ``last_heartbeat_at`` (and the reported state) on the device.
+
+Every failure to authenticate answers the same ``401 {"error": "unauthorized"}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from google.cloud import firestore as fs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vigint import clients, config, device_keys, storage
+from vigint.schema import EVENT_FILES, EVENT_ID_PATTERN, SLUG_PATTERN, event_prefix
+
+log = logging.getLogger(__name__)
+
+PUBSUB_SCOPE = "https://www.googleapis.com/auth/pubsub"
+TOKEN_LIFETIME_S = 3600  # IAM Credentials' default maximum for generateAccessToken
+MAX_BODY_BYTES = 64 * 1024
+
+JsonResponse = tuple[dict, int, dict]
+_UNAUTHORIZED: JsonResponse = ({"error": "unauthorized"}, 401, {"WWW-Authenticate": 'Bearer realm="vigint"'})
+
+
+class TokenMinter(Protocol):
+    """Mints an OAuth access token for a service account."""
+
+    def mint(self, service_account: str, scopes: list[str], lifetime_seconds: int) -> tuple[str, dt.datetime]:
+        """Returns ``(access_token, expires_at)``; ``expires_at`` in UTC."""
+
+
+class IamTokenMinter:
+    """Mints tokens through IAM Credentials ``generateAccessToken`` (``google.auth.impersonated_credentials``).
+
+    Args:
+        source_credentials: credentials allowed to impersonate (``roles/iam.serviceAccountTokenCreator``);
+            default: the function's application default credentials.
+        iam_endpoint_override: full generateAccessToken URL (tests point it at a local fake).
+        request: a ``google.auth.transport.Request``; default a requests-based one.
+    """
+
+    def __init__(self, source_credentials=None, iam_endpoint_override: str | None = None, request=None):
+        self._source = source_credentials
+        self._endpoint = iam_endpoint_override
+        self._request = request
+
+    def mint(self, service_account: str, scopes: list[str], lifetime_seconds: int) -> tuple[str, dt.datetime]:
+        """See ``TokenMinter.mint``.
+
+        Raises:
+            google.auth.exceptions.RefreshError: IAM refused or could not be reached.
+        """
+        import google.auth
+        import google.auth.transport.requests
+        from google.auth import impersonated_credentials
+
+        source = self._source
+        if source is None:
+            source, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+        creds = impersonated_credentials.Credentials(
+            source_credentials=source,
+            target_principal=service_account,
+            target_scopes=scopes,
+            lifetime=min(int(lifetime_seconds), TOKEN_LIFETIME_S),
+            iam_endpoint_override=self._endpoint,
+        )
+        creds.refresh(self._request or google.auth.transport.requests.Request())
+        expiry = creds.expiry.replace(tzinfo=dt.timezone.utc) if creds.expiry.tzinfo is None else creds.expiry
+        return creds.token, expiry
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class UploadFile(_Body):
+    name: str = Field(max_length=64)
+    content_type: str = Field(max_length=100)
+    bytes: int = Field(ge=0)
+
+
+class UploadsRequest(_Body):
+    event_id: str = Field(pattern=EVENT_ID_PATTERN)
+    files: list[UploadFile] = Field(min_length=1, max_length=len(EVENT_FILES))
+
+
+class HeartbeatRequest(_Body):
+    cameras: dict[str, Any] = Field(default_factory=dict)
+    spool: dict[str, Any] = Field(default_factory=dict)
+    version: str = Field(default="", max_length=64)
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, error: str, field: str | None = None):
+        super().__init__(error)
+        self.status, self.error, self.field = status, error, field
+
+    def response(self) -> JsonResponse:
+        body = {"error": self.error}
+        if self.field is not None:
+            body["field"] = self.field
+        return body, self.status, {}
+
+
+def _rfc3339(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def authenticate(headers: Mapping[str, str]):
+    """Checks the device's bearer secret.
+
+    Returns:
+        The device's Firestore ``DocumentReference`` if the tenant and device exist, the device is active
+        and the secret matches its current key version; None otherwise (the caller answers 401).
+    """
+    auth = headers.get("Authorization", "")
+    tenant_id = headers.get("X-Vigint-Tenant", "")
+    device_id = headers.get("X-Vigint-Device", "")
+    presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    master = config.settings().device_key_secret.get_secret_value()
+    ids_ok = bool(re.match(SLUG_PATTERN, tenant_id) and re.match(SLUG_PATTERN, device_id))
+    ref, data = None, None
+    if ids_ok:
+        ref = clients.firestore().collection("tenants").document(tenant_id).collection("devices").document(device_id)
+        snap = ref.get()
+        data = snap.to_dict() if snap.exists else None
+    key_version = int((data or {}).get("key_version") or 1)
+    # Always derive and compare, so unknown devices cost the same as known ones.
+    expected = device_keys.derive_secret(master, tenant_id, device_id, key_version)
+    secret_ok = device_keys.secrets_equal(presented, expected) and bool(presented)
+    if data is None or data.get("status") != "active" or not secret_ok:
+        log.info("edge_api: unauthorized request (tenant=%r device=%r)", tenant_id[:63], device_id[:63])
+        return None
+    return ref
+
+
+def handle(*, method: str, path: str, headers: Mapping[str, str], body: bytes,
+           token_minter: TokenMinter | None = None, now: dt.datetime | None = None) -> JsonResponse:
+    """Serves one edge_api request.
+
+    Args:
+        method: HTTP method.
+        path: request path, e.g. ``/v1/uploads``.
+        headers: request headers (case-insensitive mapping, e.g. werkzeug's).
+        body: raw request body.
+        token_minter: mints publisher tokens outside the emulator (default ``IamTokenMinter()``).
+        now: current time (UTC), for tests.
+
+    Returns:
+        ``(json_body, status, headers)``, which Flask turns into a JSON response.
+    """
+    routes = {"/v1/uploads": _uploads, "/v1/publish-credentials": _publish_credentials, "/v1/heartbeat": _heartbeat}
+    route = routes.get(path.rstrip("/") or "/")
+    if route is None:
+        return {"error": "not found"}, 404, {}
+    if method != "POST":
+        return {"error": "method not allowed"}, 405, {"Allow": "POST"}
+    device = authenticate(headers)
+    if device is None:
+        return _UNAUTHORIZED
+    if len(body) > MAX_BODY_BYTES:
+        return {"error": "request body too large"}, 413, {}
+    try:
+        payload = json.loads(body or b"{}")
+        if not isinstance(payload, dict):
+            raise ValueError("body must be a JSON object")
+    except ValueError as exc:
+        return {"error": f"body is not a JSON object: {exc}", "field": None}, 400, {}
+    try:
+        return route(device=device, payload=payload, token_minter=token_minter,
+                     now=now or dt.datetime.now(dt.timezone.utc))
+    except _BadRequest as exc:
+        return exc.response()
+
+
+def _validate(model: type[BaseModel], payload: dict) -> BaseModel:
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        err = exc.errors(include_input=False, include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise _BadRequest(400, f"{field}: {err['msg']}", field) from None
+
+
+def _uploads(*, device, payload: dict, now: dt.datetime, **_) -> JsonResponse:
+    req = _validate(UploadsRequest, payload)
+    tenant_id = device.parent.parent.id
+    prefix = event_prefix(tenant_id, device.id, req.event_id)
+    seen: set[str] = set()
+    uploads = []
+    for i, f in enumerate(req.files):
+        allowed = EVENT_FILES.get(f.name)
+        if allowed is None:
+            raise _BadRequest(400, f"file name must be one of {sorted(EVENT_FILES)}", f"files.{i}.name")
+        if f.name in seen:
+            raise _BadRequest(400, f"{f.name} listed twice", f"files.{i}.name")
+        seen.add(f.name)
+        content_type, limit = allowed
+        if f.content_type != content_type:
+            raise _BadRequest(400, f"{f.name} must be {content_type}", f"files.{i}.content_type")
+        if f.bytes > limit:
+            raise _BadRequest(413, f"{f.name} is larger than {limit} bytes", f"files.{i}.bytes")
+    ttl = config.settings().upload_url_ttl_seconds
+    for f in req.files:
+        obj = prefix + f.name
+        url, expires_at = storage.signed_url(obj, method="PUT", ttl_seconds=ttl, content_type=f.content_type, now=now)
+        uploads.append({"name": f.name, "object": obj, "url": url, "method": "PUT",
+                        "headers": {"Content-Type": f.content_type}, "expires_at": _rfc3339(expires_at)})
+    log.info("edge_api: upload URLs for %s%s (%d files)", prefix, "*", len(uploads))
+    return {"uploads": uploads}, 200, {}
+
+
+def _publish_credentials(*, device, token_minter: TokenMinter | None, **_) -> JsonResponse:
+    s = config.settings()
+    topic = f"projects/{s.project}/topics/{s.edge_events_topic}"
+    if s.pubsub_emulator_host:
+        return {"topic": topic, "mode": "emulator"}, 200, {}
+    if not s.publisher_service_account:
+        log.error("edge_api: VIGINT_PUBLISHER_SERVICE_ACCOUNT is not set; cannot vend publish credentials")
+        return {"error": "publish credentials unavailable"}, 503, {}
+    minter = token_minter or IamTokenMinter()
+    try:
+        token, expires_at = minter.mint(s.publisher_service_account, [PUBSUB_SCOPE], TOKEN_LIFETIME_S)
+    except Exception as exc:  # noqa: BLE001 - any IAM failure is a 503 to the device, which retries
+        log.error("edge_api: minting a publisher token failed: %s", type(exc).__name__)
+        return {"error": "publish credentials unavailable"}, 503, {}
+    log.info("edge_api: publisher token vended to %s/%s", device.parent.parent.id, device.id)
+    return {"mode": "access_token", "access_token": token, "expires_at": _rfc3339(expires_at), "topic": topic}, 200, {}
+
+
+def _heartbeat(*, device, payload: dict, **_) -> JsonResponse:
+    req = _validate(HeartbeatRequest, payload)
+    state = req.model_dump()
+    if len(json.dumps(state, default=str)) > 32 * 1024:
+        raise _BadRequest(413, "heartbeat state larger than 32 KiB", None)
+    device.update({"last_heartbeat_at": fs.SERVER_TIMESTAMP, "last_heartbeat": state})
+    return {"config": {}, "commands": []}, 200, {}

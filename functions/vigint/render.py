@@ -1,0 +1,53 @@
+"""Jinja2 rendering of the alert e-mail and the video-link pages (templates in ``vigint/templates/``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+THREAT_WORDS = {0: "No threat", 1: "Low threat", 2: "Medium threat", 3: "High threat"}
+
+
+@functools.lru_cache(maxsize=2)
+def _env(html: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=html, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["utc_words"] = utc_words
+    env.filters["threat_word"] = lambda level: THREAT_WORDS.get(int(level), f"Threat level {level}")
+    return env
+
+
+def render(name: str, **context: Any) -> str:
+    """Renders ``templates/{name}``; ``.html`` templates are auto-escaped."""
+    return _env(name.endswith(".html")).get_template(name).render(**context)
+
+
+def utc_words(t: dt.datetime | None) -> str:
+    """``Sunday 22 November 2026, 06:00:05 UTC`` (the time converted to UTC)."""
+    if t is None:
+        return "unknown time"
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    t = t.astimezone(dt.timezone.utc)
+    return f"{t:%A} {t.day} {t:%B %Y}, {t:%H:%M:%S} UTC"
+
+
+def duration_words(seconds: float) -> str:
+    """``7 days``, ``1 day and 2 hours``, ``45 minutes``: the largest two units, rounded down."""
+    seconds = max(0, int(seconds))
+    units = [("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)]
+    parts = []
+    for name, size in units:
+        n, seconds = divmod(seconds, size)
+        if n:
+            parts.append(f"{n} {name}{'s' if n != 1 else ''}")
+        if len(parts) == 2:
+            break
+    return " and ".join(parts) or "0 seconds"

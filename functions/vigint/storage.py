@@ -1,0 +1,122 @@
+"""The clips bucket: V4 signed URLs and object downloads.
+
+Signing credentials:
+
+* ``VIGINT_SIGNING_SERVICE_ACCOUNT`` set (Google Cloud): the function's default credentials sign through
+  IAM ``signBlob`` as that account (``service_account_email`` + ``access_token``; the function's own
+  account needs ``roles/iam.serviceAccountTokenCreator`` on it).
+* otherwise: the service-account key file in ``GOOGLE_APPLICATION_CREDENTIALS`` signs locally (the local
+  stack generates one). URLs then point at ``STORAGE_EMULATOR_HOST`` when it is set.
+
+Signed URLs carry their signature in the query string: never log them (``redact_url`` helps).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import threading
+from urllib.parse import urlsplit
+
+from vigint import clients, config
+
+log = logging.getLogger(__name__)
+
+_signer_lock = threading.Lock()
+_signer: object | None = None
+
+
+class SigningError(RuntimeError):
+    """No credentials that can sign URLs are configured."""
+
+
+def reset_signer() -> None:
+    """Forgets the cached signing credentials (``vigint.clients.reset()`` calls this)."""
+    global _signer
+    with _signer_lock:
+        _signer = None
+
+
+def _signing_kwargs() -> dict:
+    """Keyword arguments for ``Blob.generate_signed_url`` that select the signer."""
+    global _signer
+    s = config.settings()
+    with _signer_lock:
+        if s.signing_service_account:
+            import google.auth
+            import google.auth.transport.requests
+
+            if _signer is None:
+                _signer, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+            if not _signer.valid:
+                _signer.refresh(google.auth.transport.requests.Request())
+            return {"service_account_email": s.signing_service_account, "access_token": _signer.token}
+        if _signer is None:
+            path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+            if not path:
+                raise SigningError(
+                    "cannot sign URLs: set VIGINT_SIGNING_SERVICE_ACCOUNT (IAM signBlob) or "
+                    "GOOGLE_APPLICATION_CREDENTIALS (a service-account key file)"
+                )
+            from google.oauth2 import service_account
+
+            _signer = service_account.Credentials.from_service_account_file(path)
+        return {"credentials": _signer}
+
+
+def _blob(object_name: str):
+    s = config.settings()
+    return clients.storage().bucket(s.bucket).blob(object_name)
+
+
+def signed_url(object_name: str, *, method: str, ttl_seconds: int, content_type: str | None = None,
+               now: dt.datetime | None = None) -> tuple[str, dt.datetime]:
+    """A V4 signed URL for one object of the clips bucket.
+
+    Args:
+        object_name: object path inside ``VIGINT_BUCKET``.
+        method: ``"PUT"`` (upload) or ``"GET"`` (download/playback).
+        ttl_seconds: lifetime of the URL in seconds (V4 allows at most 7 days).
+        content_type: for PUT, the ``Content-Type`` the uploader must send (part of the signature).
+        now: signing time (UTC); default the current time.
+
+    Returns:
+        ``(url, expires_at)``; ``expires_at`` is a UTC datetime.
+
+    Raises:
+        SigningError: no signing credentials are configured.
+    """
+    s = config.settings()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    expires_at = now + dt.timedelta(seconds=ttl_seconds)
+    url = _blob(object_name).generate_signed_url(
+        version="v4",
+        method=method,
+        expiration=dt.timedelta(seconds=ttl_seconds),
+        content_type=content_type,
+        api_access_endpoint=s.storage_endpoint,
+        **_signing_kwargs(),
+    )
+    return url, expires_at.replace(microsecond=0)
+
+
+def download(object_name: str, *, max_bytes: int | None = None) -> bytes:
+    """The object's bytes.
+
+    Raises:
+        google.api_core.exceptions.NotFound: no such object.
+        ValueError: the object is larger than ``max_bytes``.
+    """
+    blob = _blob(object_name)
+    if max_bytes is not None:
+        blob.reload()
+        if blob.size is not None and blob.size > max_bytes:
+            raise ValueError(f"{object_name} is {blob.size} bytes, more than {max_bytes}")
+    return blob.download_as_bytes()
+
+
+def redact_url(url: str) -> str:
+    """The URL without its query string (which holds the signature): safe to log."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"

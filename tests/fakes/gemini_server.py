@@ -1,0 +1,114 @@
+"""A local stand-in for the Gemini API's REST ``generateContent`` (v1beta and v1), for tests.
+
+It speaks the wire format the real google-genai client sends and expects
+(``POST /{version}/models/{model}:generateContent``, JSON ``GenerateContentResponse`` or a Google error
+body), records every request, and answers according to ``mode``:
+
+* ``"good"``: a valid JSON verdict (``verdict``) as the candidate's text;
+* ``"malformed"``: text that is not JSON;
+* ``"429-then-ok"``: one ``429 RESOURCE_EXHAUSTED``, then as ``"good"``;
+* ``"500"``: ``500 INTERNAL`` forever.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PATH = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):generateContent$")
+
+DEFAULT_VERDICT = {
+    "threat_level": 2,
+    "title": "Person walking through the lobby",
+    "summary": "Two people walk across the lobby towards the exit. Nobody touches the doors or equipment.",
+    "confidence": 0.8,
+    "notable_objects": ["person", "person"],
+}
+
+
+class FakeGemini:
+    """The fake server. Use as a context manager; ``base_url`` goes into ``HttpOptions(base_url=...)``.
+
+    Attributes:
+        mode: see the module docstring; may be changed between requests.
+        verdict: the verdict dict the ``"good"`` mode answers with.
+        requests: every request received: ``{"path", "version", "model", "headers", "json"}``.
+    """
+
+    def __init__(self, mode: str = "good", verdict: dict | None = None):
+        self.mode = mode
+        self.verdict = dict(verdict or DEFAULT_VERDICT)
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._served_429 = False
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "FakeGemini":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def do_POST(self):  # noqa: N802 (http.server's hook name)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                m = PATH.match(self.path.split("?")[0])
+                if not m:
+                    return self._send(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    return self._send(400, {"error": {"code": 400, "message": "bad JSON", "status": "INVALID_ARGUMENT"}})
+                with fake._lock:
+                    fake.requests.append({"path": self.path, "version": m.group(1), "model": m.group(2),
+                                          "headers": dict(self.headers), "json": body})
+                    mode = fake.mode
+                    if mode == "429-then-ok" and not fake._served_429:
+                        fake._served_429 = True
+                        mode = "429"
+                if mode == "429":
+                    return self._send(429, {"error": {"code": 429, "message": "Resource has been exhausted.",
+                                                      "status": "RESOURCE_EXHAUSTED"}})
+                if mode == "500":
+                    return self._send(500, {"error": {"code": 500, "message": "Internal error.", "status": "INTERNAL"}})
+                text = "I think this is fine, nothing to worry about!" if mode == "malformed" else json.dumps(fake.verdict)
+                return self._send(200, {
+                    "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                                    "finishReason": "STOP", "index": 0}],
+                    "usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": 50, "totalTokenCount": 1050},
+                    "modelVersion": m.group(2),
+                })
+
+            def _send(self, status: int, obj: dict):
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-gemini", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "FakeGemini":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
