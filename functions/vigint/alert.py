@@ -46,6 +46,12 @@ def delivery_id(recipient: str) -> str:
     return hashlib.sha256(recipient.strip().lower().encode()).hexdigest()[:32]
 
 
+def message_id(event_id: str, recipient: str) -> str:
+    """The e-mail's ``Message-ID``: stable for one event and recipient, so a rare duplicate folds in clients."""
+    digest = hashlib.sha256(f"{event_id}:{delivery_id(recipient)}".encode()).hexdigest()[:32]
+    return f"<{digest}@alert.vigint>"
+
+
 def _as_utc(t: Any) -> dt.datetime | None:
     if not isinstance(t, dt.datetime):
         return None
@@ -206,7 +212,7 @@ def _deliver(tenant_id: str, event_id: str, recipient: str, event: Mapping[str, 
                                                ttl_seconds=ttl, now=now)
     ref.update({"link_id": lid})
     message = build_message(event=event, tenant=tenant, recipient=recipient, token=token, expires_at=expires_at,
-                            snapshot=snapshot, message_id=f"<{event_id}.{did}@vigint>", now=now)
+                            snapshot=snapshot, message_id=message_id(event_id, recipient), now=now)
     try:
         mailer.send(message)
     except Exception as exc:

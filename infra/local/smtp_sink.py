@@ -23,6 +23,8 @@ class MaildirHandler:
     """aiosmtpd handler that delivers each DATA into a Maildir, one file per recipient envelope."""
 
     def __init__(self, maildir: Path):
+        for sub in ("tmp", "new", "cur"):
+            (Path(maildir) / sub).mkdir(parents=True, exist_ok=True)
         self.maildir = mailbox.Maildir(str(maildir), create=True)
         self._lock = threading.Lock()
 
@@ -37,7 +39,7 @@ class MaildirHandler:
 
 def read_messages(maildir: Path) -> list[EmailMessage]:
     """All messages in ``maildir``, oldest first (by their receive stamp)."""
-    if not Path(maildir).exists():
+    if not (Path(maildir) / "cur").exists():
         return []
     box = mailbox.Maildir(str(maildir), create=False)
     msgs = [email.message_from_bytes(box.get_bytes(k), policy=email.policy.default) for k in box.keys()]

@@ -181,7 +181,6 @@ class LocalStack:
             for part in ("firestore", "pubsub", "gcs"):
                 _wait_port(self.ports[part], self._procs[part], part)
             if self.with_functions:
-                self.maildir.mkdir(exist_ok=True)
                 self._spawn(
                     "smtp",
                     [sys.executable, "-m", "infra.local.smtp_sink", "--port", str(self.ports["smtp"]),
@@ -304,6 +303,9 @@ class LocalStack:
         return [
             str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1", "-port", str(port),
             "-external-url", f"http://127.0.0.1:{port}", "-log-level", "warn",
+            # Path-style signed URLs are only accepted when the Host matches -public-host
+            # (default storage.googleapis.com).
+            "-public-host", f"127.0.0.1:{port}",
         ]
 
     def _function_cmd(self, name: str, signature: str) -> list[str]:
