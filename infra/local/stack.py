@@ -32,6 +32,7 @@ import zipfile
 from pathlib import Path
 
 import requests
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from infra.local import service_account
 
@@ -223,11 +224,14 @@ class LocalStack:
 
     def reset(self) -> None:
         """Empties Firestore and the mail spool (between tests)."""
-        r = requests.delete(
-            f"{self.urls['firestore']}/emulator/v1/projects/{self.project}/databases/(default)/documents",
-            timeout=10,
-        )
-        r.raise_for_status()
+        # The emulator answers 409 while a transaction (e.g. a function still at work) holds documents.
+        for attempt in Retrying(stop=stop_after_attempt(20), wait=wait_fixed(0.25), reraise=True,
+                                retry=retry_if_exception_type(requests.HTTPError)):
+            with attempt:
+                requests.delete(
+                    f"{self.urls['firestore']}/emulator/v1/projects/{self.project}/databases/(default)/documents",
+                    timeout=10,
+                ).raise_for_status()
         if self.maildir.exists():
             for sub in ("new", "cur", "tmp"):
                 for f in (self.maildir / sub).glob("*"):

@@ -90,7 +90,6 @@ def test_cooldown_per_camera(fenv, smtp_sink):
     recipients = _recipients(1)
     first = _analysed_event(fenv, recipients, cooldown_seconds=3600)
     assert alert.handle_analyzed(data=_msg(first)) == "sent:1"
-    creds = {"tenant_id": first["tenant_id"], "device_id": "nuc-1", "key_version": 1}
     from vigint import provisioning
 
     creds = provisioning.credentials(first["tenant_id"], "nuc-1", 1)
@@ -190,6 +189,14 @@ def test_link_page_plays_the_clip(fenv, smtp_sink, media, link_app, caplog):
     clip_url = html.unescape(video.group(1))
     assert "X-Goog-Signature=" in clip_url and ev["clip"]["object"] in clip_url
     assert "X-Goog-Expires=600" in clip_url
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.functions.test_edge_api import _verify_v4
+
+    key = json.loads(open(fenv.env["GOOGLE_APPLICATION_CREDENTIALS"]).read())["private_key"]
+    public_key = serialization.load_pem_private_key(key.encode(), None).public_key()
+    assert _verify_v4(clip_url, public_key, "GET", {})  # a genuine V4 signature for exactly this object
+    assert not _verify_v4(clip_url.replace("clip.mp4", "snapshot.jpg"), public_key, "GET", {})
     got = requests.get(clip_url, timeout=10)
     assert got.status_code == 200 and got.content == media["clip"]
     img = re.search(r'<img src="([^"]+)"', page)
@@ -253,3 +260,22 @@ def test_alert_entry_point_through_functions_framework(fenv, smtp_sink):
         headers, body = to_structured(event)
         assert client.post("/", headers=headers, data=body).status_code == 200
     assert len(_mail_for(smtp_sink, recipients)[recipients[0]]) == 1
+
+
+def test_alert_marks_analysis_unavailable(fenv, smtp_sink, monkeypatch):
+    """Gemini answered nonsense: the alert still goes out, from the detections, and says so."""
+    from tests.fakes.gemini_server import FakeGemini
+    from vigint import alert, analyze, clients
+
+    recipients = _recipients(1)
+    creds = fenv.provision(recipients=recipients)
+    ev = fenv.ingested_event(creds)
+    with FakeGemini(mode="malformed") as fake:
+        monkeypatch.setenv("GEMINI_API_KEY", "test-key-not-real")
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.base_url)
+        clients.reset()
+        assert analyze.handle_ingested(data=_msg(ev)) == "analyzed:error"
+    assert alert.handle_analyzed(data=_msg(ev)) == "sent:1"
+    (message,) = _mail_for(smtp_sink, recipients)[recipients[0]]
+    assert message["Subject"].endswith("(analysis unavailable)")
+    assert "AI analysis unavailable" in message.get_body(preferencelist=("plain",)).get_content()
