@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from infra import assets
 from infra.local.smtp_sink import read_messages
 from infra.local.stack import PARTS, REPO, LocalStack, free_port
 
@@ -100,3 +101,26 @@ def functions_env(stack, monkeypatch):
     yield stack.function_env
     if clients is not None and hasattr(clients, "reset"):
         clients.reset()
+
+
+# ---- the real detector model and the real video (fetched and converted once, cached in .local/) ----
+
+
+@pytest.fixture(scope="session")
+def tfjs_model_dir() -> Path:
+    """Directory of the tfjs coco-ssd graph model (``model.json`` + 5 shards)."""
+    return assets.ensure_coco_ssd_tfjs(assets.DEFAULT_CACHE_DIR)
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(tfjs_model_dir: Path) -> Path:
+    """Directory of the converted OpenVINO IR: ``model.xml``, ``model.bin``, ``labels.json``, ``model.json``."""
+    from vigint_edge.model_convert import ensure_default_model
+
+    return ensure_default_model(tfjs_model_dir, assets.DEFAULT_MODEL_DIR)
+
+
+@pytest.fixture(scope="session")
+def vtest_video() -> Path:
+    """Path of ``vtest.avi`` (768x576, 10 fps, 795 frames, people walking, a van and cars)."""
+    return assets.ensure_vtest_video(assets.DEFAULT_CACHE_DIR)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.edge.conftest import default_model_dir, vtest_video  # noqa: F401 (re-exported fixtures)
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):
