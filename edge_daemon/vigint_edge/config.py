@@ -59,6 +59,45 @@ class DeviceConfig(_Strict):
         return v.rstrip("/")
 
 
+Point = tuple[float, float]
+
+
+def _check_polygon(points: list[Point]) -> list[Point]:
+    if len(points) < 3:
+        raise ValueError("a polygon needs at least 3 points")
+    for x, y in points:
+        if not (0 <= x <= 1 and 0 <= y <= 1):
+            raise ValueError(f"point [{x}, {y}] is outside 0..1 (coordinates are fractions of width/height)")
+    return points
+
+
+class ObjectFilter(_Strict):
+    """False-positive control for one label (Frigate's ``objects.filters``). Areas are fractions of the frame."""
+
+    min_score: float | None = Field(default=None, gt=0, lt=1, description="drop single detections below this")
+    threshold: float = Field(default=0.6, gt=0, lt=1, description="median score a track needs to count")
+    min_area: float = Field(default=0.0, ge=0, le=1)
+    max_area: float = Field(default=1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _areas(self) -> "ObjectFilter":
+        if self.min_area >= self.max_area:
+            raise ValueError("min_area must be smaller than max_area")
+        return self
+
+
+class ZoneConfig(_Strict):
+    """A named polygon; an object is in it when the middle of its box's bottom edge is."""
+
+    name: str = Field(pattern=SLUG)
+    points: list[Point]
+    inertia: int = Field(default=3, ge=1, le=50, description="detector frames inside before entering counts")
+    loitering_s: float = Field(default=0.0, ge=0, description="seconds inside before entering counts")
+    labels: list[str] = Field(default_factory=list, description="labels the zone cares about (empty: all)")
+
+    _poly = field_validator("points")(classmethod(lambda cls, v: _check_polygon(v)))
+
+
 class CameraConfig(_Strict):
     """One camera: an RTSP URL or a video file."""
 
@@ -70,6 +109,12 @@ class CameraConfig(_Strict):
                                     description="labels that make an event an alert (others: detection)")
     min_score: float = Field(default=0.5, gt=0, lt=1)
     realtime: bool = Field(default=True, description="files: read at their own frame rate, like a camera")
+    filters: dict[str, ObjectFilter] = Field(default_factory=dict, description="per-label false-positive control")
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    alert_zones: list[str] = Field(default_factory=list,
+                                   description="if set, an alert also needs an alert label inside one of these zones")
+    masks: list[list[Point]] = Field(default_factory=list,
+                                     description="polygons where detections are ignored (bottom-centre inside)")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest wait between reconnect attempts")
 
     @field_validator("source")
@@ -78,6 +123,29 @@ class CameraConfig(_Strict):
         if not v.strip():
             raise ValueError("must be an rtsp:// URL or a file path")
         return v
+
+    @field_validator("masks")
+    @classmethod
+    def _masks(cls, v: list[list[Point]]) -> list[list[Point]]:
+        return [_check_polygon(m) for m in v]
+
+    @model_validator(mode="after")
+    def _references(self) -> "CameraConfig":
+        names = [z.name for z in self.zones]
+        if len(set(names)) != len(names):
+            raise ValueError("zone names must be unique per camera")
+        unknown = sorted(set(self.alert_zones) - set(names))
+        if unknown:
+            raise ValueError(f"alert_zones names zones that are not defined: {', '.join(unknown)}")
+        return self
+
+    def filter_for(self, label: str) -> ObjectFilter:
+        """The label's filter, or the defaults with the camera's ``min_score``."""
+        return self.filters.get(label) or ObjectFilter()
+
+    def min_score_for(self, label: str) -> float:
+        f = self.filters.get(label)
+        return f.min_score if f is not None and f.min_score is not None else self.min_score
 
     @property
     def is_stream(self) -> bool:
@@ -106,7 +174,9 @@ class EventConfig(_Strict):
     pre_roll_s: float = Field(default=3.0, ge=0, le=30)
     post_roll_s: float = Field(default=5.0, ge=0, le=60)
     max_length_s: float = Field(default=60.0, ge=5, le=3600)
-    min_hits: int = Field(default=2, ge=1, description="detector frames with the object before an event starts")
+    min_hits: int = Field(default=2, ge=1, description="detector frames a track needs before it can count")
+    stationary_after_s: float = Field(default=10.0, gt=0, description="an object still this long stops "
+                                      "keeping events open and cannot start new ones")
 
 
 class SpoolConfig(_Strict):

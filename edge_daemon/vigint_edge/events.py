@@ -1,8 +1,10 @@
 """From detections to events: the per-camera pipeline.
 
-For each frame: keep it in the pre-roll ring buffer; at the detect rate, gate on motion and run the
-detector; ``min_hits`` detector frames in a row with a wanted object start an event whose clip begins
-``pre_roll_s`` earlier; every frame of an active event goes to the H.264 clip writer as it arrives (memory
+For each frame: keep it in the pre-roll ring buffer; at the detect rate, gate on motion, run the detector on
+the region that moved (a square crop, so small distant objects keep their pixels), drop what the per-label
+filters and masks reject, and track the rest (``tracker.py``) through the zones (``zones.py``). A confirmed,
+moving track starts an event whose clip begins ``pre_roll_s`` earlier; stationary objects neither start nor
+extend events; every frame of an active event goes to the H.264 clip writer as it arrives (memory
 stays bounded); ``post_roll_s`` after the last detection, or at ``max_length_s``, the event ends: clip closed,
 best frame encoded as the snapshot, the event record built, and all three put in the durable spool.
 """
@@ -25,6 +27,8 @@ from vigint_edge.detector import Detection, Detector
 from vigint_edge.event_model import ClipRef, DetectionRef, EdgeEvent, SnapshotRef, new_event_id
 from vigint_edge.motion import MotionGate
 from vigint_edge.spool import Spool
+from vigint_edge.tracker import Track, Tracker
+from vigint_edge.zones import MaskSet, ZoneSpec, ZoneTracker
 
 log = logging.getLogger(__name__)
 MAX_DETECTIONS = 50  # per event message (docs/contracts.md)
@@ -64,6 +68,9 @@ class _ActiveEvent:
     top_score: float = 0.0
     best: tuple[float, np.ndarray, list[Detection], object] | None = None  # (rank, image, dets, wall)
     detections: dict = field(default_factory=dict)  # whole second -> DetectionRef (best in that second)
+    zones: set = field(default_factory=set)
+    track_ids: set = field(default_factory=set)
+    alert: bool = False
 
 
 class CameraPipeline:
@@ -95,7 +102,10 @@ class CameraPipeline:
         self.fps = 10.0
         self._ring: collections.deque[Frame] = collections.deque()
         self._next_detect_t = 0.0
-        self._hits = 0
+        self.tracker = Tracker(thresholds={label: f.threshold for label, f in camera.filters.items()},
+                               confirm_frames=events.min_hits, stationary_after_s=events.stationary_after_s)
+        self.zones: ZoneTracker | None = None
+        self.masks: MaskSet | None = None
         self._active: _ActiveEvent | None = None
         self.finished: list[EdgeEvent] = []  # events spooled by this pipeline, in order
 
@@ -131,25 +141,69 @@ class CameraPipeline:
     # -------------------------------------------------------------------------------------- detection
     def _detect(self, frame: Frame) -> None:
         moving = self.motion.update(frame.image)
-        if not moving and self._active is None:
+        if not moving and self._active is None and not self.tracker.tracks:
             self.stats.motion_skipped += 1
-            self._hits = 0
             return
+        h, w = frame.image.shape[:2]
+        if self.zones is None:
+            self.zones = ZoneTracker([ZoneSpec(**z.model_dump()) for z in self.camera.zones], w, h)
+            self.masks = MaskSet([list(map(list, m)) for m in self.camera.masks], w, h)
+        region = self._region(w, h)
         started = time.perf_counter()
         with self.lock:
-            found = self.detector.detect(frame.image)
+            if region is None:
+                found = self.detector.detect(frame.image)
+            else:
+                x1, y1, x2, y2 = region
+                found = [Detection(d.label, d.score, (d.box[0] + x1, d.box[1] + y1, d.box[2] + x1, d.box[3] + y1))
+                         for d in self.detector.detect(frame.image[y1:y2, x1:x2])]
         self.stats.detector_ms_total += (time.perf_counter() - started) * 1000
         self.stats.detect_frames += 1
-        wanted = [d for d in found if d.label in self.camera.labels and d.score >= self.camera.min_score]
-        if not wanted:
-            self._hits = 0
+        seen = self.tracker.update(self._filter(found, w * h), frame.t)
+        self.zones.forget(set(self.tracker.tracks))
+        counting = []
+        for tr in seen:
+            for change in self.zones.update(tr.id, tr.label, tr.bottom_center, frame.t):
+                log.info("camera %s: %s %d %s zone %s", self.camera.id, tr.label, tr.id,
+                         "entered" if change.kind == "enter" else "left", change.zone)
+            if tr.confirmed and not tr.stationary:
+                counting.append(tr)
+        if not counting:
             return
-        self._hits += 1
         if self._active is None:
-            if self._hits < self.cfg.min_hits:
-                return
             self._start(frame)
-        self._observe(frame, wanted)
+        self._observe(frame, counting)
+
+    def _filter(self, found: list[Detection], frame_area: float) -> list[Detection]:
+        """Labels wanted, per-label minimum score and box area, masks."""
+        kept = []
+        for d in found:
+            if d.label not in self.camera.labels or d.score < self.camera.min_score_for(d.label):
+                continue
+            f = self.camera.filter_for(d.label)
+            if not f.min_area <= d.area / frame_area <= f.max_area:
+                continue
+            if self.masks.hides(((d.box[0] + d.box[2]) / 2, d.box[3])):
+                continue
+            kept.append(d)
+        return kept
+
+    def _region(self, w: int, h: int) -> tuple[int, int, int, int] | None:
+        """The square crop the detector looks at: what moved plus the live tracks, with a margin, at least the
+        model's input size so small, distant objects keep their pixels. None: the whole frame."""
+        boxes = list(self.motion.last_regions) + [tr.box for tr in self.tracker.tracks.values()]
+        if not boxes:
+            return None
+        b = np.array(boxes, dtype=float)
+        x1, y1, x2, y2 = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+        side = max(x2 - x1, y2 - y1) * 1.2
+        side = max(side, float(getattr(self.detector, "input_size", (300, 300))[0]))
+        if side >= 0.8 * min(w, h):
+            return None
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        left = int(min(max(cx - side / 2, 0), w - side))
+        top = int(min(max(cy - side / 2, 0), h - side))
+        return left, top, left + int(side), top + int(side)
 
     def _start(self, frame: Frame) -> None:
         first = self._ring[0] if self._ring else frame
@@ -170,14 +224,23 @@ class CameraPipeline:
         ev.writer.write(frame.image, frame.t - ev.t0)
         ev.last_frame = frame
 
-    def _observe(self, frame: Frame, dets: list[Detection]) -> None:
+    def _observe(self, frame: Frame, tracks: list[Track]) -> None:
         ev = self._active
         ev.last_seen_t = frame.t
-        counts = collections.Counter(d.label for d in dets)
+        counts = collections.Counter(tr.label for tr in tracks)
         ev.labels.update(counts)
         for label, n in counts.items():
             ev.max_count[label] = max(ev.max_count.get(label, 0), n)
-        ev.top_score = max(ev.top_score, max(d.score for d in dets))
+        ev.top_score = max(ev.top_score, max(tr.score for tr in tracks))
+        for tr in tracks:
+            ev.track_ids.add(tr.id)
+            in_zones = self.zones.zones_of(tr.id)
+            ev.zones.update(in_zones)
+            if tr.label in self.camera.alert_labels and (
+                not self.camera.alert_zones or set(in_zones) & set(self.camera.alert_zones)
+            ):
+                ev.alert = True
+        dets = [Detection(tr.label, tr.score, tr.box) for tr in tracks]
         alerting = [d for d in dets if d.label in self.camera.alert_labels] or dets
         rank = sum(d.score for d in alerting) + 0.01 * sum(d.area for d in alerting) / frame.image[..., 0].size
         if ev.best is None or rank > ev.best[0]:
@@ -196,7 +259,6 @@ class CameraPipeline:
     # ------------------------------------------------------------------------------------------ output
     def _finish(self) -> None:
         ev, self._active = self._active, None
-        self._hits = 0
         info = ev.writer.close()
         _, image, dets, snap_wall = ev.best
         snapshot = encode_snapshot(image, boxes=[(d.label, d.score, d.box) for d in dets])
@@ -211,14 +273,14 @@ class CameraPipeline:
             device_id=self.device.device_id,
             camera_id=self.camera.id,
             kind="detection",
-            severity="alert" if any(label in self.camera.alert_labels for label in labels) else "detection",
+            severity="alert" if ev.alert else "detection",
             labels=labels,
             start_time=ev.start_wall,
             end_time=ev.last_frame.wall,
             top_score=round(float(ev.top_score), 4),
             max_count=ev.max_count,
             detections=refs,
-            zones=[],
+            zones=sorted(ev.zones),
             clip=ClipRef(object=f"{prefix}/clip.mp4", content_type="video/mp4", bytes=info.bytes,
                          sha256=info.sha256, duration_s=round(info.duration_s, 3), frames=info.frames,
                          width=info.width, height=info.height, fps=round(info.fps, 3)),

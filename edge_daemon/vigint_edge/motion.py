@@ -26,22 +26,41 @@ class MotionGate:
         self.alpha = alpha
         self._background: np.ndarray | None = None
         self.last_fraction = 0.0
+        self.last_regions: list[tuple[float, float, float, float]] = []
 
     def update(self, frame_bgr: np.ndarray) -> bool:
         """Feeds a frame (HxWx3 uint8 BGR); returns True when the changed fraction reaches ``min_area``.
 
-        The first frame after start counts as motion (nothing to compare with yet).
+        The first frame after start counts as motion (nothing to compare with yet). ``last_regions`` then
+        holds boxes around what moved, in the frame's pixels.
         """
-        if not self.config.enabled:
-            return True
         h, w = frame_bgr.shape[:2]
+        if not self.config.enabled:
+            self.last_regions = [(0.0, 0.0, float(w), float(h))]
+            return True
         small = cv2.resize(frame_bgr, (self.width, max(1, round(h * self.width / w))), interpolation=cv2.INTER_AREA)
         grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0).astype(np.float32)
         if self._background is None:
             self._background = grey
             self.last_fraction = 1.0
+            self.last_regions = [(0.0, 0.0, float(w), float(h))]
             return True
         diff = cv2.absdiff(grey, self._background)
         cv2.accumulateWeighted(grey, self._background, self.alpha)
-        self.last_fraction = float(np.count_nonzero(diff >= self.config.pixel_threshold)) / diff.size
-        return self.last_fraction >= self.config.min_area
+        mask = (diff >= self.config.pixel_threshold).astype(np.uint8)
+        self.last_fraction = float(np.count_nonzero(mask)) / mask.size
+        moving = self.last_fraction >= self.config.min_area
+        self.last_regions = self._regions(mask, w / self.width) if moving else []
+        return moving
+
+    @staticmethod
+    def _regions(mask: np.ndarray, scale: float) -> list[tuple[float, float, float, float]]:
+        """Boxes (x1, y1, x2, y2, full-frame pixels) around the changed areas, small specks ignored."""
+        mask = cv2.dilate(mask, np.ones((5, 5), np.uint8))
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        boxes = []
+        for c in contours:
+            x, y, bw, bh = cv2.boundingRect(c)
+            if bw * bh >= 4:
+                boxes.append((x * scale, y * scale, (x + bw) * scale, (y + bh) * scale))
+        return boxes

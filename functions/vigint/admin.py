@@ -7,10 +7,13 @@ Usage::
     python -m vigint.admin device create --tenant demo --id nuc-1 [--name "Lobby NUC"]
     python -m vigint.admin device rotate --tenant demo --id nuc-1
     python -m vigint.admin device revoke --tenant demo --id nuc-1
+    python -m vigint.admin device enroll-code --tenant demo --id nuc-2 [--name NAME] [--ttl-seconds 900]
+    python -m vigint.admin apikey create --tenant demo --role admin --name "Alice"
 
 Reads the same environment as the functions (``GOOGLE_CLOUD_PROJECT``, ``VIGINT_DEVICE_KEY_SECRET``,
 ``FIRESTORE_EMULATOR_HOST`` locally). ``device create``/``rotate`` print the device secret once: store it
-on the device (file mode 0600 or a systemd credential). Exit status 2 on bad input or conflicts.
+on the device (file mode 0600 or a systemd credential). ``apikey create`` prints the tenant API key once
+(``{"key": "vgk_...", "key_id", ...}``): hand it to its user. Exit status 2 on bad input or conflicts.
 """
 
 from __future__ import annotations
@@ -46,6 +49,17 @@ def _parser() -> argparse.ArgumentParser:
         d.add_argument("--id", required=True)
         if action == "create":
             d.add_argument("--name", default="")
+    ec = device.add_parser("enroll-code", help="a one-use code a new edge box exchanges for its credentials")
+    ec.add_argument("--tenant", required=True)
+    ec.add_argument("--id", required=True, help="device id the box will get")
+    ec.add_argument("--name", default="")
+    ec.add_argument("--ttl-seconds", type=int, default=900)
+
+    apikey = sub.add_parser("apikey").add_subparsers(dest="action", required=True)
+    ak = apikey.add_parser("create", help="create a tenant API key (printed once)")
+    ak.add_argument("--tenant", required=True)
+    ak.add_argument("--role", required=True, choices=["admin", "viewer"])
+    ak.add_argument("--name", required=True, help="the user's name")
     return p
 
 
@@ -65,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
                 normal_context=args.normal_context,
             )
             out = {"tenant_id": args.id, **_jsonable(doc)}
+        elif args.what == "apikey":
+            out = provisioning.create_api_key(args.tenant, args.role, args.name)
+            out["created_at"] = out["created_at"].isoformat()
+        elif args.action == "enroll-code":
+            out = provisioning.create_enrollment_code(args.tenant, args.id, args.name, args.ttl_seconds)
+            out["expires_at"] = out["expires_at"].isoformat()
         elif args.action == "create":
             out = provisioning.create_device(args.tenant, args.id, args.name)
         elif args.action == "rotate":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -46,6 +47,31 @@ class Settings(BaseModel):
     firestore_emulator_host: str | None = None
     pubsub_emulator_host: str | None = None
     storage_emulator_host: str | None = None
+    # --- added for ingest hardening, analysis, alerts and retention (all optional, with defaults) ---
+    event_max_age_seconds: int = Field(default=7 * 24 * 3600, ge=60,
+                                       description="VIGINT_EVENT_MAX_AGE_SECONDS: older events are dropped")
+    event_max_future_seconds: int = Field(default=300, ge=0,
+                                          description="VIGINT_EVENT_MAX_FUTURE_SECONDS: clock-skew allowance")
+    gemini_backend: Literal["gemini", "vertex"] = Field(
+        default="gemini", description="VIGINT_GEMINI_BACKEND: gemini (API key) or vertex (Vertex AI, ADC)")
+    gemini_location: str = Field(default="us-central1", description="VIGINT_GEMINI_LOCATION (Vertex AI region)")
+    gemini_monthly_token_cap: int = Field(default=2_000_000, ge=0,
+                                          description="VIGINT_GEMINI_MONTHLY_TOKEN_CAP: per tenant, if unset there")
+    gemini_event_token_budget: int = Field(default=8_000, ge=300,
+                                           description="VIGINT_GEMINI_EVENT_TOKEN_BUDGET: media tokens per event")
+    gemini_retry_attempts: int = Field(default=4, ge=1, le=10, description="VIGINT_GEMINI_RETRY_ATTEMPTS")
+    gemini_retry_initial_s: float = Field(default=1.0, ge=0.0, description="VIGINT_GEMINI_RETRY_INITIAL_S")
+    gemini_retry_max_s: float = Field(default=16.0, ge=0.0, description="VIGINT_GEMINI_RETRY_MAX_S")
+    smtp_ca_file: str | None = Field(default=None, description="VIGINT_SMTP_CA_FILE: extra CA for STARTTLS")
+    smtp_retry_attempts: int = Field(default=3, ge=1, le=10, description="VIGINT_SMTP_RETRY_ATTEMPTS")
+    smtp_retry_initial_s: float = Field(default=1.0, ge=0.0, description="VIGINT_SMTP_RETRY_INITIAL_S")
+    webhook_timeout_s: float = Field(default=10.0, gt=0.0, description="VIGINT_WEBHOOK_TIMEOUT_S")
+    webhook_retry_attempts: int = Field(default=3, ge=1, le=10, description="VIGINT_WEBHOOK_RETRY_ATTEMPTS")
+    webhook_retry_initial_s: float = Field(default=1.0, ge=0.0, description="VIGINT_WEBHOOK_RETRY_INITIAL_S")
+    retention_days: int = Field(default=30, ge=1, le=3650,
+                                description="VIGINT_RETENTION_DAYS: default when a tenant sets none")
+    heartbeat_interval_seconds: int = Field(default=60, ge=1, description="VIGINT_HEARTBEAT_INTERVAL_SECONDS")
+    stale_heartbeat_intervals: int = Field(default=5, ge=1, description="VIGINT_STALE_HEARTBEAT_INTERVALS")
 
     @field_validator("public_base_url")
     @classmethod
@@ -83,6 +109,24 @@ ENV = {
     "FIRESTORE_EMULATOR_HOST": "firestore_emulator_host",
     "PUBSUB_EMULATOR_HOST": "pubsub_emulator_host",
     "STORAGE_EMULATOR_HOST": "storage_emulator_host",
+    "VIGINT_EVENT_MAX_AGE_SECONDS": "event_max_age_seconds",
+    "VIGINT_EVENT_MAX_FUTURE_SECONDS": "event_max_future_seconds",
+    "VIGINT_GEMINI_BACKEND": "gemini_backend",
+    "VIGINT_GEMINI_LOCATION": "gemini_location",
+    "VIGINT_GEMINI_MONTHLY_TOKEN_CAP": "gemini_monthly_token_cap",
+    "VIGINT_GEMINI_EVENT_TOKEN_BUDGET": "gemini_event_token_budget",
+    "VIGINT_GEMINI_RETRY_ATTEMPTS": "gemini_retry_attempts",
+    "VIGINT_GEMINI_RETRY_INITIAL_S": "gemini_retry_initial_s",
+    "VIGINT_GEMINI_RETRY_MAX_S": "gemini_retry_max_s",
+    "VIGINT_SMTP_CA_FILE": "smtp_ca_file",
+    "VIGINT_SMTP_RETRY_ATTEMPTS": "smtp_retry_attempts",
+    "VIGINT_SMTP_RETRY_INITIAL_S": "smtp_retry_initial_s",
+    "VIGINT_WEBHOOK_TIMEOUT_S": "webhook_timeout_s",
+    "VIGINT_WEBHOOK_RETRY_ATTEMPTS": "webhook_retry_attempts",
+    "VIGINT_WEBHOOK_RETRY_INITIAL_S": "webhook_retry_initial_s",
+    "VIGINT_RETENTION_DAYS": "retention_days",
+    "VIGINT_HEARTBEAT_INTERVAL_SECONDS": "heartbeat_interval_seconds",
+    "VIGINT_STALE_HEARTBEAT_INTERVALS": "stale_heartbeat_intervals",
 }
 
 

@@ -1,0 +1,434 @@
+"""Pydantic models of the tenant API: request bodies, query strings and answers.
+
+They validate every request (a failure is a ``400 {"error", "field"}`` naming the field) and, through
+``model_json_schema``, are the schemas of ``GET /openapi.json``. Times are RFC 3339 with an offset (UTC in
+answers); durations in seconds; points of zones normalised to 0..1 of the frame (x right, y down).
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from vigint.schema import EVENT_ID_PATTERN, SLUG_PATTERN
+
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN, description="lower-case slug, 2..63 characters")]
+EventId = Annotated[str, Field(pattern=EVENT_ID_PATTERN)]
+Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$")]
+ZoneName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")]
+Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")]
+ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="local time HH:MM")]
+Text = Annotated[str, Field(max_length=200)]
+Role = Literal["admin", "viewer"]
+Coordinate = Annotated[float, Field(ge=0.0, le=1.0)]
+Point = Annotated[list[Coordinate], Field(min_length=2, max_length=2, description="[x, y], 0..1 of the frame")]
+Month = Annotated[str, Field(pattern=r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$", description="YYYY-MM (UTC)")]
+
+
+def _utc_in_range(v: datetime) -> datetime:
+    from datetime import timezone
+
+    try:
+        v = v.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise ValueError("time out of range") from None
+    if not 1970 <= v.year <= 9998:
+        raise ValueError("time must be between 1970 and 9998")
+    return v
+
+
+Instant = Annotated[AwareDatetime, AfterValidator(_utc_in_range)]
+
+MAX_RECIPIENTS = 50
+MAX_ZONES = 32
+
+
+class _In(BaseModel):
+    """Request models: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ErrorBody(_Out):
+    """Every error answer: ``field`` names the offending body/query field (dotted path) when there is one."""
+
+    error: str
+    field: str | None = None
+
+
+# ------------------------------------------------------------------------------------------ tenant
+
+
+class QuietHours(_In):
+    """No alert e-mails between ``start`` and ``end`` local time in ``timezone`` (may span midnight)."""
+
+    start: ClockTime
+    end: ClockTime
+    timezone: str = Field(min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Paris")
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError("not a known IANA time zone") from None
+        return v
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "QuietHours":
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+
+class AlertSettings(_Out):
+    """The tenant's alert policy (``tenants/{t}.alert``)."""
+
+    threshold: int = Field(ge=0, le=3, description="lowest threat level (0..3) that alerts")
+    recipients: list[str] = Field(description="alert e-mail addresses")
+    cooldown_seconds: int = Field(ge=0, description="per camera: seconds after an alert before the next")
+    link_ttl_seconds: int = Field(ge=1, description="lifetime of video links in alert e-mails")
+    quiet_hours: QuietHours | None = None
+
+
+class TenantOut(_Out):
+    """``GET /v1/tenant``."""
+
+    tenant_id: str
+    name: str
+    normal_context: str = Field(description="plain-language description of what is normal at this site")
+    alert: AlertSettings
+    retention_days: int | None = Field(default=None, description="events and clips older than this are deleted")
+    created_at: datetime | None = None
+
+
+class AlertSettingsPatch(_In):
+    """Fields of the alert policy to change; absent fields stay as they are."""
+
+    threshold: Annotated[int, Field(ge=0, le=3)] = None
+    recipients: Annotated[list[Email], Field(max_length=MAX_RECIPIENTS)] = None
+    cooldown_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] = None
+    link_ttl_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] = None
+    quiet_hours: QuietHours | None = Field(default=None, description="null removes the quiet hours")
+
+
+class TenantPatch(_In):
+    """``PATCH /v1/tenant``: only the fields present change."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] = None
+    normal_context: Annotated[str, Field(max_length=4000)] = None
+    alert: AlertSettingsPatch = None
+    retention_days: Annotated[int | None, Field(ge=1, le=3650)] = Field(
+        default=None, description="null keeps events forever")
+
+
+# ----------------------------------------------------------------------------------------- API keys
+
+
+class ApiKeyIn(_In):
+    """``POST /v1/api-keys``."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$", description="the user's name")
+    role: Role
+
+
+class ApiKeyOut(_Out):
+    key_id: str
+    name: str
+    role: str
+    created_at: datetime | None = None
+    created_by: str | None = None
+    revoked: bool = False
+    last_used_at: datetime | None = None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    """The new key; ``key`` is shown only in this answer."""
+
+    key: str
+
+
+class ApiKeyList(_Out):
+    api_keys: list[ApiKeyOut]
+
+
+# ------------------------------------------------------------------------------------------ devices
+
+
+class DeviceOut(_Out):
+    """A device (edge box). ``health``: ``online`` (heartbeat within ``ONLINE_WINDOW_S``), ``stale``,
+    ``never_seen`` or ``revoked``; ``cameras`` and ``spool`` are what the device last reported."""
+
+    device_id: str
+    name: str = ""
+    status: str
+    key_version: int
+    health: Literal["online", "stale", "never_seen", "revoked"]
+    created_at: datetime | None = None
+    enrolled_at: datetime | None = None
+    last_heartbeat_at: datetime | None = None
+    version: str | None = None
+    cameras: dict[str, Any] = Field(default_factory=dict)
+    spool: dict[str, Any] = Field(default_factory=dict)
+
+
+class DeviceList(_Out):
+    devices: list[DeviceOut]
+
+
+class EnrollmentCodeIn(_In):
+    """``POST /v1/devices/enrollment-codes``: a code for the device that will be created on enrollment."""
+
+    device_id: Slug
+    name: Text = ""
+    ttl_seconds: int = Field(default=900, ge=60, le=24 * 3600, description="lifetime of the code")
+
+
+class EnrollmentCodeOut(_Out):
+    code: str = Field(description="one-use code, shown once; the edge sends it to edge_api POST /v1/enroll")
+    device_id: str
+    expires_at: datetime
+
+
+class DeviceCredentials(_Out):
+    """A device secret, shown once (store it on the device, mode 0600)."""
+
+    tenant_id: str
+    device_id: str
+    key_version: int
+    secret: str
+
+
+class CommandIn(_In):
+    """``POST /v1/devices/{device_id}/commands``: handed to the device on its next heartbeat."""
+
+    type: Literal["reload_config", "restart"]
+
+
+class CommandOut(_Out):
+    command_id: str
+    type: str
+    status: str
+    created_at: datetime | None = None
+    created_by: str | None = None
+
+
+# ------------------------------------------------------------------------------------------ cameras
+
+
+class Zone(_In):
+    """A named polygon on a camera's frame. ``enter_s``: seconds an object must be inside before it
+    counts as entered; ``exit_s``: seconds outside before it counts as left; ``loiter_s``: seconds inside
+    that make a loitering event (0: off); ``labels``: labels the zone cares about (empty: all)."""
+
+    name: ZoneName
+    points: list[Point] = Field(min_length=3, max_length=64)
+    labels: list[Label] = Field(default_factory=list, max_length=50)
+    enter_s: float = Field(default=0.0, ge=0, le=3600)
+    exit_s: float = Field(default=0.0, ge=0, le=3600)
+    loiter_s: float = Field(default=0.0, ge=0, le=24 * 3600)
+
+
+def _unique_zones(zones: list[Zone] | None) -> list[Zone] | None:
+    if zones is not None:
+        names = [z.name for z in zones]
+        if len(set(names)) != len(names):
+            raise ValueError("zone names must be unique per camera")
+    return zones
+
+
+class CameraIn(_In):
+    """``POST /v1/cameras``. The camera's stream address stays on the device (it holds credentials)."""
+
+    camera_id: Slug
+    device_id: Slug
+    name: Text = ""
+    enabled: bool = True
+    labels: list[Label] | None = Field(default=None, max_length=50, description="labels to detect (null: device default)")
+    alert_labels: list[Label] | None = Field(default=None, max_length=50)
+    min_score: float | None = Field(default=None, gt=0, lt=1)
+    zones: list[Zone] = Field(default_factory=list, max_length=MAX_ZONES)
+
+    @field_validator("zones")
+    @classmethod
+    def _zones(cls, v):
+        return _unique_zones(v)
+
+
+class CameraPatch(_In):
+    """``PATCH /v1/cameras/{camera_id}``: fields present replace the stored ones (``zones`` as a whole)."""
+
+    name: Text = None
+    enabled: bool = None
+    labels: Annotated[list[Label] | None, Field(max_length=50)] = None
+    alert_labels: Annotated[list[Label] | None, Field(max_length=50)] = None
+    min_score: Annotated[float | None, Field(gt=0, lt=1)] = None
+    zones: Annotated[list[Zone], Field(max_length=MAX_ZONES)] = None
+
+    @field_validator("zones")
+    @classmethod
+    def _zones(cls, v):
+        return _unique_zones(v)
+
+
+class CameraOut(_Out):
+    camera_id: str
+    device_id: str
+    name: str = ""
+    enabled: bool = True
+    labels: list[str] | None = None
+    alert_labels: list[str] | None = None
+    min_score: float | None = None
+    zones: list[dict[str, Any]] = Field(default_factory=list)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class CameraList(_Out):
+    cameras: list[CameraOut]
+
+
+class CamerasQuery(_In):
+    device_id: Slug | None = None
+
+
+# ------------------------------------------------------------------------------------------- events
+
+
+class _Page(_In):
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=512, description="next_cursor of the previous page")
+
+
+class EventsQuery(_Page):
+    """``GET /v1/events`` filters (all optional, combined with AND)."""
+
+    since: Instant | None = Field(default=None, description="start_time >= since")
+    until: Instant | None = Field(default=None, description="start_time < until")
+    camera_id: Slug | None = None
+    label: Label | None = None
+    zone: ZoneName | None = None
+    severity: Literal["alert", "detection"] | None = None
+    min_threat_level: int | None = Field(default=None, ge=0, le=3)
+
+
+class AlertsQuery(_Page):
+    since: Instant | None = None
+    until: Instant | None = None
+    camera_id: Slug | None = None
+    acknowledged: bool | None = None
+
+
+class EventSummary(_Out):
+    event_id: str
+    device_id: str | None = None
+    camera_id: str | None = None
+    kind: str | None = None
+    severity: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    zones: list[str] = Field(default_factory=list)
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    top_score: float | None = None
+    status: str | None = None
+    threat_level: int | None = None
+    title: str | None = None
+    alerted: bool | None = None
+    acknowledged: bool = False
+
+
+class EventPage(_Out):
+    events: list[EventSummary]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: no more")
+
+
+class EventDetail(EventSummary):
+    """One event with its analysis and fresh signed URLs (valid ``VIGINT_PLAYBACK_URL_TTL_SECONDS``)."""
+
+    max_count: dict[str, Any] = Field(default_factory=dict)
+    detections: list[dict[str, Any]] = Field(default_factory=list)
+    analysis: dict[str, Any] | None = None
+    alert: dict[str, Any] | None = None
+    ack: dict[str, Any] | None = None
+    clip: dict[str, Any] | None = None
+    snapshot: dict[str, Any] | None = None
+    ingested_at: datetime | None = None
+    clip_url: str | None = None
+    snapshot_url: str | None = None
+    urls_expire_at: datetime | None = None
+
+
+class AckOut(_Out):
+    event_id: str
+    acknowledged: bool
+    acknowledged_by: str
+    acknowledged_at: datetime
+
+
+class UnacknowledgedCount(_Out):
+    unacknowledged: int
+
+
+# ---------------------------------------------------------------------------------------- analytics
+
+
+class CountsQuery(_In):
+    """``GET /v1/analytics/counts``. Default range: the last 24 h (hour) or 30 days (day)."""
+
+    bucket: Literal["hour", "day"] = "hour"
+    by: Literal["label", "camera", "zone"] = "label"
+    since: Instant | None = None
+    until: Instant | None = None
+
+
+class CountBucket(_Out):
+    start: datetime
+    total: int
+    counts: dict[str, int]
+
+
+class CountsOut(_Out):
+    bucket: str
+    by: str
+    since: datetime
+    until: datetime
+    total: int
+    buckets: list[CountBucket]
+    truncated: bool = Field(description="true: more events than the scan limit; counts cover the newest only")
+
+
+class UsageQuery(_In):
+    month: Month | None = Field(default=None, description="default: the current UTC month")
+
+
+class UsageOut(_Out):
+    """Use in one UTC month. ``events``/``clip_bytes``/``snapshot_bytes`` are counted from the events at
+    query time; ``gemini_tokens``/``emails_sent`` come from ``tenants/{t}/usage/{YYYY-MM}`` counters."""
+
+    month: str
+    events: int
+    clip_bytes: int
+    snapshot_bytes: int
+    gemini_tokens: int
+    emails_sent: int
+    truncated: bool
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """``(first instant, first instant of the next month)`` of ``YYYY-MM`` in UTC."""
+    from datetime import timezone
+
+    m = re.match(r"^(\d{4})-(\d{2})$", month)
+    y, mo = int(m.group(1)), int(m.group(2))
+    start = datetime(y, mo, 1, tzinfo=timezone.utc)
+    end = datetime(y + (mo == 12), mo % 12 + 1, 1, tzinfo=timezone.utc)
+    return start, end

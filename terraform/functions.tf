@@ -1,0 +1,59 @@
+# The five functions: 2nd gen, Python 3.11, all built from the one source zip (storage.tf); the entry point
+# is the name of the decorated function in functions/main.py. edge_api and video_link are HTTPS endpoints;
+# ingest, analyze and alert are invoked by their push subscriptions (pubsub.tf).
+resource "google_cloudfunctions2_function" "fn" {
+  for_each = local.functions
+
+  name        = each.value.name
+  location    = var.region
+  description = each.value.description
+
+  build_config {
+    runtime           = "python311"
+    entry_point       = each.key
+    service_account   = google_service_account.builder.id
+    docker_repository = google_artifact_registry_repository.functions.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.sources.name
+        object = google_storage_bucket_object.functions_source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory               = each.value.memory
+    timeout_seconds                = each.value.timeout
+    min_instance_count             = 0
+    max_instance_count             = var.max_instances
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.fn[each.key].email
+    # Pipeline functions accept only Google-internal traffic (Pub/Sub push counts as internal).
+    ingress_settings = each.value.topic == null ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+
+    # Signed URLs are signed through IAM signBlob as the function's own account (iam.tf: self_signer).
+    environment_variables = merge(local.common_env, {
+      VIGINT_SIGNING_SERVICE_ACCOUNT = google_service_account.fn[each.key].email
+    })
+
+    dynamic "secret_environment_variables" {
+      for_each = each.value.secrets
+      content {
+        key        = secret_environment_variables.key
+        project_id = var.project_id
+        secret     = google_secret_manager_secret.secret[secret_environment_variables.value].secret_id
+        version    = "latest"
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.api,
+    # The first instance must be able to read its secrets, and the build to read the source and push.
+    google_secret_manager_secret_iam_member.function_secret,
+    google_storage_bucket_iam_member.builder_reads_sources,
+    google_artifact_registry_repository_iam_member.builder_writes_images,
+    google_project_iam_member.builder_logs,
+  ]
+}

@@ -1,0 +1,120 @@
+# Vigint in Google Cloud: what every other file shares. The parts are split by concern:
+#   apis.tf       services the project must have enabled
+#   storage.tf    clips bucket, function source bucket and zip, Artifact Registry repository of the builds
+#   pubsub.tf     the three pipeline topics, their dead-letter topics and push subscriptions
+#   firestore.tf  the database, its composite indexes and TTL policies
+#   secrets.tf    Secret Manager secrets (values are added out of band, never through Terraform)
+#   iam.tf        one service account per function, each role with the reason it is needed
+#   functions.tf  the five 2nd-gen Cloud Functions
+# See README.md in this directory for the one-off bootstrap (state bucket, secret values).
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  clips_bucket = var.clips_bucket_name != "" ? var.clips_bucket_name : "${var.project_id}-vigint-clips"
+
+  # 2nd-gen functions keep the 1st-gen style URL https://<region>-<project>.cloudfunctions.net/<name>, which is
+  # known before the function exists; using it avoids a dependency cycle between alert and video_link.
+  function_base_url = "https://${var.region}-${var.project_id}.cloudfunctions.net"
+  public_base_url   = var.public_base_url != "" ? trimsuffix(var.public_base_url, "/") : "${local.function_base_url}/video-link"
+
+  # The pipeline: topic -> the function it triggers (through the push subscription "<function>-push") ->
+  # the topic that function publishes to. Names from docs/contracts.md.
+  topics = {
+    "edge-events"     = { publisher = "edge devices (publish-only service account)", consumer = "ingest" }
+    "events-ingested" = { publisher = "ingest", consumer = "analyze" }
+    "events-analyzed" = { publisher = "analyze", consumer = "alert" }
+  }
+
+  # Secret Manager secret id -> what it holds. Values are added with `gcloud secrets versions add`.
+  secrets = {
+    "device-key-secret" = "master key every device secret is derived from (HMAC-SHA256, docs/contracts.md)"
+    "gemini-api-key"    = "Gemini API key of the analyze function"
+    "smtp-password"     = "password of the SMTP relay account of the alert function"
+  }
+
+  # One entry per entry point of functions/main.py. name: the Cloud Functions (and Cloud Run service) name,
+  # which may not contain '_'. topic: null for an HTTPS function, else the topic whose push subscription
+  # invokes it. secrets: environment variable -> Secret Manager secret id; only what the function uses, but
+  # VIGINT_DEVICE_KEY_SECRET everywhere because vigint.config.Settings requires it to start.
+  functions = {
+    edge_api = {
+      name        = "edge-api"
+      description = "HTTPS API of the edge devices: signed upload URLs, publish credentials, heartbeats."
+      topic       = null
+      memory      = "512Mi"
+      timeout     = 60
+      secrets     = { VIGINT_DEVICE_KEY_SECRET = "device-key-secret" }
+    }
+    video_link = {
+      name        = "video-link"
+      description = "Expiring video-link page /v/{token} of alert e-mails."
+      topic       = null
+      memory      = "512Mi"
+      timeout     = 60
+      secrets     = { VIGINT_DEVICE_KEY_SECRET = "device-key-secret" }
+    }
+    ingest = {
+      name        = "ingest"
+      description = "edge-events -> verified Firestore event document -> events-ingested."
+      topic       = "edge-events"
+      memory      = "512Mi"
+      timeout     = 120
+      secrets     = { VIGINT_DEVICE_KEY_SECRET = "device-key-secret" }
+    }
+    analyze = {
+      name        = "analyze"
+      description = "events-ingested -> Gemini analysis of the clip -> events-analyzed."
+      topic       = "events-ingested"
+      memory      = "1Gi"
+      timeout     = 540
+      secrets = {
+        VIGINT_DEVICE_KEY_SECRET = "device-key-secret"
+        GEMINI_API_KEY           = "gemini-api-key"
+      }
+    }
+    alert = {
+      name        = "alert"
+      description = "events-analyzed -> alert e-mails with snapshot and expiring link."
+      topic       = "events-analyzed"
+      memory      = "512Mi"
+      timeout     = 300
+      secrets = {
+        VIGINT_DEVICE_KEY_SECRET = "device-key-secret"
+        VIGINT_SMTP_PASSWORD     = "smtp-password"
+      }
+    }
+  }
+
+  pipeline_functions = { for k, f in local.functions : k => f if f.topic != null }
+  http_functions     = { for k, f in local.functions : k => f if f.topic == null }
+
+  # Environment every function gets (docs/contracts.md, "Functions' environment"). Per function, functions.tf
+  # adds VIGINT_SIGNING_SERVICE_ACCOUNT (its own account) and the secrets above. Deliberately absent: the
+  # *_EMULATOR_HOST variables, GOOGLE_APPLICATION_CREDENTIALS and GOOGLE_GEMINI_BASE_URL, which exist only
+  # to point the code at the local stand-ins.
+  common_env = {
+    GOOGLE_CLOUD_PROJECT             = var.project_id
+    VIGINT_BUCKET                    = google_storage_bucket.clips.name
+    VIGINT_PUBLIC_BASE_URL           = local.public_base_url
+    VIGINT_EDGE_EVENTS_TOPIC         = google_pubsub_topic.pipeline["edge-events"].name
+    VIGINT_INGESTED_TOPIC            = google_pubsub_topic.pipeline["events-ingested"].name
+    VIGINT_ANALYZED_TOPIC            = google_pubsub_topic.pipeline["events-analyzed"].name
+    VIGINT_SMTP_HOST                 = var.smtp_host
+    VIGINT_SMTP_PORT                 = tostring(var.smtp_port)
+    VIGINT_SMTP_USER                 = var.smtp_user
+    VIGINT_SMTP_STARTTLS             = tostring(var.smtp_starttls)
+    VIGINT_MAIL_FROM                 = var.mail_from
+    VIGINT_GEMINI_MODEL              = var.gemini_model
+    VIGINT_PUBLISHER_SERVICE_ACCOUNT = google_service_account.edge_publisher.email
+    VIGINT_UPLOAD_URL_TTL_SECONDS    = tostring(var.upload_url_ttl_seconds)
+    VIGINT_PLAYBACK_URL_TTL_SECONDS  = tostring(var.playback_url_ttl_seconds)
+  }
+
+  # (function, secret) pairs, for the secretAccessor bindings in iam.tf.
+  function_secrets = merge([
+    for fn, f in local.functions : { for var_name, secret in f.secrets : "${fn}/${secret}" => { function = fn, secret = secret } }
+  ]...)
+}
