@@ -15,10 +15,13 @@ locals {
     "secretmanager.googleapis.com",    # device key master secret, Gemini key, SMTP password
     "storage.googleapis.com",          # clips and function sources
   ])
+
+  # Vertex AI only when analyze reaches Gemini through it.
+  vertex_apis = var.gemini_backend == "vertex" ? toset(["aiplatform.googleapis.com"]) : toset([])
 }
 
 resource "google_project_service" "api" {
-  for_each = local.apis
+  for_each = setunion(local.apis, local.vertex_apis)
 
   project            = var.project_id
   service            = each.value

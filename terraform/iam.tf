@@ -45,6 +45,16 @@ resource "google_project_iam_member" "datastore_user" {
   member  = google_service_account.fn[each.key].member
 }
 
+# With gemini_backend = "vertex", analyze calls Gemini on Vertex AI as itself (no API key); aiplatform.user is
+# the predefined role that allows predictions and exists only at project level.
+resource "google_project_iam_member" "analyze_vertex" {
+  count = var.gemini_backend == "vertex" ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/aiplatform.user"
+  member  = google_service_account.fn["analyze"].member
+}
+
 # --- Clips bucket ------------------------------------------------------------------------------------------
 
 # edge_api signs the devices' PUT URLs as itself: the signer must be allowed to create the objects.

@@ -94,23 +94,41 @@ locals {
   # Environment every function gets (docs/contracts.md, "Functions' environment"). Per function, functions.tf
   # adds VIGINT_SIGNING_SERVICE_ACCOUNT (its own account) and the secrets above. Deliberately absent: the
   # *_EMULATOR_HOST variables, GOOGLE_APPLICATION_CREDENTIALS and GOOGLE_GEMINI_BASE_URL, which exist only
-  # to point the code at the local stand-ins.
+  # to point the code at the local stand-ins, and VIGINT_SMTP_CA_FILE (a CA file path: an instance has no such
+  # file unless a secret volume is mounted, not built yet; relays with public certificates need none).
   common_env = {
-    GOOGLE_CLOUD_PROJECT             = var.project_id
-    VIGINT_BUCKET                    = google_storage_bucket.clips.name
-    VIGINT_PUBLIC_BASE_URL           = local.public_base_url
-    VIGINT_EDGE_EVENTS_TOPIC         = google_pubsub_topic.pipeline["edge-events"].name
-    VIGINT_INGESTED_TOPIC            = google_pubsub_topic.pipeline["events-ingested"].name
-    VIGINT_ANALYZED_TOPIC            = google_pubsub_topic.pipeline["events-analyzed"].name
-    VIGINT_SMTP_HOST                 = var.smtp_host
-    VIGINT_SMTP_PORT                 = tostring(var.smtp_port)
-    VIGINT_SMTP_USER                 = var.smtp_user
-    VIGINT_SMTP_STARTTLS             = tostring(var.smtp_starttls)
-    VIGINT_MAIL_FROM                 = var.mail_from
-    VIGINT_GEMINI_MODEL              = var.gemini_model
-    VIGINT_PUBLISHER_SERVICE_ACCOUNT = google_service_account.edge_publisher.email
-    VIGINT_UPLOAD_URL_TTL_SECONDS    = tostring(var.upload_url_ttl_seconds)
-    VIGINT_PLAYBACK_URL_TTL_SECONDS  = tostring(var.playback_url_ttl_seconds)
+    GOOGLE_CLOUD_PROJECT              = var.project_id
+    VIGINT_BUCKET                     = google_storage_bucket.clips.name
+    VIGINT_PUBLIC_BASE_URL            = local.public_base_url
+    VIGINT_EDGE_EVENTS_TOPIC          = google_pubsub_topic.pipeline["edge-events"].name
+    VIGINT_INGESTED_TOPIC             = google_pubsub_topic.pipeline["events-ingested"].name
+    VIGINT_ANALYZED_TOPIC             = google_pubsub_topic.pipeline["events-analyzed"].name
+    VIGINT_SMTP_HOST                  = var.smtp_host
+    VIGINT_SMTP_PORT                  = tostring(var.smtp_port)
+    VIGINT_SMTP_USER                  = var.smtp_user
+    VIGINT_SMTP_STARTTLS              = tostring(var.smtp_starttls)
+    VIGINT_MAIL_FROM                  = var.mail_from
+    VIGINT_GEMINI_MODEL               = var.gemini_model
+    VIGINT_PUBLISHER_SERVICE_ACCOUNT  = google_service_account.edge_publisher.email
+    VIGINT_UPLOAD_URL_TTL_SECONDS     = tostring(var.upload_url_ttl_seconds)
+    VIGINT_PLAYBACK_URL_TTL_SECONDS   = tostring(var.playback_url_ttl_seconds)
+    VIGINT_RETENTION_DAYS             = tostring(var.retention_days) # same number as the bucket lifecycle
+    VIGINT_EVENT_MAX_AGE_SECONDS      = tostring(var.event_max_age_seconds)
+    VIGINT_EVENT_MAX_FUTURE_SECONDS   = tostring(var.event_max_future_seconds)
+    VIGINT_HEARTBEAT_INTERVAL_SECONDS = tostring(var.heartbeat_interval_seconds)
+    VIGINT_STALE_HEARTBEAT_INTERVALS  = tostring(var.stale_heartbeat_intervals)
+    VIGINT_GEMINI_BACKEND             = var.gemini_backend
+    VIGINT_GEMINI_LOCATION            = var.gemini_location
+    VIGINT_GEMINI_MONTHLY_TOKEN_CAP   = tostring(var.gemini_monthly_token_cap)
+    VIGINT_GEMINI_EVENT_TOKEN_BUDGET  = tostring(var.gemini_event_token_budget)
+    VIGINT_GEMINI_RETRY_ATTEMPTS      = tostring(var.retries.gemini_attempts)
+    VIGINT_GEMINI_RETRY_INITIAL_S     = tostring(var.retries.gemini_initial_s)
+    VIGINT_GEMINI_RETRY_MAX_S         = tostring(var.retries.gemini_max_s)
+    VIGINT_SMTP_RETRY_ATTEMPTS        = tostring(var.retries.smtp_attempts)
+    VIGINT_SMTP_RETRY_INITIAL_S       = tostring(var.retries.smtp_initial_s)
+    VIGINT_WEBHOOK_TIMEOUT_S          = tostring(var.retries.webhook_timeout_s)
+    VIGINT_WEBHOOK_RETRY_ATTEMPTS     = tostring(var.retries.webhook_attempts)
+    VIGINT_WEBHOOK_RETRY_INITIAL_S    = tostring(var.retries.webhook_initial_s)
   }
 
   # (function, secret) pairs, for the secretAccessor bindings in iam.tf.

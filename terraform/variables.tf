@@ -156,3 +156,108 @@ variable "functions_source_dir" {
   description = "Directory zipped as the one source of every function (main.py, vigint/, requirements.txt)."
   default     = "../functions"
 }
+
+variable "gemini_backend" {
+  type        = string
+  description = "How analyze reaches Gemini (VIGINT_GEMINI_BACKEND): \"gemini\" with the gemini-api-key secret, or \"vertex\" through Vertex AI as its own service account."
+  default     = "gemini"
+
+  validation {
+    condition     = contains(["gemini", "vertex"], var.gemini_backend)
+    error_message = "gemini_backend must be \"gemini\" or \"vertex\"."
+  }
+}
+
+variable "gemini_location" {
+  type        = string
+  description = "Vertex AI region used when gemini_backend is \"vertex\" (VIGINT_GEMINI_LOCATION)."
+  default     = "us-central1"
+}
+
+variable "gemini_monthly_token_cap" {
+  type        = number
+  description = "Gemini tokens a tenant may use per month unless its own document says otherwise (VIGINT_GEMINI_MONTHLY_TOKEN_CAP); 0 disables analysis."
+  default     = 2000000
+
+  validation {
+    condition     = var.gemini_monthly_token_cap >= 0
+    error_message = "gemini_monthly_token_cap must not be negative."
+  }
+}
+
+variable "gemini_event_token_budget" {
+  type        = number
+  description = "Media tokens spent on one event's clip and keyframes (VIGINT_GEMINI_EVENT_TOKEN_BUDGET)."
+  default     = 8000
+
+  validation {
+    condition     = var.gemini_event_token_budget >= 300
+    error_message = "gemini_event_token_budget must be at least 300 tokens."
+  }
+}
+
+variable "event_max_age_seconds" {
+  type        = number
+  description = "Events older than this when ingested are dropped, in seconds (VIGINT_EVENT_MAX_AGE_SECONDS); a spool replay after a long outage must fit in it."
+  default     = 604800
+
+  validation {
+    condition     = var.event_max_age_seconds >= 60
+    error_message = "event_max_age_seconds must be at least 60."
+  }
+}
+
+variable "event_max_future_seconds" {
+  type        = number
+  description = "Clock-skew allowance for events stamped in the future, in seconds (VIGINT_EVENT_MAX_FUTURE_SECONDS)."
+  default     = 300
+
+  validation {
+    condition     = var.event_max_future_seconds >= 0
+    error_message = "event_max_future_seconds must not be negative."
+  }
+}
+
+variable "heartbeat_interval_seconds" {
+  type        = number
+  description = "Seconds between device heartbeats (VIGINT_HEARTBEAT_INTERVAL_SECONDS)."
+  default     = 60
+
+  validation {
+    condition     = var.heartbeat_interval_seconds >= 1
+    error_message = "heartbeat_interval_seconds must be at least 1."
+  }
+}
+
+variable "stale_heartbeat_intervals" {
+  type        = number
+  description = "Missed heartbeat intervals after which a device counts as offline (VIGINT_STALE_HEARTBEAT_INTERVALS)."
+  default     = 5
+
+  validation {
+    condition     = var.stale_heartbeat_intervals >= 1
+    error_message = "stale_heartbeat_intervals must be at least 1."
+  }
+}
+
+variable "retries" {
+  type = object({
+    gemini_attempts   = optional(number, 4)
+    gemini_initial_s  = optional(number, 1)
+    gemini_max_s      = optional(number, 16)
+    smtp_attempts     = optional(number, 3)
+    smtp_initial_s    = optional(number, 1)
+    webhook_timeout_s = optional(number, 10)
+    webhook_attempts  = optional(number, 3)
+    webhook_initial_s = optional(number, 1)
+  })
+  description = "In-process retries of the functions' outbound calls: attempts (1-10) and first/maximum back-off in seconds (VIGINT_GEMINI_RETRY_*, VIGINT_SMTP_RETRY_*, VIGINT_WEBHOOK_*). Pub/Sub redelivery comes on top."
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for a in [var.retries.gemini_attempts, var.retries.smtp_attempts, var.retries.webhook_attempts] : a >= 1 && a <= 10
+    ])
+    error_message = "retry attempts must be between 1 and 10."
+  }
+}

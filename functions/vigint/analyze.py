@@ -1,13 +1,24 @@
 """``analyze``: ``events-ingested`` -> ``analysis`` on the event document -> ``events-analyzed``.
 
-With ``GEMINI_API_KEY`` set, Gemini judges the clip (``vigint.gemini``); without it, or when Gemini fails or
-answers nonsense, a verdict is derived from the edge detections so the alert still goes out (marked as such):
+With Gemini configured (``VIGINT_GEMINI_BACKEND``: ``gemini`` with ``GEMINI_API_KEY``, or ``vertex``), Gemini
+judges the clip (``vigint.gemini``), shown as video or as at most 1 fps of stills, whichever costs less within
+``VIGINT_GEMINI_EVENT_TOKEN_BUDGET`` (``vigint.sampling``), with a prompt built from the event and the tenant
+(``vigint.prompts``). Otherwise a verdict is derived from the edge detections so the alert still goes out:
 
-* no key: ``analysis.status = "detections_only"``;
-* Gemini failed or malformed: ``analysis.status = "error"`` with ``error`` saying why.
+* no Gemini configured: ``analysis.status = "detections_only"``;
+* the tenant's monthly token cap (``tenants/{t}.gemini_monthly_token_cap``, default
+  ``VIGINT_GEMINI_MONTHLY_TOKEN_CAP``) is used up: ``"detections_only"`` with ``skipped = "token_cap"``;
+* ``camera_health`` events: a verdict from the reported condition (``labels``: ``offline``, ``tampered``,
+  ``online``...), Gemini is not asked;
+* Gemini failed for good (after tenacity's retries) or answered nonsense: ``"error"`` with ``error`` saying
+  why; the alert says "analysis unavailable".
 
-Idempotent: an event that already has an ``analysis`` is not sent to Gemini again; the follow-on message is
-published once per event (flag ``published.analyzed``), again only if an earlier attempt crashed before it.
+Tokens Gemini reports (``usage_metadata.total_token_count``) are added to ``tenants/{t}/usage/{YYYY-MM}``
+(``gemini_tokens``) in the same batch as the analysis.
+
+Idempotent: an event that already has an ``analysis`` is not sent to Gemini again; concurrent deliveries are
+serialised by a claim on the event (the loser raises ``vigint.pipeline.InProgress`` and is redelivered); the
+follow-on message is published once per event (flag ``published.analyzed``).
 """
 
 from __future__ import annotations
@@ -20,14 +31,35 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore as fs
 
-from vigint import clients, config, pipeline, prompts, storage
-from vigint.gemini import MAX_INLINE_VIDEO_BYTES, GeminiAnalyzer, MalformedVerdict
+from vigint import clients, config, gemini, pipeline, prompts, sampling, storage, usage
+from vigint.gemini import MAX_INLINE_VIDEO_BYTES, GeminiAnalyzer, Media, MalformedVerdict
 
 log = logging.getLogger(__name__)
 
 STAGE = "analyze"
 PUBLISHED_FLAG = "published.analyzed"
 VEHICLES = frozenset({"car", "truck", "bus", "motorcycle", "bicycle"})
+MAX_FRAME_SOURCE_BYTES = 64 * 1024 * 1024  # largest clip we download to cut stills from
+ANALYSIS_LEASE_S = 300
+# camera_health condition (label) -> (threat level, title words).
+HEALTH_CONDITIONS = {
+    "tampered": (3, "Camera tampered with"),
+    "offline": (2, "Camera offline"),
+    "device_offline": (2, "Device stopped reporting"),
+    "online": (0, "Camera back online"),
+}
+
+
+def health_verdict(event: Mapping[str, Any]) -> dict:
+    """The verdict of a ``camera_health`` event from its condition labels (unknown conditions -> level 2)."""
+    camera = event.get("camera_id", "camera")
+    labels = [str(label) for label in event.get("labels") or []]
+    known = [HEALTH_CONDITIONS[label] for label in labels if label in HEALTH_CONDITIONS]
+    level, words = max(known) if known else (2, "Camera health problem")
+    condition = ", ".join(labels) or "unspecified"
+    summary = (f"The edge device reported a camera health change on {camera}: {condition}. "
+               "Check the camera's view, power and network.")
+    return {"threat_level": level, "title": f"{words}: {camera}", "summary": summary}
 
 
 def detections_verdict(event: Mapping[str, Any]) -> dict:
@@ -64,25 +96,66 @@ def _parse(data: bytes) -> tuple[str, str] | None:
     return tenant_id, event_id
 
 
-def _media(event: Mapping[str, Any]) -> tuple[bytes | None, bytes | None, list[str]]:
-    """Downloads clip and snapshot; missing or oversized media are noted, other GCS errors raise."""
+def _download(obj: str, max_bytes: int, notes: list[str], what: str) -> bytes | None:
+    try:
+        return storage.download(obj, max_bytes=max_bytes)
+    except gexc.NotFound:
+        notes.append(f"{what} not found in the bucket")
+    except ValueError:
+        notes.append(f"{what} too large to download")
+    return None
+
+
+def _media(event: Mapping[str, Any], analyzer: GeminiAnalyzer, budget: int) -> tuple[list[Media], str, int, list[str]]:
+    """The media parts to send, what they are (``video``/``frames``/``snapshot``/``none``), their estimated
+    tokens and notes. Missing or oversized media are noted; other GCS errors raise."""
     notes: list[str] = []
-    clip = snapshot = None
-    clip_obj = (event.get("clip") or {}).get("object")
-    snap_obj = (event.get("snapshot") or {}).get("object")
-    if clip_obj:
+    clip_info = event.get("clip") or {}
+    clip_obj, snap_obj = clip_info.get("object"), (event.get("snapshot") or {}).get("object")
+    snapshot = _download(snap_obj, 10 * 1024 * 1024, notes, "snapshot") if snap_obj else None
+    vertex = analyzer.backend == "vertex"
+    clip: bytes | None = None
+    if clip_obj and not vertex:
+        clip = _download(clip_obj, MAX_FRAME_SOURCE_BYTES, notes, "clip")
+    has_clip = bool(clip_obj) and (vertex or clip is not None)
+    plan = sampling.plan(
+        duration_s=clip_info.get("duration_s"), has_clip=has_clip, has_snapshot=snapshot is not None,
+        budget_tokens=budget,
+        video_allowed=vertex or (clip is not None and len(clip) <= MAX_INLINE_VIDEO_BYTES),
+        has_audio=sampling.has_audio(clip) if clip is not None else False,  # the edge writes silent clips
+    )
+    parts: list[Media] = []
+    mode = plan.mode
+    if mode == "video":
+        if vertex:
+            parts.append(Media("video/mp4", uri=f"gs://{config.settings().bucket}/{clip_obj}"))
+        else:
+            parts.append(Media("video/mp4", data=clip))
+    elif mode == "frames":
+        if clip is None:
+            clip = _download(clip_obj, MAX_FRAME_SOURCE_BYTES, notes, "clip")
         try:
-            clip = storage.download(clip_obj, max_bytes=MAX_INLINE_VIDEO_BYTES)
-        except gexc.NotFound:
-            notes.append("clip not found in the bucket")
-        except ValueError:
-            notes.append("clip too large to send inline; snapshot only")
-    if snap_obj:
-        try:
-            snapshot = storage.download(snap_obj, max_bytes=10 * 1024 * 1024)
-        except (gexc.NotFound, ValueError):
-            notes.append("snapshot not available")
-    return clip, snapshot, notes
+            frames = sampling.extract_frames(clip, plan.frame_times) if clip is not None else []
+        except Exception as exc:  # noqa: BLE001 - av.error.FFmpegError, ValueError: an undecodable clip
+            notes.append(f"could not cut stills from the clip ({type(exc).__name__})")
+            frames = []
+        parts.extend(Media("image/jpeg", data=f) for f in frames)
+        if not frames:
+            mode = "snapshot"
+    if snapshot is not None:
+        parts.append(Media("image/jpeg", data=snapshot))
+    if not parts:
+        mode = "none"
+    return parts, mode, plan.estimated_tokens, notes
+
+
+def token_cap(tenant: Mapping[str, Any]) -> int:
+    """The tenant's monthly Gemini token cap (``gemini_monthly_token_cap``, else the configured default)."""
+    cap = tenant.get("gemini_monthly_token_cap")
+    try:
+        return int(cap) if cap is not None else config.settings().gemini_monthly_token_cap
+    except (TypeError, ValueError):
+        return config.settings().gemini_monthly_token_cap
 
 
 def handle_ingested(*, data: bytes, attributes: Mapping[str, str] | None = None,
@@ -92,8 +165,8 @@ def handle_ingested(*, data: bytes, attributes: Mapping[str, str] | None = None,
     Args:
         data: ``{"tenant_id", "event_id"}`` as JSON.
         attributes: message attributes (unused beyond logging).
-        analyzer: the Gemini seam (default ``clients.gemini()``, built from ``GEMINI_API_KEY``/``VIGINT_GEMINI_MODEL``/
-            ``GOOGLE_GEMINI_BASE_URL``; not used when no key is configured).
+        analyzer: the Gemini seam (default ``vigint.gemini.default_analyzer()`` from the settings; None when
+            Gemini is not configured).
         message_id: Pub/Sub message id, for logs.
 
     Returns:
@@ -101,6 +174,7 @@ def handle_ingested(*, data: bytes, attributes: Mapping[str, str] | None = None,
 
     Raises:
         google.api_core.exceptions.GoogleAPICallError: transient Firestore/GCS/Pub/Sub failure.
+        vigint.pipeline.InProgress: another delivery of this event is being analysed right now.
     """
     parsed = _parse(data)
     if parsed is None:
@@ -114,50 +188,92 @@ def handle_ingested(*, data: bytes, attributes: Mapping[str, str] | None = None,
         pipeline.count_drop(STAGE, "unknown_event", tenant=tenant_id, event=event_id)
         return "dropped:unknown_event"
     event = snap.to_dict()
-    if event.get("analysis"):
+    state = "done" if event.get("analysis") else pipeline.claim(ref, "analysis", done_field="analysis",
+                                                                  lease_s=ANALYSIS_LEASE_S)
+    if state == "busy":
+        raise pipeline.InProgress(f"{tenant_id}/{event_id} is being analysed by another delivery")
+    if state == "done":
         log.info("analyze: %s/%s already analysed; not asking again", tenant_id, event_id)
         pipeline.publish_once(ref, PUBLISHED_FLAG, s.analyzed_topic, tenant_id, event_id)
         return "already_analyzed"
 
-    fallback = detections_verdict(event)
-    analyzer = analyzer or clients.gemini()
-    if analyzer is None:
-        analysis = {"status": "detections_only", "source": "detections", **fallback}
-    else:
-        tenant = pipeline.tenant_ref(tenant_id).get()
-        normal_context = (tenant.to_dict() or {}).get("normal_context", "") if tenant.exists else ""
-        clip, snapshot, notes = _media(event)
-        analysis = _ask_gemini(analyzer, event, normal_context, clip, snapshot, notes, fallback)
+    try:
+        analysis, tokens = _analyse(tenant_id, event_id, event, analyzer, s.gemini_event_token_budget)
+    except Exception:
+        try:  # let the redelivery start again at once instead of waiting for the lease
+            ref.update({"claims.analysis": fs.DELETE_FIELD})
+        except Exception:  # noqa: BLE001 - best effort; the lease expires anyway
+            log.exception("analyze: %s/%s: could not release the claim", tenant_id, event_id)
+        raise
     analysis["analyzed_at"] = fs.SERVER_TIMESTAMP
-    ref.update({"analysis": analysis, "status": "analyzed"})
-    log.info("analyze: %s/%s -> %s, threat level %s", tenant_id, event_id, analysis["status"], analysis["threat_level"])
+    batch = clients.firestore().batch()
+    batch.update(ref, {"analysis": analysis, "status": "analyzed"})
+    if tokens:
+        usage.add(tenant_id, batch=batch, gemini_tokens=tokens)
+    batch.commit()
+    log.info("analyze: %s/%s -> %s, threat level %s (%d tokens)", tenant_id, event_id, analysis["status"],
+             analysis["threat_level"], tokens)
     pipeline.publish_once(ref, PUBLISHED_FLAG, s.analyzed_topic, tenant_id, event_id)
     return f"analyzed:{analysis['status']}"
 
 
-def _ask_gemini(analyzer: GeminiAnalyzer, event: Mapping[str, Any], normal_context: str, clip: bytes | None,
-                snapshot: bytes | None, notes: list[str], fallback: dict) -> dict:
-    """Gemini's verdict as an ``analysis`` dict; any failure becomes ``status: "error"`` with the fallback."""
-    base = {"source": "gemini", "model": analyzer.model}
-    if clip is None and snapshot is None:
-        error = "no media to analyse (" + "; ".join(notes) + ")"
+def _analyse(tenant_id: str, event_id: str, event: Mapping[str, Any], analyzer: GeminiAnalyzer | None,
+             budget: int) -> tuple[dict, int]:
+    """The ``analysis`` dict of one event and the Gemini tokens it cost."""
+    tenant_snap = pipeline.tenant_ref(tenant_id).get()
+    tenant = (tenant_snap.to_dict() or {}) if tenant_snap.exists else {}
+    tokens = 0
+    if event.get("kind") == "camera_health":
+        analysis = {"status": "detections_only", "source": "detections", **health_verdict(event)}
     else:
-        prompt = prompts.event_prompt(event, normal_context, has_video=clip is not None)
+        fallback = detections_verdict(event)
+        analyzer = analyzer or gemini.default_analyzer()
+        cap, used = token_cap(tenant), usage.get(tenant_id)["gemini_tokens"]
+        if analyzer is None:
+            analysis = {"status": "detections_only", "source": "detections", **fallback}
+        elif used >= cap:
+            log.warning("analyze: %s/%s: tenant used %d of its %d monthly Gemini tokens; detections only",
+                        tenant_id, event_id, used, cap)
+            analysis = {"status": "detections_only", "source": "detections", "skipped": "token_cap",
+                        **fallback,
+                        "summary": f"AI analysis skipped: this month's AI budget is used up ({used} of {cap} "
+                                   f"tokens). " + fallback["summary"]}
+        else:
+            analysis, tokens = _ask_gemini(analyzer, event, tenant, fallback, budget)
+    return analysis, tokens
+
+
+def _ask_gemini(analyzer: GeminiAnalyzer, event: Mapping[str, Any], tenant: Mapping[str, Any], fallback: dict,
+                budget: int) -> tuple[dict, int]:
+    """Gemini's verdict as an ``analysis`` dict and the tokens it cost; any failure becomes
+    ``status: "error"`` with the fallback verdict."""
+    base = {"source": "gemini", "model": analyzer.model, "backend": analyzer.backend}
+    parts, mode, estimate, notes = _media(event, analyzer, budget)
+    tokens = 0
+    if not parts:
+        error = "no media to analyse (" + ("; ".join(notes) or "the event has no clip or snapshot") + ")"
+    else:
+        prompt = prompts.event_prompt(event, str(tenant.get("normal_context") or ""),
+                                      timezone=pipeline.tenant_timezone(tenant), media=mode)
+        base.update({"media": mode, "estimated_media_tokens": estimate})
         try:
-            verdict = analyzer.analyze(prompt=prompt, system_instruction=prompts.SYSTEM_INSTRUCTION,
-                                       clip=clip, snapshot=snapshot)
-            out = {**base, "status": "ok", **verdict.model_dump()}
+            answer = analyzer.analyze(prompt=prompt, system_instruction=prompts.SYSTEM_INSTRUCTION, media=parts)
+            out = {**base, "status": "ok", **answer.verdict.model_dump(), "total_tokens": answer.total_tokens,
+                   "attempts": answer.attempts}
             if notes:
                 out["notes"] = notes
-            return out
+            return out, answer.total_tokens
         except MalformedVerdict as exc:
+            tokens = exc.total_tokens
             error = f"Gemini answered with a malformed verdict: {exc}"
-        except Exception as exc:  # noqa: BLE001 - API/network failure after the client's own retries
+        except Exception as exc:  # noqa: BLE001 - API/network failure after the retries
+            if isinstance(exc, gexc.GoogleAPICallError):
+                raise  # Firestore/GCS inside the media step: transient, let Pub/Sub redeliver
             error = f"Gemini request failed: {type(exc).__name__}: {str(exc)[:300]}"
     log.warning("analyze: %s/%s: %s; using detections", event.get("tenant_id"), event.get("event_id"), error)
     return {
-        **base, "status": "error", "source": "detections", "error": error,
+        **base, "status": "error", "source": "detections", "error": error, "total_tokens": tokens,
         "threat_level": fallback["threat_level"],
         "title": fallback["title"],
         "summary": "AI analysis unavailable. " + fallback["summary"],
-    }
+    }, tokens

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,12 @@ SYSTEM_INSTRUCTION = (
 )
 
 
+HEALTH_INSTRUCTION = (
+    "This event is a camera health report (the camera went offline, was tampered with, or came back), not a "
+    "detection. Judge how urgently someone should check the camera."
+)
+
+
 def _fmt_time(value: Any) -> str:
     try:
         return value.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -22,26 +29,66 @@ def _fmt_time(value: Any) -> str:
         return str(value)
 
 
-def event_prompt(event: Mapping[str, Any], normal_context: str = "", has_video: bool = True) -> str:
+def part_of_day(hour: int) -> str:
+    """``night`` (22-5), ``morning`` (6-11), ``afternoon`` (12-17) or ``evening`` (18-21)."""
+    if hour >= 22 or hour < 6:
+        return "night"
+    if hour < 12:
+        return "morning"
+    if hour < 18:
+        return "afternoon"
+    return "evening"
+
+
+def local_time_words(t: Any, timezone: str | None) -> str | None:
+    """``Sunday 07:00 (morning) in Europe/Paris`` for an aware datetime, or None without a zone/time."""
+    if not timezone or not isinstance(t, dt.datetime):
+        return None
+    from zoneinfo import ZoneInfo
+
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    local = t.astimezone(ZoneInfo(timezone))
+    return f"{local:%A} {local:%H:%M} ({part_of_day(local.hour)}) in {timezone}"
+
+
+MEDIA_WORDS = {
+    "video": "Attached: the event clip and its snapshot.",
+    "frames": "Attached: stills sampled from the event clip (at most one per second, in order), then its snapshot.",
+    "snapshot": "Attached: the event snapshot only (no clip could be sent).",
+}
+
+
+def event_prompt(event: Mapping[str, Any], normal_context: str = "", has_video: bool = True, *,
+                 timezone: str | None = None, media: str | None = None) -> str:
     """The user prompt for one event.
 
     Args:
         event: the stored event document (docs/contracts.md event fields).
         normal_context: the tenant's description of what is normal at the site.
-        has_video: False when only the snapshot is attached (clip too large to send inline).
+        has_video: False when only the snapshot is attached (ignored when ``media`` is given).
+        timezone: the tenant's IANA time zone, to state the local time of day (None: UTC only).
+        media: ``"video"``, ``"frames"`` or ``"snapshot"``: what is attached.
     """
     counts = ", ".join(f"{k}: up to {v} at once" for k, v in (event.get("max_count") or {}).items()) or "none"
-    lines = [
-        f"Camera: {event.get('camera_id', 'unknown')}.",
-        f"Time: {_fmt_time(event.get('start_time'))} to {_fmt_time(event.get('end_time'))}.",
-        f"The on-site detector saw: {', '.join(event.get('labels') or []) or 'nothing it recognises'} "
-        f"({counts}; best score {float(event.get('top_score') or 0):.2f}).",
-    ]
+    lines = [f"Camera: {event.get('camera_id', 'unknown')}."]
+    zones = [str(z) for z in event.get("zones") or []]
+    if zones:
+        lines.append(f"Zones entered: {', '.join(zones)}.")
+    lines.append(f"Time: {_fmt_time(event.get('start_time'))} to {_fmt_time(event.get('end_time'))}.")
+    local = local_time_words(event.get("start_time"), timezone)
+    if local:
+        lines.append(f"Local time at the site: {local}.")
+    if event.get("kind") == "camera_health":
+        lines.append(HEALTH_INSTRUCTION)
+        lines.append(f"Reported condition: {', '.join(event.get('labels') or []) or 'unspecified'}.")
+    else:
+        lines.append(
+            f"The on-site detector saw: {', '.join(event.get('labels') or []) or 'nothing it recognises'} "
+            f"({counts}; best score {float(event.get('top_score') or 0):.2f})."
+        )
     if normal_context.strip():
         lines.append(f"What is normal at this site, according to its owner: {normal_context.strip()}")
-    lines.append(
-        "Attached: the event clip and its snapshot." if has_video
-        else "Attached: the event snapshot only (the clip was too large to send)."
-    )
+    lines.append(MEDIA_WORDS.get(media or ("video" if has_video else "snapshot"), MEDIA_WORDS["snapshot"]))
     lines.append("Give your verdict.")
     return "\n".join(lines)

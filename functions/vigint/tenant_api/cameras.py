@@ -1,0 +1,94 @@
+"""Handlers: cameras and their zones (``/v1/cameras``).
+
+``tenants/{t}/cameras/{camera_id}``: device_id, name, enabled, labels, alert_labels, min_score (null:
+the device's own defaults), zones ``[{name, points: [[x, y], ...] (0..1), labels, enter_s, exit_s,
+loiter_s}]``, created_at, updated_at. Each camera belongs to one device of the same tenant, which gets the
+configuration of its cameras on its next heartbeat (``vigint.tenant_api.edge_sync``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore as fs
+
+from vigint import pipeline
+from vigint.schema import SLUG_PATTERN
+from vigint.tenant_api import models as m
+from vigint.tenant_api.http import ApiError, Request, not_found
+
+log = logging.getLogger(__name__)
+
+MAX_CAMERAS = 1000
+PARAMS = {"camera_id": SLUG_PATTERN}
+
+
+def cameras_col(tenant_id: str):
+    """``tenants/{tenant_id}/cameras``."""
+    return pipeline.tenant_ref(tenant_id).collection("cameras")
+
+
+def camera_out(camera_id: str, doc: dict) -> m.CameraOut:
+    """The API view of a camera document."""
+    return m.CameraOut(camera_id=camera_id, **{k: v for k, v in doc.items() if k in m.CameraOut.model_fields
+                                               and k != "camera_id"})
+
+
+def list_cameras(req: Request):
+    """``GET /v1/cameras[?device_id=]``, by id."""
+    q = cameras_col(req.tenant_id)
+    if req.query.device_id:
+        q = q.where(filter=fs.FieldFilter("device_id", "==", req.query.device_id))
+    snaps = sorted(q.limit(MAX_CAMERAS).stream(), key=lambda s: s.id)
+    return m.CameraList(cameras=[camera_out(s.id, s.to_dict()) for s in snaps]), 200
+
+
+def _existing(req: Request):
+    ref = cameras_col(req.tenant_id).document(req.params["camera_id"])
+    snap = ref.get()
+    if not snap.exists:
+        raise not_found("camera not found")
+    return ref, snap.to_dict()
+
+
+def get_camera(req: Request):
+    """``GET /v1/cameras/{camera_id}``."""
+    ref, doc = _existing(req)
+    return camera_out(ref.id, doc), 200
+
+
+def create_camera(req: Request):
+    """``POST /v1/cameras``: the device must be one of the tenant's (else 404, field ``device_id``)."""
+    body: m.CameraIn = req.body
+    dev = pipeline.tenant_ref(req.tenant_id).collection("devices").document(body.device_id).get()
+    if not dev.exists:
+        raise ApiError(404, "device not found", "device_id")
+    doc = body.model_dump(mode="json", exclude={"camera_id"})
+    doc["name"] = doc["name"] or body.camera_id
+    doc.update({"created_at": req.now, "updated_at": req.now})
+    try:
+        cameras_col(req.tenant_id).document(body.camera_id).create(doc)
+    except gexc.AlreadyExists:
+        raise ApiError(409, "a camera with this id already exists", "camera_id") from None
+    log.info("camera %s/%s created on device %s", req.tenant_id, body.camera_id, body.device_id)
+    return camera_out(body.camera_id, doc), 201
+
+
+def patch_camera(req: Request):
+    """``PATCH /v1/cameras/{camera_id}``: fields present replace the stored ones."""
+    ref, doc = _existing(req)
+    updates = req.body.model_dump(mode="json", exclude_unset=True)
+    if updates:
+        updates["updated_at"] = req.now
+        ref.update(updates)
+        doc.update(updates)
+    return camera_out(ref.id, doc), 200
+
+
+def delete_camera(req: Request):
+    """``DELETE /v1/cameras/{camera_id}``: its events stay."""
+    ref, doc = _existing(req)
+    ref.delete()
+    log.info("camera %s/%s deleted", req.tenant_id, ref.id)
+    return camera_out(ref.id, doc), 200

@@ -1,0 +1,60 @@
+"""What ``edge_api``'s ``POST /v1/heartbeat`` hands back to a device: its cameras' configuration and the
+commands queued for it (docs/contracts.md, "edge_api").
+
+``config`` is ``{"cameras": [{"camera_id", "name", "enabled", "labels", "alert_labels", "min_score",
+"zones": [{"name", "points", "labels", "enter_s", "exit_s", "loiter_s"}]}], "updated_at": RFC3339|null}``
+(``labels``/``alert_labels``/``min_score`` null: keep the device's own defaults). ``commands`` is
+``[{"command_id", "type", "created_at"}]``, oldest first; each is marked ``delivered`` as it is handed
+over, so it is handed over once (a heartbeat answer lost in transit loses its commands: they are
+advisory, e.g. ``reload_config``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from google.cloud import firestore as fs
+
+from vigint import pipeline
+
+log = logging.getLogger(__name__)
+
+MAX_COMMANDS = 20
+_CAMERA_FIELDS = ("name", "enabled", "labels", "alert_labels", "min_score", "zones")
+
+
+def _rfc3339(t) -> str | None:
+    if not isinstance(t, dt.datetime):
+        return None
+    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def device_config(tenant_id: str, device_id: str) -> dict:
+    """The configuration of the device's cameras (see the module docstring), cameras by id."""
+    q = pipeline.tenant_ref(tenant_id).collection("cameras").where(filter=fs.FieldFilter("device_id", "==", device_id))
+    cameras, newest = [], None
+    for snap in sorted(q.stream(), key=lambda s: s.id):
+        doc = snap.to_dict()
+        cameras.append({"camera_id": snap.id, **{k: doc.get(k) for k in _CAMERA_FIELDS}})
+        upd = doc.get("updated_at")
+        if isinstance(upd, dt.datetime) and (newest is None or upd > newest):
+            newest = upd
+    for cam in cameras:
+        cam["enabled"] = bool(cam["enabled"]) if cam["enabled"] is not None else True
+        cam["zones"] = cam["zones"] or []
+    return {"cameras": cameras, "updated_at": _rfc3339(newest)}
+
+
+def take_pending_commands(device_ref, now: dt.datetime) -> list[dict]:
+    """The device's pending commands, oldest first (at most ``MAX_COMMANDS``), each marked delivered."""
+    q = device_ref.collection("commands").where(filter=fs.FieldFilter("status", "==", "pending"))
+    snaps = sorted(q.stream(), key=lambda s: (s.to_dict().get("created_at") or now, s.id))[:MAX_COMMANDS]
+    out = []
+    for snap in snaps:
+        doc = snap.to_dict()
+        snap.reference.update({"status": "delivered", "delivered_at": now})
+        out.append({"command_id": snap.id, "type": doc.get("type"), "created_at": _rfc3339(doc.get("created_at"))})
+    if out:
+        log.info("heartbeat: %d command(s) handed to %s/%s", len(out), device_ref.parent.parent.id, device_ref.id)
+    return out

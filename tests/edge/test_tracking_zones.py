@@ -1,0 +1,175 @@
+"""Tracking, zones, filters and event cutting: unit rules on synthetic boxes, then real video through the
+real model."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from vigint_edge.capture import Frame
+from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
+from vigint_edge.detector import Detection, load_detector
+from vigint_edge.events import CameraPipeline
+from vigint_edge.spool import Spool
+from vigint_edge.tracker import Tracker
+from vigint_edge.zones import ZoneSpec, ZoneTracker
+
+
+# ------------------------------------------------------------------------------------------- tracker
+def _person(x, y, score=0.9, w=40, h=100):
+    return Detection("person", score, (x, y, x + w, y + h))
+
+
+def test_a_walking_person_keeps_one_track_id():
+    tr = Tracker()
+    ids = set()
+    for i in range(30):  # 5 fps, walking 12 px per frame
+        seen = tr.update([_person(100 + 12 * i, 200)], i / 5)
+        ids.update(t.id for t in seen)
+    assert len(ids) == 1
+    assert tr.tracks[ids.pop()].confirmed
+
+
+def test_two_people_crossing_paths_keep_their_ids():
+    tr = Tracker()
+    first = {}
+    for i in range(20):
+        seen = tr.update([_person(100 + 10 * i, 200), _person(400 - 10 * i, 300)], i / 5)
+        for t in seen:
+            first.setdefault(t.id, t.box)
+    assert len(first) == 2
+
+
+def test_low_scores_never_confirm_and_the_threshold_is_per_label():
+    tr = Tracker(thresholds={"person": 0.7})
+    for i in range(10):
+        seen = tr.update([_person(100, 200, score=0.62)], i / 5)
+    assert not seen[0].confirmed
+    tr = Tracker(thresholds={"person": 0.6})
+    for i in range(3):
+        seen = tr.update([_person(100, 200, score=0.62)], i / 5)
+    assert seen[0].confirmed
+
+
+def test_an_object_that_stops_moving_becomes_stationary_and_moves_again():
+    tr = Tracker(stationary_after_s=4)
+    for i in range(30):  # 6 s still
+        seen = tr.update([_person(100, 200)], i / 5)
+    assert seen[0].stationary
+    seen = tr.update([_person(120, 200)], 30 / 5)  # a step of half its width: moving again, same track
+    assert not seen[0].stationary and len(tr.tracks) == 1
+
+
+def test_a_track_unseen_for_max_age_is_closed():
+    tr = Tracker(max_age_s=1)
+    tr.update([_person(100, 200)], 0)
+    tr.update([], 2)
+    assert tr.tracks == {}
+
+
+# --------------------------------------------------------------------------------------------- zones
+def test_zone_enter_needs_inertia_and_loitering_then_exit_needs_inertia():
+    zone = ZoneSpec(name="door", points=[[0.5, 0.0], [1.0, 0.0], [1.0, 1.0], [0.5, 1.0]], inertia=3, loitering_s=2)
+    zt = ZoneTracker([zone], 1000, 1000)
+    changes = [zt.update(1, "person", (800, 500), i / 5) for i in range(15)]
+    entered_at = next(i for i, c in enumerate(changes) if c)
+    assert changes[entered_at][0].kind == "enter" and entered_at == 10, "2 s of loitering at 5 fps"
+    out = [zt.update(1, "person", (100, 500), 3 + i / 5) for i in range(3)]
+    assert [c.kind for cs in out for c in cs] == ["exit"] and out[2], "exit after 3 frames outside"
+
+
+def test_zone_ignores_labels_it_does_not_care_about():
+    zt = ZoneTracker([ZoneSpec(name="road", points=[[0, 0], [1, 0], [1, 1]], inertia=1, labels=["car"])], 100, 100)
+    assert zt.update(1, "person", (90, 10), 0) == []
+    assert zt.update(2, "car", (90, 10), 0)[0].kind == "enter"
+
+
+# ---------------------------------------------------------------------------------- real video events
+@pytest.fixture(scope="module")
+def detector(default_model_dir):
+    return load_detector(default_model_dir / "model.xml", "CPU", score_threshold=0.4)
+
+
+@pytest.fixture(scope="module")
+def vtest_frames(vtest_video):
+    cap = cv2.VideoCapture(str(vtest_video))
+    frames = []
+    while len(frames) < 200:  # 20 s
+        ok, img = cap.read()
+        if not ok:
+            break
+        frames.append(img)
+    cap.release()
+    return frames
+
+
+def _run(frames, detector, tmp_path, fps=10.0, **camera_kw):
+    camera = CameraConfig(id="lobby", source="unused.avi", **camera_kw)
+    device = DeviceConfig(tenant_id="acme", device_id="nuc-1", api_url="http://127.0.0.1:9")
+    pipe = CameraPipeline(camera, device, EventConfig(pre_roll_s=1, post_roll_s=2, max_length_s=60),
+                          MotionConfig(), detector, Spool(tmp_path / "spool", 10**9), tmp_path / "rec")
+    pipe.fps = fps
+    t0 = datetime.now(timezone.utc)
+    for i, img in enumerate(frames):
+        pipe.process(Frame(image=img, t=i / fps, wall=t0 + timedelta(seconds=i / fps), index=i))
+    pipe.finish()
+    return pipe
+
+
+@pytest.mark.slow
+def test_people_on_the_path_make_an_alert_with_their_zone(vtest_frames, detector, tmp_path):
+    path = [[0.25, 0.35], [0.75, 0.35], [0.75, 0.9], [0.25, 0.9]]  # the walkway across the middle
+    sky = [[0.0, 0.0], [0.2, 0.0], [0.2, 0.1], [0.0, 0.1]]  # building top-left: nobody walks there
+    pipe = _run(vtest_frames, detector, tmp_path, zones=[{"name": "path", "points": path},
+                                                        {"name": "roof", "points": sky}],
+                alert_zones=["path"])
+    assert len(pipe.finished) == 1
+    ev = pipe.finished[0]
+    assert ev.severity == "alert" and ev.labels[0] == "person" and ev.zones == ["path"]
+    assert ev.max_count["person"] >= 3
+    assert pipe.tracker._next_id - 1 < 60, "tracks are stable, not a new id per detection"
+    assert ev.clip.frames >= 190
+
+
+@pytest.mark.slow
+def test_alert_zone_nobody_enters_makes_a_plain_detection(vtest_frames, detector, tmp_path):
+    roof = [[0.0, 0.0], [0.2, 0.0], [0.2, 0.1], [0.0, 0.1]]
+    pipe = _run(vtest_frames[:80], detector, tmp_path, zones=[{"name": "roof", "points": roof}], alert_zones=["roof"])
+    assert [e.severity for e in pipe.finished] == ["detection"]
+
+
+@pytest.mark.slow
+def test_masks_and_area_filters_suppress_events(vtest_frames, detector, tmp_path):
+    whole = [[0, 0], [1, 0], [1, 1], [0, 1]]
+    assert _run(vtest_frames[:60], detector, tmp_path / "a", masks=[whole]).finished == []
+    big_only = {"person": {"min_area": 0.5}, "car": {"min_area": 0.5}}
+    assert _run(vtest_frames[:60], detector, tmp_path / "b", filters=big_only).finished == []
+
+
+@pytest.mark.slow
+def test_a_person_standing_still_is_not_re_alerted(vtest_frames, detector, tmp_path):
+    still = [vtest_frames[100]] * 300  # 30 s of the same picture: people present, nobody moving
+    pipe = _run(still, detector, tmp_path)
+    assert len(pipe.finished) == 1, "one event when they appear, none while they stand"
+    ev = pipe.finished[0]
+    duration = (ev.end_time - ev.start_time).total_seconds()
+    assert duration < 15, "the event ends once everyone is stationary (10 s) plus post-roll"
+
+
+def test_a_static_scene_never_reaches_the_detector(tmp_path):
+    class Counting:
+        calls = 0
+        input_size = (300, 300)
+
+        def detect(self, frame):
+            Counting.calls += 1
+            return []
+
+    grey = np.full((240, 320, 3), 90, np.uint8)
+    pipe = _run([grey] * 100, Counting(), tmp_path)
+    assert Counting.calls == 1, "only the first frame (no background yet) is looked at"
+    assert pipe.stats.motion_skipped >= 45
