@@ -26,6 +26,10 @@ demo: setup  ## the whole system on the local stack, on real video (VIDEO=path t
 test: setup  ## the whole suite; starts and stops its own emulators
 	$(PY) -m pytest
 
+bench: assets  ## edge speed on vtest.avi and a 1080p clip; writes BENCHMARKS.md, last line JSON
+	PYTHONPATH=edge_daemon $(PY) -m vigint_edge.cli bench --video .local/cache/vtest.avi \
+		--model .local/models/ssdlite_mobilenet_v2_coco/model.xml --cache .local/cache --out BENCHMARKS.md
+
 up: setup  ## the local stack alone (ports: VIGINT_PORT_<PART>=...)
 	$(PY) -m infra.local.stack up
 

@@ -57,3 +57,25 @@ def alert(cloud_event):
     """``events-analyzed`` -> alert e-mails."""
     data, attributes, message_id = _pubsub_message(cloud_event)
     _alert.handle_analyzed(data=data, attributes=attributes, message_id=message_id)
+
+
+@functions_framework.http
+def tenant_api(request):
+    """Tenant API (``/v1/tenant``, ``/v1/devices``, ``/v1/cameras``, ``/v1/events``, ``/v1/alerts``, ...)."""
+    from vigint import tenant_api as _tenant_api
+
+    if (request.content_length or 0) > _tenant_api.MAX_BODY_BYTES:
+        return {"error": "request body too large", "field": "body"}, 413
+    return _tenant_api.handle(method=request.method, path=request.path, headers=request.headers,
+                              query=request.args.to_dict(flat=True),
+                              body=request.get_data(cache=False)[:_tenant_api.MAX_BODY_BYTES + 1])
+
+
+from vigint import retention as _retention  # noqa: E402 - appended entry point
+
+
+@functions_framework.http
+def retention(request):
+    """Scheduled housekeeping (Cloud Scheduler, OIDC-authenticated in Google Cloud): retention deletes and
+    stale-device health alerts."""
+    return _retention.handle_http(method=request.method)

@@ -13,31 +13,32 @@ resource "google_firestore_database" "default" {
   depends_on = [google_project_service.api]
 }
 
-# Composite indexes of the event listings (per camera, newest first; by severity, newest first) within a
-# tenant's events collection.
-resource "google_firestore_index" "events_by_camera" {
-  database    = google_firestore_database.default.name
-  collection  = "events"
-  query_scope = "COLLECTION"
-
-  fields {
-    field_path = "camera_id"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "start_time"
-    order      = "DESCENDING"
+# Composite indexes of the event listings of the tenant API (functions/vigint/tenant_api/events.py): every
+# listing is one tenant's events collection, newest first (start_time DESC, then __name__ DESC, which
+# Firestore appends by itself), with equality / array-contains filters. One index per filtered field;
+# Firestore merges them for queries combining several filters (e.g. camera_id and severity).
+locals {
+  event_indexes = {
+    camera       = { field = "camera_id", array = false }
+    severity     = { field = "severity", array = false }
+    label        = { field = "labels", array = true }
+    zone         = { field = "zones", array = true }
+    alerted      = { field = "alert.alerted", array = false }
+    acknowledged = { field = "ack.acknowledged", array = false }
   }
 }
 
-resource "google_firestore_index" "events_by_severity" {
+resource "google_firestore_index" "events" {
+  for_each = local.event_indexes
+
   database    = google_firestore_database.default.name
   collection  = "events"
   query_scope = "COLLECTION"
 
   fields {
-    field_path = "severity"
-    order      = "ASCENDING"
+    field_path   = each.value.field
+    order        = each.value.array ? null : "ASCENDING"
+    array_config = each.value.array ? "CONTAINS" : null
   }
   fields {
     field_path = "start_time"

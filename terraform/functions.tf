@@ -1,5 +1,5 @@
-# The five functions: 2nd gen, Python 3.11, all built from the one source zip (storage.tf); the entry point
-# is the name of the decorated function in functions/main.py. edge_api and video_link are HTTPS endpoints;
+# The functions, one per entry point of functions/main.py: 2nd gen, Python 3.11, all built from the one source zip (storage.tf); the entry point
+# is the name of the decorated function. edge_api, video_link and tenant_api are HTTPS endpoints;
 # ingest, analyze and alert are invoked by their push subscriptions (pubsub.tf).
 resource "google_cloudfunctions2_function" "fn" {
   for_each = local.functions

@@ -64,10 +64,10 @@ resource "google_storage_bucket_iam_member" "edge_api_creator" {
   member = google_service_account.fn["edge_api"].member
 }
 
-# video_link signs GET URLs of the clip and snapshot (the signer must be able to read them); analyze reads
-# the clip for Gemini; alert reads the snapshot to attach it to the e-mail.
+# video_link and tenant_api (event detail) sign GET URLs of clips and snapshots (the signer must be able to
+# read them); analyze reads the clip for Gemini; alert reads the snapshot to attach it to the e-mail.
 resource "google_storage_bucket_iam_member" "clip_reader" {
-  for_each = toset(["video_link", "analyze", "alert"])
+  for_each = toset(["video_link", "tenant_api", "analyze", "alert"])
 
   bucket = google_storage_bucket.clips.name
   role   = "roles/storage.objectViewer"
@@ -76,10 +76,10 @@ resource "google_storage_bucket_iam_member" "clip_reader" {
 
 # --- Signing and token minting (IAM Credentials API) -------------------------------------------------------
 
-# edge_api and video_link have no key file in Google Cloud: they sign URLs through signBlob as themselves
-# (VIGINT_SIGNING_SERVICE_ACCOUNT), which needs token creator on their own account.
+# edge_api, video_link and tenant_api have no key file in Google Cloud: they sign URLs through signBlob as
+# themselves (VIGINT_SIGNING_SERVICE_ACCOUNT), which needs token creator on their own account.
 resource "google_service_account_iam_member" "self_signer" {
-  for_each = toset(["edge_api", "video_link"])
+  for_each = toset(["edge_api", "video_link", "tenant_api"])
 
   service_account_id = google_service_account.fn[each.key].name
   role               = "roles/iam.serviceAccountTokenCreator"
@@ -106,9 +106,9 @@ resource "google_secret_manager_secret_iam_member" "function_secret" {
 
 # --- Invocation --------------------------------------------------------------------------------------------
 
-# edge_api and video_link are public: devices and e-mail recipients reach them without Google identities.
-# Both authenticate every request themselves (device HMAC secret; unguessable, expiring, revocable link
-# token) and answer 401/404/410 otherwise.
+# edge_api, video_link and tenant_api are public: devices, e-mail recipients and tenants' tools reach them
+# without Google identities. Each authenticates every request itself (device HMAC secret; unguessable,
+# expiring, revocable link token; per-user API key) and answers 401/404/410 otherwise.
 resource "google_cloud_run_v2_service_iam_member" "public_invoker" {
   for_each = local.http_functions
 

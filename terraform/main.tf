@@ -5,7 +5,7 @@
 #   firestore.tf  the database, its composite indexes and TTL policies
 #   secrets.tf    Secret Manager secrets (values are added out of band, never through Terraform)
 #   iam.tf        one service account per function, each role with the reason it is needed
-#   functions.tf  the five 2nd-gen Cloud Functions
+#   functions.tf  the 2nd-gen Cloud Functions (one per entry point of functions/main.py)
 # See README.md in this directory for the one-off bootstrap (state bucket, secret values).
 
 data "google_project" "this" {
@@ -51,6 +51,14 @@ locals {
     video_link = {
       name        = "video-link"
       description = "Expiring video-link page /v/{token} of alert e-mails."
+      topic       = null
+      memory      = "512Mi"
+      timeout     = 60
+      secrets     = { VIGINT_DEVICE_KEY_SECRET = "device-key-secret" }
+    }
+    tenant_api = {
+      name        = "tenant-api"
+      description = "HTTPS API of tenants' users and tools (API keys): devices, cameras, events, alerts."
       topic       = null
       memory      = "512Mi"
       timeout     = 60

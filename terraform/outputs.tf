@@ -8,6 +8,11 @@ output "video_link_url" {
   value       = google_cloudfunctions2_function.fn["video_link"].url
 }
 
+output "tenant_api_url" {
+  description = "HTTPS endpoint of tenant_api (GET /openapi.json describes it)."
+  value       = google_cloudfunctions2_function.fn["tenant_api"].url
+}
+
 output "public_base_url" {
   description = "VIGINT_PUBLIC_BASE_URL as set on the functions."
   value       = local.public_base_url

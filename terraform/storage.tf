@@ -42,7 +42,7 @@ resource "google_storage_bucket" "clips" {
   depends_on = [google_project_service.api]
 }
 
-# Function source: ONE zip of functions/ for all five functions, stored under its content hash so a new
+# Function source: ONE zip of functions/ for every function, stored under its content hash so a new
 # upload (and a redeploy) happens exactly when the code changes.
 data "archive_file" "functions" {
   type        = "zip"

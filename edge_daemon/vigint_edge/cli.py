@@ -2,7 +2,8 @@
 
     vigint-edge run [--config PATH] [--exit-when-done]
     vigint-edge check-config [--config PATH]
-    vigint-edge process --video FILE [--config PATH] [--camera ID]
+    vigint-edge process --video FILE [--config PATH] [--camera ID] [--fast]
+    vigint-edge bench --video vtest.avi --model model.xml [--out BENCHMARKS.md]
 
 Exit codes: 0 ok, 1 events left undelivered, 2 bad configuration.
 """
@@ -33,10 +34,16 @@ def _parser() -> argparse.ArgumentParser:
     proc.add_argument("--config", type=Path, default=DEFAULT_PATH)
     proc.add_argument("--camera", default="file", help="camera id the events are filed under")
     proc.add_argument("--fast", action="store_true", help="do not pace the file at its frame rate")
+    sub.add_parser("bench", help="measure decode, model and pipeline speed (see vigint_edge.bench)", add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from vigint_edge.bench import main as bench_main
+
+        return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -116,6 +116,19 @@ class CameraConfig(_Strict):
     masks: list[list[Point]] = Field(default_factory=list,
                                      description="polygons where detections are ignored (bottom-centre inside)")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest wait between reconnect attempts")
+    # Camera health (vigint_edge.health); times in seconds, grey levels 0..255.
+    stall_timeout_s: float = Field(default=10.0, gt=0, le=300,
+                                   description="streams: no frame for this long counts as a stall; reconnect")
+    offline_alert_after_s: float = Field(default=60.0, gt=0,
+                                         description="no frame for this long raises a camera_offline alert")
+    black_frame_threshold: int = Field(default=16, ge=0, le=255,
+                                       description="a frame whose brightest 2% of pixels are at most this "
+                                       "grey level is black")
+    tamper_threshold: float = Field(default=0.45, gt=0, le=2,
+                                    description="1 - correlation between the view and its slow background "
+                                    "above which the view counts as changed (tamper)")
+    health_hold_s: float = Field(default=3.0, ge=0, le=600,
+                                 description="how long black frames or a changed view must last to alert")
 
     @field_validator("source")
     @classmethod
@@ -184,6 +197,27 @@ class SpoolConfig(_Strict):
     max_bytes: int = Field(default=2 * 1024**3, ge=10 * 1024**2)
 
 
+class StatusConfig(_Strict):
+    """The local status endpoint (``GET /healthz``, ``GET /metrics``); loopback only by design."""
+
+    enabled: bool = True
+    host: str = Field(default="127.0.0.1", description="a loopback address (127.0.0.0/8 or ::1)")
+    port: int = Field(default=9393, ge=0, le=65535, description="0: any free port")
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, v: str) -> str:
+        import ipaddress
+
+        try:
+            ok = ipaddress.ip_address(v).is_loopback
+        except ValueError:
+            ok = v == "localhost"
+        if not ok:
+            raise ValueError("must be a loopback address (the endpoint has no authentication)")
+        return v
+
+
 class EdgeConfig(_Strict):
     """The whole file."""
 
@@ -194,6 +228,7 @@ class EdgeConfig(_Strict):
     events: EventConfig = Field(default_factory=EventConfig)
     spool: SpoolConfig = Field(default_factory=SpoolConfig)
     heartbeat_s: float = Field(default=60.0, ge=5)
+    status: StatusConfig = Field(default_factory=StatusConfig)
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> "EdgeConfig":

@@ -20,9 +20,11 @@ from vigint_edge.config import CameraConfig, EdgeConfig
 from vigint_edge.delivery import Deliverer
 from vigint_edge.detector import Detector, load_detector
 from vigint_edge.events import CameraPipeline
+from vigint_edge.health import HealthMonitor
 from vigint_edge.model_convert import default_model_path
 from vigint_edge.publisher import EventPublisher
 from vigint_edge.spool import Spool
+from vigint_edge.status import MeteredDeliverer, StatusServer
 from vigint_edge.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class EdgeDaemon:
     drain_timeout_s: float = 120.0
     pipelines: dict[str, CameraPipeline] = field(default_factory=dict)
     sources: dict[str, VideoSource] = field(default_factory=dict)
+    health: dict[str, HealthMonitor] = field(default_factory=dict)
+    status_server: StatusServer | None = None
     notifier: Notifier = field(default_factory=Notifier.from_env)
     _next_watchdog: float = field(default=0.0, init=False, repr=False)
 
@@ -69,13 +73,18 @@ class EdgeDaemon:
         for cam in self.config.cameras:
             self.pipelines[cam.id] = CameraPipeline(cam, self.config.device, self.config.events, self.config.motion,
                                                     self.detector, self.spool, work_dir, detector_lock=lock)
+            self.health[cam.id] = HealthMonitor(cam, self.config.device, self.spool,
+                                                on_event=lambda _e: self.deliverer.wake())
+        self._start_status_server()
         cameras = [threading.Thread(target=self._camera_loop, args=(cam,), name=f"camera-{cam.id}", daemon=True)
                    for cam in self.config.cameras]
         delivery_stop = threading.Event()
         delivery = threading.Thread(target=self.deliverer.run, args=(delivery_stop,), name="delivery", daemon=True)
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        health = threading.Thread(target=self._health_loop, name="health", daemon=True)
         delivery.start()
         heartbeat.start()
+        health.start()
         for t in cameras:
             t.start()
         self.notifier.ready(status=f"watching {len(cameras)} camera(s)")
@@ -97,6 +106,8 @@ class EdgeDaemon:
             t.join(10)
         delivery_stop.set()
         delivery.join(30)
+        if self.status_server is not None:
+            self.status_server.stop()
         remaining = len(self.spool.pending())
         if remaining:
             log.warning("%d event(s) remain in the spool; they are delivered on the next start", remaining)
@@ -119,18 +130,22 @@ class EdgeDaemon:
 
     def _camera_loop(self, cam: CameraConfig) -> None:
         pipeline = self.pipelines[cam.id]
-        source = VideoSource(cam, stop=self.stop, max_frames=self.max_frames)
+        monitor = self.health[cam.id]
+        source = VideoSource(cam, stop=self.stop, max_frames=self.max_frames, on_state=monitor.source_state)
         self.sources[cam.id] = source
         try:
             for frame in source.frames():
                 if source.fps:
                     pipeline.fps = source.fps
+                monitor.observe(frame.image, frame.wall)
                 pipeline.process(frame)
         except SourceUnavailable as exc:
-            log.error("%s", exc)
+            log.error("%s", redact(str(exc)))
         except Exception:
             log.exception("camera %s (%s): pipeline failed", cam.id, redact(cam.source))
         finally:
+            if not cam.is_stream or self.stop.is_set():
+                monitor.close()  # a file ended or we are stopping: not a camera going offline
             try:
                 pipeline.finish()
             except Exception:
@@ -139,17 +154,45 @@ class EdgeDaemon:
                  pipeline.stats.events)
 
     def status(self) -> dict:
-        """What a heartbeat reports: per-camera fps and detector latency, spool depth and bytes, version."""
-        return {
-            "version": __version__,
-            "cameras": {
-                cid: {"fps": round(p.stats.fps, 2), "detector_ms": round(p.stats.detector_ms, 2),
-                      "frames": p.stats.frames, "events": p.stats.events,
-                      "motion_skipped": p.stats.motion_skipped}
-                for cid, p in self.pipelines.items()
-            },
-            "spool": self.spool.stats(),
-        }
+        """What a heartbeat reports (and ``/healthz``, ``/metrics`` show).
+
+        Returns:
+            ``{"version": str, "cameras": {id: {"fps", "detector_ms", "frames", "events", "motion_skipped",
+            "reconnects", "dropped", "connected", "health": HealthMonitor.state()}}, "spool": {"items",
+            "bytes", "failed", "evicted_pending", "delivered", "delivery_failed", "delivery_retries",
+            "delivered_without_clip"}}``; fps in frames per second, detector_ms in milliseconds, bytes in bytes.
+        """
+        cameras = {}
+        for cid, p in self.pipelines.items():
+            src, mon = self.sources.get(cid), self.health.get(cid)
+            cameras[cid] = {"fps": round(p.stats.fps, 2), "detector_ms": round(p.stats.detector_ms, 2),
+                            "frames": p.stats.frames, "events": p.stats.events,
+                            "motion_skipped": p.stats.motion_skipped,
+                            "reconnects": src.reconnects if src else 0, "dropped": src.dropped if src else 0,
+                            "connected": src.connected if src and src.camera.is_stream else None,
+                            "health": mon.state() if mon else None}
+        spool = dict(self.spool.stats())
+        spool["evicted_pending"] = sum(1 for it in self.spool.pending() if self.spool.load_state(it).clip_evicted)
+        if isinstance(self.deliverer, MeteredDeliverer):
+            spool.update(self.deliverer.stats())
+        return {"version": __version__, "cameras": cameras, "spool": spool}
+
+    def _start_status_server(self) -> None:
+        cfg = self.config.status
+        if not cfg.enabled or self.status_server is not None:
+            return
+        try:
+            self.status_server = StatusServer(self.status, cfg.host, cfg.port).start()
+        except OSError as exc:  # the daemon's job is the cameras: run on without the endpoint
+            log.error("status endpoint on %s:%d not started: %s", cfg.host, cfg.port, exc)
+
+    def _health_loop(self) -> None:
+        while not self.stop.wait(1.0):
+            for monitor in self.health.values():
+                try:
+                    monitor.check()
+                except Exception:  # noqa: BLE001 - the next check tries again
+                    log.exception("camera %s: health check failed", monitor.camera.id)
 
     def _heartbeat_loop(self) -> None:
         while not self.stop.wait(self.config.heartbeat_s):
@@ -176,6 +219,6 @@ def build_daemon(config: EdgeConfig, secret: str, *, detector: Detector | None =
     dev = config.device
     api = EdgeApiClient(dev.api_url, dev.tenant_id, dev.device_id, secret)
     publisher = EventPublisher.from_api(api)
-    deliverer = Deliverer(spool, api, publisher, key_version=dev.key_version, secret=secret)
+    deliverer = MeteredDeliverer(spool, api, publisher, key_version=dev.key_version, secret=secret)
     return EdgeDaemon(config=config, detector=detector, spool=spool, deliverer=deliverer, api=api,
                       exit_when_done=exit_when_done, max_frames=max_frames)

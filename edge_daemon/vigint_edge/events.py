@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from vigint_edge.zones import MaskSet, ZoneSpec, ZoneTracker
 
 log = logging.getLogger(__name__)
 MAX_DETECTIONS = 50  # per event message (docs/contracts.md)
+STATIONARY_RECHECK_S = 5.0  # seconds between detector looks at a scene where nothing moves
 
 
 @dataclass
@@ -54,10 +56,45 @@ class CameraStats:
         return self.detector_ms_total / max(1, self.detect_frames)
 
 
+class _BackgroundClipWriter:
+    """Runs a ``ClipWriter`` on its own thread so H.264 encoding overlaps detection (PyAV releases the GIL
+    while encoding). The queue is bounded (``depth`` frames) so a slow encoder slows capture instead of
+    growing memory."""
+
+    def __init__(self, writer: ClipWriter, depth: int = 32):
+        self._writer = writer
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="clip-encoder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self._writer.write(*item)
+                except BaseException as exc:  # reported by close()
+                    self._error = exc
+
+    def write(self, frame_bgr: np.ndarray, t: float) -> None:
+        self._queue.put((frame_bgr, t))
+
+    def close(self):
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            self._writer.abort()
+            raise self._error
+        return self._writer.close()
+
+
 @dataclass
 class _ActiveEvent:
     event_id: str
-    writer: ClipWriter
+    writer: _BackgroundClipWriter
     clip_path: Path
     t0: float
     start_wall: object
@@ -106,6 +143,7 @@ class CameraPipeline:
                                confirm_frames=events.min_hits, stationary_after_s=events.stationary_after_s)
         self.zones: ZoneTracker | None = None
         self.masks: MaskSet | None = None
+        self._last_check_t = float("-inf")
         self._active: _ActiveEvent | None = None
         self.finished: list[EdgeEvent] = []  # events spooled by this pipeline, in order
 
@@ -141,9 +179,14 @@ class CameraPipeline:
     # -------------------------------------------------------------------------------------- detection
     def _detect(self, frame: Frame) -> None:
         moving = self.motion.update(frame.image)
-        if not moving and self._active is None and not self.tracker.tracks:
+        tracks = self.tracker.tracks.values()
+        settled = all(tr.stationary for tr in tracks)  # also true when there are none
+        if not moving and settled and frame.t - self._last_check_t < STATIONARY_RECHECK_S:
+            # Nothing moved and every object is parked: look again only now and then (Frigate checks
+            # stationary objects at an interval too), so a static scene costs almost nothing.
             self.stats.motion_skipped += 1
             return
+        self._last_check_t = frame.t
         h, w = frame.image.shape[:2]
         if self.zones is None:
             self.zones = ZoneTracker([ZoneSpec(**z.model_dump()) for z in self.camera.zones], w, h)
@@ -210,7 +253,7 @@ class CameraPipeline:
         event_id = new_event_id(first.wall)
         h, w = frame.image.shape[:2]
         clip_path = self.work_dir / f"{event_id}.mp4"
-        writer = ClipWriter(clip_path, width=w, height=h, fps=self.fps)
+        writer = _BackgroundClipWriter(ClipWriter(clip_path, width=w, height=h, fps=self.fps))
         self._active = _ActiveEvent(event_id=event_id, writer=writer, clip_path=clip_path, t0=first.t,
                                     start_wall=first.wall, last_seen_t=frame.t)
         for f in self._ring:  # pre-roll, including this frame

@@ -5,9 +5,14 @@ Routes (all POST, JSON):
 * ``/v1/uploads``: V4 signed PUT URLs for an event's clip and snapshot, under the device's own prefix.
 * ``/v1/publish-credentials``: how the device may publish to ``edge-events`` (emulator mode locally, or a
   short-lived access token of the publish-only service account minted through IAM Credentials).
-* ``/v1/heartbeat``: records ``last_heartbeat_at`` (and the reported state) on the device.
+* ``/v1/heartbeat``: records ``last_heartbeat_at`` (and the reported state) on the device; answers the
+  configuration of the device's cameras and zones and its pending commands (``vigint.tenant_api.edge_sync``).
+* ``/v1/enroll`` (no device credentials yet): body ``{"code": str}``, a one-use enrollment code made by the
+  tenant API; answers ``{"tenant_id", "device_id", "key_version", "secret"}`` once
+  (``provisioning.redeem_enrollment_code``).
 
-Every failure to authenticate answers the same ``401 {"error": "unauthorized"}``.
+Every failure to authenticate (including an unknown, used or expired enrollment code) answers the same
+``401 {"error": "unauthorized"}``.
 """
 
 from __future__ import annotations
@@ -103,6 +108,10 @@ class HeartbeatRequest(_Body):
     version: str = Field(default="", max_length=64)
 
 
+class EnrollRequest(_Body):
+    code: str = Field(min_length=1, max_length=64)
+
+
 class _BadRequest(Exception):
     def __init__(self, status: int, error: str, field: str | None = None):
         super().__init__(error)
@@ -162,14 +171,15 @@ def handle(*, method: str, path: str, headers: Mapping[str, str], body: bytes,
     Returns:
         ``(json_body, status, headers)``, which Flask turns into a JSON response.
     """
-    routes = {"/v1/uploads": _uploads, "/v1/publish-credentials": _publish_credentials, "/v1/heartbeat": _heartbeat}
+    routes = {"/v1/uploads": _uploads, "/v1/publish-credentials": _publish_credentials, "/v1/heartbeat": _heartbeat,
+              "/v1/enroll": _enroll}
     route = routes.get(path.rstrip("/") or "/")
     if route is None:
         return {"error": "not found"}, 404, {}
     if method != "POST":
         return {"error": "method not allowed"}, 405, {"Allow": "POST"}
-    device = authenticate(headers)
-    if device is None:
+    device = None if route is _enroll else authenticate(headers)
+    if device is None and route is not _enroll:
         return _UNAUTHORIZED
     if len(body) > MAX_BODY_BYTES:
         return {"error": "request body too large"}, 413, {}
@@ -241,10 +251,24 @@ def _publish_credentials(*, device, token_minter: TokenMinter | None, **_) -> Js
     return {"mode": "access_token", "access_token": token, "expires_at": _rfc3339(expires_at), "topic": topic}, 200, {}
 
 
-def _heartbeat(*, device, payload: dict, **_) -> JsonResponse:
+def _heartbeat(*, device, payload: dict, now: dt.datetime, **_) -> JsonResponse:
     req = _validate(HeartbeatRequest, payload)
     state = req.model_dump()
     if len(json.dumps(state, default=str)) > 32 * 1024:
         raise _BadRequest(413, "heartbeat state larger than 32 KiB", None)
     device.update({"last_heartbeat_at": fs.SERVER_TIMESTAMP, "last_heartbeat": state})
-    return {"config": {}, "commands": []}, 200, {}
+    from vigint.tenant_api import edge_sync
+
+    config_ = edge_sync.device_config(device.parent.parent.id, device.id)
+    commands = edge_sync.take_pending_commands(device, now)
+    return {"config": config_, "commands": commands}, 200, {}
+
+
+def _enroll(*, payload: dict, now: dt.datetime, **_) -> JsonResponse:
+    from vigint import provisioning
+
+    req = _validate(EnrollRequest, payload)
+    creds = provisioning.redeem_enrollment_code(req.code, now=now)
+    if creds is None:
+        return _UNAUTHORIZED
+    return creds, 200, {}

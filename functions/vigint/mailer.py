@@ -1,4 +1,9 @@
-"""SMTP delivery (smtplib): STARTTLS and AUTH when configured."""
+"""SMTP delivery (smtplib): STARTTLS and AUTH when configured, transient failures retried (tenacity).
+
+Retried: connection failures, a dropped connection and 4xx replies (RFC 5321 4yz: "transient negative
+completion") before the message was accepted. Not retried: 5xx replies (permanent) and anything after the
+server accepted the message, so a retry never sends a second copy of an accepted message.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,24 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
 log = logging.getLogger(__name__)
+
+
+class PermanentSmtpError(RuntimeError):
+    """The server refused the message for good (5xx): retrying cannot help."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors worth retrying: network errors, a dropped connection, 4xx replies."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(400 <= int(code) < 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= int(exc.smtp_code) < 500
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return False
+    return isinstance(exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError))
 
 
 class Mailer:
@@ -18,36 +40,73 @@ class Mailer:
         port: SMTP server port.
         user: AUTH user (None: no AUTH).
         password: AUTH password.
-        starttls: upgrade with STARTTLS before AUTH (server certificate verified with the system CAs).
+        starttls: upgrade with STARTTLS before AUTH (server certificate verified).
         timeout_s: socket timeout in seconds.
+        ssl_context: TLS context for STARTTLS (default: system CAs, plus ``ca_file`` if given).
+        ca_file: a PEM file of extra trusted CA certificates (``VIGINT_SMTP_CA_FILE``; e.g. a private CA).
+        retry_attempts: connections per ``send`` at most (>= 1).
+        retry_initial_s: back-off multiplier in seconds (random waits up to initial * 2^n, at most 30 s).
     """
 
     def __init__(self, host: str, port: int, user: str | None = None, password: str | None = None,
-                 starttls: bool = False, timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None):
+                 starttls: bool = False, timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None,
+                 ca_file: str | None = None, retry_attempts: int = 1, retry_initial_s: float = 1.0):
         self.host, self.port, self.user, self._password = host, port, user, password
         self.starttls, self.timeout_s = starttls, timeout_s
         self._ssl_context = ssl_context
+        self.ca_file = ca_file
+        self.retry_attempts, self.retry_initial_s = max(1, int(retry_attempts)), retry_initial_s
+        self.last_attempts = 0
 
     @classmethod
     def from_settings(cls, s) -> "Mailer":
         """A mailer for ``vigint.config.Settings`` (``VIGINT_SMTP_*``)."""
         return cls(s.smtp_host, s.smtp_port, s.smtp_user,
-                   s.smtp_password.get_secret_value() if s.smtp_password else None, s.smtp_starttls)
+                   s.smtp_password.get_secret_value() if s.smtp_password else None, s.smtp_starttls,
+                   ca_file=s.smtp_ca_file, retry_attempts=s.smtp_retry_attempts,
+                   retry_initial_s=s.smtp_retry_initial_s)
 
-    def send(self, message: EmailMessage) -> None:
-        """Sends ``message`` to its ``To`` addresses.
+    def _context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+            if self.ca_file:
+                self._ssl_context.load_verify_locations(cafile=self.ca_file)
+        return self._ssl_context
+
+    def send(self, message: EmailMessage) -> int:
+        """Sends ``message`` to its ``To`` addresses, retrying transient failures.
+
+        Returns:
+            The number of attempts it took (also in ``last_attempts``).
 
         Raises:
-            smtplib.SMTPException, OSError: the server refused or could not be reached (retry later).
+            PermanentSmtpError: the server refused for good (5xx); do not retry.
+            smtplib.SMTPException, OSError: still failing after the retries (retry later).
         """
+        self.last_attempts = 0
+        try:
+            for attempt in Retrying(stop=stop_after_attempt(self.retry_attempts),
+                                    wait=wait_random_exponential(multiplier=self.retry_initial_s, max=30),
+                                    retry=retry_if_exception(is_transient), reraise=True):
+                with attempt:
+                    self.last_attempts += 1
+                    self._send_once(message)
+        except (smtplib.SMTPException, OSError) as exc:
+            if not is_transient(exc):
+                raise PermanentSmtpError(f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+            raise
+        log.info("mailer: message %s accepted by %s:%d (attempt %d)", message.get("Message-ID", "?"), self.host,
+                 self.port, self.last_attempts)
+        return self.last_attempts
+
+    def _send_once(self, message: EmailMessage) -> None:
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
             smtp.ehlo()
             if self.starttls:
-                smtp.starttls(context=self._ssl_context or ssl.create_default_context())
+                smtp.starttls(context=self._context())
                 smtp.ehlo()
             if self.user:
                 smtp.login(self.user, self._password or "")
             refused = smtp.send_message(message)
-        if refused:
-            raise smtplib.SMTPRecipientsRefused(refused)
-        log.info("mailer: message %s accepted by %s:%d", message.get("Message-ID", "?"), self.host, self.port)
+        if refused:  # some recipients refused, others accepted: the message went out; report, never resend
+            log.warning("mailer: %d recipient(s) refused by %s:%d", len(refused), self.host, self.port)

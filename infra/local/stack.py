@@ -50,12 +50,18 @@ FUNCTIONS = {
     "analyze": "cloudevent",
     "alert": "cloudevent",
     "video_link": "http",
+    "tenant_api": "http",
 }
 # Topic -> (push subscription, function it pushes to).
 PUSH_ROUTES = {
     "edge-events": ("ingest-push", "ingest"),
     "events-ingested": ("analyze-push", "analyze"),
     "events-analyzed": ("alert-push", "alert"),
+}
+# Push subscription -> (dead-letter topic, max delivery attempts, pull subscription that keeps dead letters).
+# The Pub/Sub emulator honours dead-letter policies (verified with push subscriptions).
+DEAD_LETTERS = {
+    "ingest-push": ("edge-events-dead", 5, "edge-events-dead-pull"),
 }
 PARTS = ["firestore", "pubsub", "gcs", "smtp", *FUNCTIONS]
 DEFAULT_PORTS = {part: 8510 + i for i, part in enumerate(PARTS)}
@@ -354,8 +360,22 @@ class LocalStack:
                     publisher.create_topic(name=publisher.topic_path(self.project, topic))
                 except AlreadyExists:
                     pass
+            for dead_topic, _, dead_sub in DEAD_LETTERS.values():
+                try:
+                    publisher.create_topic(name=publisher.topic_path(self.project, dead_topic))
+                    subscriber.create_subscription(request={
+                        "name": subscriber.subscription_path(self.project, dead_sub),
+                        "topic": publisher.topic_path(self.project, dead_topic)})
+                except AlreadyExists:
+                    pass
             if self.with_functions:
                 for topic, (sub, fn) in PUSH_ROUTES.items():
+                    extra = {}
+                    if sub in DEAD_LETTERS:
+                        dead_topic, attempts, _ = DEAD_LETTERS[sub]
+                        extra = {"dead_letter_policy": {"dead_letter_topic": publisher.topic_path(self.project, dead_topic),
+                                                        "max_delivery_attempts": attempts},
+                                 "retry_policy": {"minimum_backoff": {"seconds": 1}, "maximum_backoff": {"seconds": 10}}}
                     try:
                         subscriber.create_subscription(
                             request={
@@ -363,6 +383,7 @@ class LocalStack:
                                 "topic": publisher.topic_path(self.project, topic),
                                 "push_config": {"push_endpoint": f"{self.urls[fn]}/"},
                                 "ack_deadline_seconds": 60,
+                                **extra,
                             }
                         )
                     except AlreadyExists:

@@ -12,7 +12,7 @@ import pytest
 
 from infra import deploy_tools
 
-pytestmark = pytest.mark.slow  # the first run builds .venv-deploy; checkov and the schema take seconds
+pytestmark = pytest.mark.slow  # the first run builds .venv-deploy (about 1.5 min); checkov and the schema take seconds
 
 TF_DIR = deploy_tools.TERRAFORM_DIR
 

@@ -8,6 +8,10 @@ body), records every request, and answers according to ``mode``:
 * ``"malformed"``: text that is not JSON;
 * ``"429-then-ok"``: one ``429 RESOURCE_EXHAUSTED``, then as ``"good"``;
 * ``"500"``: ``500 INTERNAL`` forever.
+
+Both the Gemini API path and the Vertex AI path
+(``/{v1|v1beta1}/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent``) are served; a
+request's ``backend`` says which it used. ``total_tokens`` sets the answer's ``usageMetadata.totalTokenCount``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PATH = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):generateContent$")
+# Vertex AI: /{version}/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent
+VERTEX_PATH = re.compile(
+    r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):generateContent$")
 
 DEFAULT_VERDICT = {
     "threat_level": 2,
@@ -37,8 +44,9 @@ class FakeGemini:
         requests: every request received: ``{"path", "version", "model", "headers", "json"}``.
     """
 
-    def __init__(self, mode: str = "good", verdict: dict | None = None):
+    def __init__(self, mode: str = "good", verdict: dict | None = None, total_tokens: int = 1050):
         self.mode = mode
+        self.total_tokens = total_tokens
         self.verdict = dict(verdict or DEFAULT_VERDICT)
         self.requests: list[dict] = []
         self._lock = threading.Lock()
@@ -61,15 +69,20 @@ class FakeGemini:
             def do_POST(self):  # noqa: N802 (http.server's hook name)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
-                m = PATH.match(self.path.split("?")[0])
-                if not m:
+                path = self.path.split("?")[0]
+                m, v = PATH.match(path), VERTEX_PATH.match(path)
+                if not (m or v):
                     return self._send(404, {"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}})
+                version, model = (m.group(1), m.group(2)) if m else (v.group(1), v.group(4))
                 try:
                     body = json.loads(raw)
                 except ValueError:
                     return self._send(400, {"error": {"code": 400, "message": "bad JSON", "status": "INVALID_ARGUMENT"}})
                 with fake._lock:
-                    fake.requests.append({"path": self.path, "version": m.group(1), "model": m.group(2),
+                    fake.requests.append({"path": self.path, "version": version, "model": model,
+                                          "backend": "gemini" if m else "vertex",
+                                          "project": v.group(2) if v else None,
+                                          "location": v.group(3) if v else None,
                                           "headers": dict(self.headers), "json": body})
                     mode = fake.mode
                     if mode == "429-then-ok" and not fake._served_429:
@@ -84,8 +97,10 @@ class FakeGemini:
                 return self._send(200, {
                     "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
                                     "finishReason": "STOP", "index": 0}],
-                    "usageMetadata": {"promptTokenCount": 1000, "candidatesTokenCount": 50, "totalTokenCount": 1050},
-                    "modelVersion": m.group(2),
+                    "usageMetadata": {"promptTokenCount": max(0, fake.total_tokens - 50),
+                                      "candidatesTokenCount": min(50, fake.total_tokens),
+                                      "totalTokenCount": fake.total_tokens},
+                    "modelVersion": model,
                 })
 
             def _send(self, status: int, obj: dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 
 import pytest
@@ -68,8 +69,14 @@ def test_redelivery_after_a_lost_publish_publishes(fenv):
     data, attrs = fenv.message(creds, ev)
     ingest.handle_edge_event(data=data, attributes=attrs)
     assert len(fenv.pull("ingested")) == 1
-    pipeline.event_ref(creds["tenant_id"], ev["event_id"]).update({"published.ingested": False})
-
+    ref = pipeline.event_ref(creds["tenant_id"], ev["event_id"])
+    ref.update({"published.ingested": False})
+    # Within the publisher's lease the redelivery must not publish (the claimer may still be at work)...
+    with pytest.raises(pipeline.InProgress):
+        ingest.handle_edge_event(data=data, attributes=attrs)
+    assert fenv.pull("ingested", wait_s=0.3) == []
+    # ... once the lease has run out (the claimer died), it publishes.
+    ref.update({"claims.publish_ingested": dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=600)})
     assert ingest.handle_edge_event(data=data, attributes=attrs) == "duplicate"
     assert len(fenv.pull("ingested")) == 1
 

@@ -1,14 +1,7 @@
 """Handlers: event counts over time (``/v1/analytics/counts``) and monthly use (``/v1/usage``).
 
-Usage document (written by the pipeline through ``increment_usage``; every field optional)::
-
-    tenants/{t}/usage/{YYYY-MM}   gemini_tokens (int, input + output tokens of analysis calls),
-                                  gemini_input_tokens, gemini_output_tokens, emails_sent (int, alert
-                                  e-mails accepted by the SMTP server), updated_at
-
-``events``, ``clip_bytes`` and ``snapshot_bytes`` are not kept there: ``GET /v1/usage`` counts them at
-query time from the events whose ``start_time`` falls in the month (Firestore count/sum aggregations, so no
-scan limit applies).
+Usage is read from the counters the functions keep in ``tenants/{t}/usage/{YYYY-MM}`` (``vigint.usage``:
+``events``, ``clip_bytes`` written by ingest, ``gemini_tokens`` by analyze, ``emails_sent`` by alert).
 """
 
 from __future__ import annotations
@@ -20,6 +13,7 @@ from collections import Counter
 from google.cloud import firestore as fs
 
 from vigint import pipeline
+from vigint import usage as vusage
 from vigint.tenant_api import models as m
 from vigint.tenant_api.http import ApiError, Request
 
@@ -30,7 +24,6 @@ MAX_COUNT_SCAN = 5000
 BUCKET_S = {"hour": 3600, "day": 86400}
 DEFAULT_SPAN = {"hour": dt.timedelta(hours=24), "day": dt.timedelta(days=30)}
 MAX_SPAN = {"hour": dt.timedelta(days=31), "day": dt.timedelta(days=400)}
-USAGE_COUNTERS = ("gemini_tokens", "gemini_input_tokens", "gemini_output_tokens", "emails_sent")
 
 
 def _floor(t: dt.datetime, bucket: str) -> dt.datetime:
@@ -83,44 +76,7 @@ def counts(req: Request):
 
 
 def usage(req: Request):
-    """``GET /v1/usage?month=YYYY-MM`` (default: the current UTC month)."""
+    """``GET /v1/usage?month=YYYY-MM`` (default: the current UTC month): the counters of
+    ``tenants/{t}/usage/{YYYY-MM}`` (``vigint.usage``), 0 where none were written."""
     month = req.query.month or req.now.strftime("%Y-%m")
-    start, end = m.month_bounds(month)
-    tenant = pipeline.tenant_ref(req.tenant_id)
-    q = (tenant.collection("events").where(filter=fs.FieldFilter("start_time", ">=", start))
-         .where(filter=fs.FieldFilter("start_time", "<", end)))
-    agg = q.count(alias="events").sum("clip.bytes", alias="clip_bytes").sum("snapshot.bytes", alias="snapshot_bytes")
-    values = {r.alias: r.value for r in agg.get()[0]}
-    snap = tenant.collection("usage").document(month).get()
-    counters = snap.to_dict() if snap.exists else {}
-
-    def n(v) -> int:
-        return int(v) if isinstance(v, (int, float)) else 0
-
-    return m.UsageOut(month=month, events=n(values.get("events")), clip_bytes=n(values.get("clip_bytes")),
-                      snapshot_bytes=n(values.get("snapshot_bytes")),
-                      gemini_tokens=n(counters.get("gemini_tokens")), emails_sent=n(counters.get("emails_sent")),
-                      truncated=False), 200
-
-
-def increment_usage(tenant_id: str, *, when: dt.datetime | None = None, **counters: int) -> None:
-    """Adds to the tenant's usage counters of the month of ``when`` (UTC, default now).
-
-    Args:
-        tenant_id: the tenant.
-        when: the moment the use happened (picks the ``YYYY-MM`` document).
-        counters: any of ``USAGE_COUNTERS`` with the amount to add, e.g. ``emails_sent=1``.
-
-    Raises:
-        ValueError: an unknown counter name.
-        google.api_core.exceptions.GoogleAPICallError: Firestore failed.
-    """
-    bad = set(counters) - set(USAGE_COUNTERS)
-    if bad:
-        raise ValueError(f"unknown usage counters: {', '.join(sorted(bad))}")
-    when = (when or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
-    doc = {k: fs.Increment(int(v)) for k, v in counters.items() if v}
-    if not doc:
-        return
-    doc["updated_at"] = fs.SERVER_TIMESTAMP
-    pipeline.tenant_ref(tenant_id).collection("usage").document(when.strftime("%Y-%m")).set(doc, merge=True)
+    return m.UsageOut(month=month, **vusage.get(req.tenant_id, month)), 200

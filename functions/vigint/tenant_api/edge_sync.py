@@ -3,7 +3,8 @@ commands queued for it (docs/contracts.md, "edge_api").
 
 ``config`` is ``{"cameras": [{"camera_id", "name", "enabled", "labels", "alert_labels", "min_score",
 "zones": [{"name", "points", "labels", "enter_s", "exit_s", "loiter_s"}]}], "updated_at": RFC3339|null}``
-(``labels``/``alert_labels``/``min_score`` null: keep the device's own defaults). ``commands`` is
+(``labels``/``alert_labels``/``min_score`` null: keep the device's own defaults), or ``{}`` when the
+tenant has configured no camera for this device in the cloud (the device keeps its local configuration). ``commands`` is
 ``[{"command_id", "type", "created_at"}]``, oldest first; each is marked ``delivered`` as it is handed
 over, so it is handed over once (a heartbeat answer lost in transit loses its commands: they are
 advisory, e.g. ``reload_config``).
@@ -31,7 +32,7 @@ def _rfc3339(t) -> str | None:
 
 
 def device_config(tenant_id: str, device_id: str) -> dict:
-    """The configuration of the device's cameras (see the module docstring), cameras by id."""
+    """The configuration of the device's cameras (see the module docstring), cameras by id; ``{}`` if none."""
     q = pipeline.tenant_ref(tenant_id).collection("cameras").where(filter=fs.FieldFilter("device_id", "==", device_id))
     cameras, newest = [], None
     for snap in sorted(q.stream(), key=lambda s: s.id):
@@ -43,6 +44,8 @@ def device_config(tenant_id: str, device_id: str) -> dict:
     for cam in cameras:
         cam["enabled"] = bool(cam["enabled"]) if cam["enabled"] is not None else True
         cam["zones"] = cam["zones"] or []
+    if not cameras:
+        return {}
     return {"cameras": cameras, "updated_at": _rfc3339(newest)}
 
 

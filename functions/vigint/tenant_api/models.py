@@ -7,7 +7,6 @@ answers); durations in seconds; points of zones normalised to 0..1 of the frame 
 
 from __future__ import annotations
 
-import re
 import zoneinfo
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -67,6 +66,14 @@ class ErrorBody(_Out):
 # ------------------------------------------------------------------------------------------ tenant
 
 
+def _iana(v: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError("not a known IANA time zone") from None
+    return v
+
+
 class QuietHours(_In):
     """No alert e-mails between ``start`` and ``end`` local time in ``timezone`` (may span midnight)."""
 
@@ -77,11 +84,7 @@ class QuietHours(_In):
     @field_validator("timezone")
     @classmethod
     def _iana(cls, v: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(v)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError("not a known IANA time zone") from None
-        return v
+        return _iana(v)
 
     @model_validator(mode="after")
     def _not_empty(self) -> "QuietHours":
@@ -97,7 +100,6 @@ class AlertSettings(_Out):
     recipients: list[str] = Field(description="alert e-mail addresses")
     cooldown_seconds: int = Field(ge=0, description="per camera: seconds after an alert before the next")
     link_ttl_seconds: int = Field(ge=1, description="lifetime of video links in alert e-mails")
-    quiet_hours: QuietHours | None = None
 
 
 class TenantOut(_Out):
@@ -107,7 +109,10 @@ class TenantOut(_Out):
     name: str
     normal_context: str = Field(description="plain-language description of what is normal at this site")
     alert: AlertSettings
-    retention_days: int | None = Field(default=None, description="events and clips older than this are deleted")
+    quiet_hours: QuietHours | None = Field(default=None, description="no e-mail below threat level 3 then")
+    timezone: str | None = Field(default=None, description="the site's IANA time zone")
+    retention_days: int | None = Field(default=None, description="days events and clips are kept "
+                                                                 "(null: the deployment's default)")
     created_at: datetime | None = None
 
 
@@ -118,7 +123,6 @@ class AlertSettingsPatch(_In):
     recipients: Annotated[list[Email], Field(max_length=MAX_RECIPIENTS)] = None
     cooldown_seconds: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] = None
     link_ttl_seconds: Annotated[int, Field(ge=1, le=30 * 24 * 3600)] = None
-    quiet_hours: QuietHours | None = Field(default=None, description="null removes the quiet hours")
 
 
 class TenantPatch(_In):
@@ -127,8 +131,16 @@ class TenantPatch(_In):
     name: Annotated[str, Field(min_length=1, max_length=200)] = None
     normal_context: Annotated[str, Field(max_length=4000)] = None
     alert: AlertSettingsPatch = None
+    quiet_hours: QuietHours | None = Field(default=None, description="null removes the quiet hours")
+    timezone: Annotated[str | None, Field(min_length=1, max_length=64)] = Field(
+        default=None, description="IANA time zone; null removes it")
     retention_days: Annotated[int | None, Field(ge=1, le=3650)] = Field(
-        default=None, description="null keeps events forever")
+        default=None, description="null: the deployment's default (VIGINT_RETENTION_DAYS)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana(cls, v: str | None) -> str | None:
+        return None if v is None else _iana(v)
 
 
 # ----------------------------------------------------------------------------------------- API keys
@@ -411,24 +423,11 @@ class UsageQuery(_In):
 
 
 class UsageOut(_Out):
-    """Use in one UTC month. ``events``/``clip_bytes``/``snapshot_bytes`` are counted from the events at
-    query time; ``gemini_tokens``/``emails_sent`` come from ``tenants/{t}/usage/{YYYY-MM}`` counters."""
+    """Use in one UTC month, from the counters ``tenants/{t}/usage/{YYYY-MM}`` the functions keep
+    (``vigint.usage``; the month is that of the moment of use, e.g. of ingestion, not of the event's time)."""
 
     month: str
-    events: int
-    clip_bytes: int
-    snapshot_bytes: int
-    gemini_tokens: int
-    emails_sent: int
-    truncated: bool
-
-
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """``(first instant, first instant of the next month)`` of ``YYYY-MM`` in UTC."""
-    from datetime import timezone
-
-    m = re.match(r"^(\d{4})-(\d{2})$", month)
-    y, mo = int(m.group(1)), int(m.group(2))
-    start = datetime(y, mo, 1, tzinfo=timezone.utc)
-    end = datetime(y + (mo == 12), mo % 12 + 1, 1, tzinfo=timezone.utc)
-    return start, end
+    events: int = Field(description="events stored")
+    clip_bytes: int = Field(description="bytes of the clips of those events")
+    gemini_tokens: int = Field(description="Gemini tokens (total_token_count) spent on analysis")
+    emails_sent: int = Field(description="alert e-mails accepted by the mail server")

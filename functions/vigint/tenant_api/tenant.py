@@ -1,8 +1,9 @@
 """Handlers: the key's own tenant (``/v1/tenant``) and its API keys (``/v1/api-keys``).
 
-Tenant settings live on ``tenants/{t}`` (docs/contracts.md) plus two fields this API adds:
-``alert.quiet_hours`` (``{start: "HH:MM", end: "HH:MM", timezone: IANA}`` or absent) and
-``retention_days`` (int days, or absent/null: keep forever).
+Tenant settings live on ``tenants/{t}`` (docs/contracts.md) plus the fields the alert and retention
+functions read: ``quiet_hours`` (``{start: "HH:MM", end: "HH:MM", timezone: IANA}`` or absent),
+``timezone`` (IANA) and ``retention_days`` (int days; absent/null: ``VIGINT_RETENTION_DAYS``). The alert
+webhook (``alert.webhook``, holding a secret) is neither shown nor changed here.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ log = logging.getLogger(__name__)
 
 def _tenant_out(tenant_id: str, doc: dict) -> m.TenantOut:
     alert = dict(doc.get("alert") or {})
-    qh = alert.get("quiet_hours")
+    qh = doc.get("quiet_hours")
     try:
         quiet = m.QuietHours.model_validate(qh) if qh else None
     except ValueError:  # a stored value this API did not write; show none rather than fail
         quiet = None
+    tz = doc.get("timezone")
+    retention = doc.get("retention_days")
     return m.TenantOut(
         tenant_id=tenant_id, name=str(doc.get("name") or ""), normal_context=str(doc.get("normal_context") or ""),
         alert=m.AlertSettings(
@@ -32,9 +35,10 @@ def _tenant_out(tenant_id: str, doc: dict) -> m.TenantOut:
             recipients=[str(r) for r in alert.get("recipients") or []],
             cooldown_seconds=max(0, int(alert.get("cooldown_seconds") or 0)),
             link_ttl_seconds=max(1, int(alert.get("link_ttl_seconds") or 7 * 24 * 3600)),
-            quiet_hours=quiet,
         ),
-        retention_days=doc.get("retention_days"), created_at=doc.get("created_at"),
+        quiet_hours=quiet, timezone=tz if isinstance(tz, str) and tz else None,
+        retention_days=retention if isinstance(retention, int) and retention >= 1 else None,
+        created_at=doc.get("created_at"),
     )
 
 
@@ -55,7 +59,7 @@ def patch_tenant(req: Request):
     patch: m.TenantPatch = req.body
     given = patch.model_dump(exclude_unset=True, mode="json")
     updates: dict = {}
-    for key in ("name", "normal_context", "retention_days"):
+    for key in ("name", "normal_context", "retention_days", "quiet_hours", "timezone"):
         if key in given:
             updates[key] = given[key]
     for key, value in (given.get("alert") or {}).items():
