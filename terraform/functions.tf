@@ -1,6 +1,7 @@
-# The functions, one per entry point of functions/main.py: 2nd gen, Python 3.11, all built from the one source zip (storage.tf); the entry point
-# is the name of the decorated function. edge_api, video_link and tenant_api are HTTPS endpoints;
-# ingest, analyze and alert are invoked by their push subscriptions (pubsub.tf).
+# The functions, one per entry point of functions/main.py: 2nd gen, Python 3.11, all built from the one
+# source zip (storage.tf); the entry point is the name of the decorated function. edge_api, video_link and
+# tenant_api are public HTTPS endpoints; ingest, analyze and alert are invoked by their push subscriptions
+# (pubsub.tf); retention by its Cloud Scheduler job (scheduler.tf).
 resource "google_cloudfunctions2_function" "fn" {
   for_each = local.functions
 
@@ -29,8 +30,8 @@ resource "google_cloudfunctions2_function" "fn" {
     max_instance_count             = var.max_instances
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.fn[each.key].email
-    # Pipeline functions accept only Google-internal traffic (Pub/Sub push counts as internal).
-    ingress_settings = each.value.topic == null ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+    # Private functions accept only Google-internal traffic (Pub/Sub push and Cloud Scheduler count as such).
+    ingress_settings = each.value.public ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
 
     # Signed URLs are signed through IAM signBlob as the function's own account (iam.tf: self_signer).
     environment_variables = merge(local.common_env, {

@@ -26,6 +26,13 @@ resource "google_service_account" "invoker" {
   description  = "Identity of the ${each.key}-push subscription when it invokes the ${each.key} function."
 }
 
+# The identity of the retention scheduler job's OIDC token.
+resource "google_service_account" "scheduler" {
+  account_id   = "vigint-scheduler"
+  display_name = "Vigint housekeeping scheduler"
+  description  = "Identity of the Cloud Scheduler job when it invokes the retention function."
+}
+
 # The account Cloud Build uses to turn the source zip into the functions' images.
 resource "google_service_account" "builder" {
   account_id   = "vigint-fn-builder"
@@ -74,6 +81,13 @@ resource "google_storage_bucket_iam_member" "clip_reader" {
   member = google_service_account.fn[each.key].member
 }
 
+# retention deletes expired clips, snapshots and orphaned uploads: it must list, read and delete objects.
+resource "google_storage_bucket_iam_member" "retention_deleter" {
+  bucket = google_storage_bucket.clips.name
+  role   = "roles/storage.objectUser"
+  member = google_service_account.fn["retention"].member
+}
+
 # --- Signing and token minting (IAM Credentials API) -------------------------------------------------------
 
 # edge_api, video_link and tenant_api have no key file in Google Cloud: they sign URLs through signBlob as
@@ -110,7 +124,7 @@ resource "google_secret_manager_secret_iam_member" "function_secret" {
 # without Google identities. Each authenticates every request itself (device HMAC secret; unguessable,
 # expiring, revocable link token; per-user API key) and answers 401/404/410 otherwise.
 resource "google_cloud_run_v2_service_iam_member" "public_invoker" {
-  for_each = local.http_functions
+  for_each = local.public_functions
 
   project  = var.project_id
   location = var.region
@@ -128,6 +142,15 @@ resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
   name     = google_cloudfunctions2_function.fn[each.key].service_config[0].service
   role     = "roles/run.invoker"
   member   = google_service_account.invoker[each.key].member
+}
+
+# retention is private: only the scheduler job's account may invoke it.
+resource "google_cloud_run_v2_service_iam_member" "scheduler_invoker" {
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.fn["retention"].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = google_service_account.scheduler.member
 }
 
 # The Pub/Sub service agent creates the OIDC tokens of push deliveries as the invoker accounts.

@@ -36,12 +36,14 @@ locals {
   }
 
   # One entry per entry point of functions/main.py. name: the Cloud Functions (and Cloud Run service) name,
-  # which may not contain '_'. topic: null for an HTTPS function, else the topic whose push subscription
-  # invokes it. secrets: environment variable -> Secret Manager secret id; only what the function uses, but
+  # which may not contain '_'. public: anyone may invoke it (it authenticates requests itself); otherwise
+  # only its push subscription or scheduler job may. topic: null for an HTTPS function, else the topic whose
+  # push subscription invokes it. secrets: environment variable -> Secret Manager secret id; only what the function uses, but
   # VIGINT_DEVICE_KEY_SECRET everywhere because vigint.config.Settings requires it to start.
   functions = {
     edge_api = {
       name        = "edge-api"
+      public      = true
       description = "HTTPS API of the edge devices: signed upload URLs, publish credentials, heartbeats."
       topic       = null
       memory      = "512Mi"
@@ -50,6 +52,7 @@ locals {
     }
     video_link = {
       name        = "video-link"
+      public      = true
       description = "Expiring video-link page /v/{token} of alert e-mails."
       topic       = null
       memory      = "512Mi"
@@ -58,14 +61,25 @@ locals {
     }
     tenant_api = {
       name        = "tenant-api"
+      public      = true
       description = "HTTPS API of tenants' users and tools (API keys): devices, cameras, events, alerts."
       topic       = null
       memory      = "512Mi"
       timeout     = 60
       secrets     = { VIGINT_DEVICE_KEY_SECRET = "device-key-secret" }
     }
+    retention = {
+      name        = "retention"
+      public      = false
+      description = "Scheduled housekeeping: retention deletes (documents and objects), stale-device alerts."
+      topic       = null
+      memory      = "1Gi"
+      timeout     = 1800
+      secrets     = { VIGINT_DEVICE_KEY_SECRET = "device-key-secret" }
+    }
     ingest = {
       name        = "ingest"
+      public      = false
       description = "edge-events -> verified Firestore event document -> events-ingested."
       topic       = "edge-events"
       memory      = "512Mi"
@@ -74,6 +88,7 @@ locals {
     }
     analyze = {
       name        = "analyze"
+      public      = false
       description = "events-ingested -> Gemini analysis of the clip -> events-analyzed."
       topic       = "events-ingested"
       memory      = "1Gi"
@@ -85,6 +100,7 @@ locals {
     }
     alert = {
       name        = "alert"
+      public      = false
       description = "events-analyzed -> alert e-mails with snapshot and expiring link."
       topic       = "events-analyzed"
       memory      = "512Mi"
@@ -97,7 +113,7 @@ locals {
   }
 
   pipeline_functions = { for k, f in local.functions : k => f if f.topic != null }
-  http_functions     = { for k, f in local.functions : k => f if f.topic == null }
+  public_functions   = { for k, f in local.functions : k => f if f.public }
 
   # Environment every function gets (docs/contracts.md, "Functions' environment"). Per function, functions.tf
   # adds VIGINT_SIGNING_SERVICE_ACCOUNT (its own account) and the secrets above. Deliberately absent: the

@@ -107,8 +107,9 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
 # Each function publishes to the next topic only, never to its own trigger's topic.
 resource "google_pubsub_topic_iam_member" "function_publisher" {
   for_each = {
-    ingest  = "events-ingested" # ingest hands each stored event to analyze
-    analyze = "events-analyzed" # analyze hands each verdict to alert
+    ingest    = "events-ingested" # ingest hands each stored event to analyze
+    retention = "events-ingested" # retention's device_offline health events go through analyze and alert
+    analyze   = "events-analyzed" # analyze hands each verdict to alert
   }
 
   topic  = google_pubsub_topic.pipeline[each.value].id

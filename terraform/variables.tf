@@ -261,3 +261,14 @@ variable "retries" {
     error_message = "retry attempts must be between 1 and 10."
   }
 }
+
+variable "housekeeping_schedule" {
+  type        = string
+  description = "Cron schedule (UTC) of the retention function: retention deletes and stale-device checks. Every run is idempotent; stale devices are noticed within one period."
+  default     = "*/15 * * * *"
+
+  validation {
+    condition     = length(split(" ", trimspace(var.housekeeping_schedule))) == 5
+    error_message = "housekeeping_schedule must be a 5-field cron expression."
+  }
+}

@@ -132,39 +132,42 @@ class HealthMonitor:
         wall = wall or self.wall()
         emit: list = []  # (label, since, image, image time, why), spooled outside the lock
         with self._lock:
-            self._last_frame_mono, self._last_frame_wall, self._last_image = now, wall, image
-            off = self._problems[OFFLINE]
-            if off.alerted:
-                log.info("camera %s: frames again; camera_offline cleared", self.camera.id)
-            off.since_mono, off.since_wall, off.alerted = None, None, False
-            if self._last_analysed is not None and now - self._last_analysed < ANALYSE_EVERY_S:
-                return
-            dt = 0.0 if self._last_analysed is None else now - self._last_analysed
-            self._last_analysed = now
-            thumb = thumbnail(image)
-            level = black_level(thumb)
-            self.last_black_level = level
-            is_black = level <= self.camera.black_frame_threshold
-            self._hold(BLACK, is_black, now, wall, image, emit,
-                       f"frames are black (98th-percentile grey level {level:.0f} <= "
-                       f"{self.camera.black_frame_threshold})")
-            if is_black:
-                return  # a black frame says nothing about the view; keep the background as it was
-            if self._background is None:
-                self._background = thumb
-                return
-            score = tamper_score(thumb, self._background)
-            self.last_tamper_score = score
-            changed = score > self.camera.tamper_threshold
-            self._hold(TAMPERED, changed, now, wall, image, emit,
-                       f"the view changed abruptly (score {score:.2f} > {self.camera.tamper_threshold:g})")
-            if self._problems[TAMPERED].alerted:
-                self._background = thumb  # the new view is the normal one from now on
-                self._problems[TAMPERED] = _Problem(alerts=self._problems[TAMPERED].alerts)
-            elif not changed:
-                alpha = min(1.0, dt / BACKGROUND_TAU_S)
-                self._background = (1 - alpha) * self._background + alpha * thumb
+            self._observe_locked(image, now, wall, emit)
         self._emit(emit)
+
+    def _observe_locked(self, image: np.ndarray, now: float, wall: datetime, emit: list) -> None:
+        self._last_frame_mono, self._last_frame_wall, self._last_image = now, wall, image
+        off = self._problems[OFFLINE]
+        if off.alerted:
+            log.info("camera %s: frames again; camera_offline cleared", self.camera.id)
+        off.since_mono, off.since_wall, off.alerted = None, None, False
+        if self._last_analysed is not None and now - self._last_analysed < ANALYSE_EVERY_S:
+            return
+        dt = 0.0 if self._last_analysed is None else now - self._last_analysed
+        self._last_analysed = now
+        thumb = thumbnail(image)
+        level = black_level(thumb)
+        self.last_black_level = level
+        is_black = level <= self.camera.black_frame_threshold
+        self._hold(BLACK, is_black, now, wall, image, emit,
+                   f"frames are black (98th-percentile grey level {level:.0f} <= "
+                   f"{self.camera.black_frame_threshold})")
+        if is_black:
+            return  # a black frame says nothing about the view; keep the background as it was
+        if self._background is None:
+            self._background = thumb
+            return
+        score = tamper_score(thumb, self._background)
+        self.last_tamper_score = score
+        changed = score > self.camera.tamper_threshold
+        self._hold(TAMPERED, changed, now, wall, image, emit,
+                   f"the view changed abruptly (score {score:.2f} > {self.camera.tamper_threshold:g})")
+        if self._problems[TAMPERED].alerted:
+            self._background = thumb  # the new view is the normal one from now on
+            self._problems[TAMPERED] = _Problem(alerts=self._problems[TAMPERED].alerts)
+        elif not changed:
+            alpha = min(1.0, dt / BACKGROUND_TAU_S)
+            self._background = (1 - alpha) * self._background + alpha * thumb
 
     def source_state(self, connected: bool, reason: str) -> None:
         """Notification from the ``VideoSource`` (its ``on_state``): a connection opened or was lost."""

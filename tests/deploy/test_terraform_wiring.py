@@ -20,6 +20,10 @@ CONFIG = REPO / "functions" / "vigint" / "config.py"
 
 # docs/contracts.md: which topic feeds which CloudEvent function.
 TOPIC_OF = {"ingest": "edge-events", "analyze": "events-ingested", "alert": "events-analyzed"}
+# HTTP functions anyone may call (they authenticate requests themselves); other HTTP functions are private.
+PUBLIC = {"edge_api", "video_link", "tenant_api"}
+# Private HTTP functions and what invokes them.
+SCHEDULED = {"retention"}
 # Used only when functions/main.py does not exist yet.
 FALLBACK_ENTRY_POINTS = {"edge_api": "http", "video_link": "http", "ingest": "cloud_event",
                          "analyze": "cloud_event", "alert": "cloud_event"}
@@ -119,15 +123,18 @@ def test_one_source_zip_named_by_its_hash(tf):
     assert len(tf.of_type("google_storage_bucket_object")) == 1
 
 
-def test_http_functions_are_public_and_cloud_event_functions_are_pushed_from_their_topic(tf):
+def test_http_functions_are_http_and_cloud_event_functions_are_pushed_from_their_topic(tf):
     functions = tf.locals["functions"]
     for name, kind in entry_points().items():
         if kind == "http":
             assert functions[name]["topic"] is None, f"{name} is an HTTP function"
+            assert functions[name]["public"] is (name in PUBLIC), f"{name}: public only if in {PUBLIC}"
+            assert name in PUBLIC or name in SCHEDULED, f"{name}: private HTTP function nobody invokes"
         else:
             assert functions[name]["topic"] == TOPIC_OF[name], f"{name} must be triggered by {TOPIC_OF[name]}"
+            assert functions[name]["public"] is False
     assert refs(tf.locals["pipeline_functions"]) == "${{fork,finlocal.functions:k=>fiff.topic!=null}}"
-    assert refs(tf.locals["http_functions"]) == "${{fork,finlocal.functions:k=>fiff.topic==null}}"
+    assert refs(tf.locals["public_functions"]) == "${{fork,finlocal.functions:k=>fiff.public}}"
 
     push = tf.resource("google_pubsub_subscription", "push")
     assert push["for_each"] == "${local.pipeline_functions}"
@@ -138,13 +145,25 @@ def test_http_functions_are_public_and_cloud_event_functions_are_pushed_from_the
     assert cfg["oidc_token"][0]["service_account_email"] == "${google_service_account.invoker[each.key].email}"
 
     public = tf.resource("google_cloud_run_v2_service_iam_member", "public_invoker")
-    assert public["for_each"] == "${local.http_functions}" and public["member"] == "allUsers"
+    assert public["for_each"] == "${local.public_functions}" and public["member"] == "allUsers"
     private = tf.resource("google_cloud_run_v2_service_iam_member", "push_invoker")
     assert private["for_each"] == "${local.pipeline_functions}"
     assert private["member"] == "${google_service_account.invoker[each.key].member}"
     assert private["role"] == public["role"] == "roles/run.invoker"
     fn = tf.resource("google_cloudfunctions2_function", "fn")
-    assert "ALLOW_INTERNAL_ONLY" in fn["service_config"][0]["ingress_settings"]
+    assert refs(fn["service_config"][0]["ingress_settings"]) == '${each.value.public?"ALLOW_ALL":"ALLOW_INTERNAL_ONLY"}'
+
+
+def test_retention_runs_on_a_schedule_as_a_private_function(tf):
+    assert SCHEDULED <= set(entry_points())
+    job = tf.resource("google_cloud_scheduler_job", "retention")
+    target = job["http_target"][0]
+    assert target["uri"] == '${google_cloudfunctions2_function.fn["retention"].service_config[0].uri}'
+    assert target["oidc_token"][0]["service_account_email"] == "${google_service_account.scheduler.email}"
+    invoker = tf.resource("google_cloud_run_v2_service_iam_member", "scheduler_invoker")
+    assert invoker["name"] == '${google_cloudfunctions2_function.fn["retention"].service_config[0].service}'
+    assert (invoker["role"], invoker["member"]) == ("roles/run.invoker", "${google_service_account.scheduler.member}")
+    assert tf.locals["functions"]["retention"]["timeout"] <= 1800  # Cloud Scheduler's HTTP attempt limit
 
 
 def test_topics_have_dead_letter_topics_retries_and_the_service_agent_bindings(tf):
@@ -250,10 +269,13 @@ def test_least_privilege_roles(tf):
     assert bucket["edge_api_creator"]["member"] == '${google_service_account.fn["edge_api"].member}'
     assert bucket["clip_reader"]["role"] == "roles/storage.objectViewer"
     assert refs(bucket["clip_reader"]["for_each"]) == '${toset(["video_link","tenant_api","analyze","alert"])}'
-    assert set(bucket) == {"edge_api_creator", "clip_reader"}
+    assert bucket["retention_deleter"]["role"] == "roles/storage.objectUser"
+    assert bucket["retention_deleter"]["member"] == '${google_service_account.fn["retention"].member}'
+    assert set(bucket) == {"edge_api_creator", "clip_reader", "retention_deleter"}
 
     publishers = tf.resource("google_pubsub_topic_iam_member", "function_publisher")
-    assert publishers["for_each"] == {"ingest": "events-ingested", "analyze": "events-analyzed"}
+    assert publishers["for_each"] == {"ingest": "events-ingested", "retention": "events-ingested",
+                                      "analyze": "events-analyzed"}
     edge = tf.resource("google_pubsub_topic_iam_member", "edge_publisher")
     assert edge["topic"] == '${google_pubsub_topic.pipeline["edge-events"].id}'
     assert edge["role"] == "roles/pubsub.publisher"

@@ -55,6 +55,9 @@ def _jpeg(width: int = 160, height: int = 120) -> bytes:
     return out.getvalue()
 
 
+FIXTURE_START = dt.datetime(2026, 11, 22, 6, 0, 0, tzinfo=dt.timezone.utc)  # start_time of ``Fenv.event``
+
+
 @pytest.fixture(scope="session")
 def media() -> dict:
     """``{"clip": mp4 bytes (H.264), "snapshot": JPEG bytes}``, made once."""
@@ -124,7 +127,7 @@ class Fenv:
 
         event_id = event_id or f"evt_{uuid.uuid4().hex[:26].upper()}"
         prefix = event_prefix(creds["tenant_id"], creds["device_id"], event_id)
-        start = dt.datetime(2026, 11, 22, 6, 0, 0, tzinfo=dt.timezone.utc)
+        start = FIXTURE_START
         t = lambda s: (start + dt.timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
         ev = {
             "schema_version": 1, "event_id": event_id, "tenant_id": creds["tenant_id"],
@@ -186,6 +189,10 @@ def fenv(functions_env, monkeypatch, media) -> Fenv:
         topics[which], subs[which] = topic_id, sub
         monkeypatch.setenv(var, topic_id)
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    # ``Fenv.event`` stamps events at the fixed FIXTURE_START; keep them inside ingest's max age however long
+    # after that date the suite runs (tests of the age limit set it themselves).
+    age = (dt.datetime.now(dt.timezone.utc) - FIXTURE_START).total_seconds() + 7 * 24 * 3600
+    monkeypatch.setenv("VIGINT_EVENT_MAX_AGE_SECONDS", str(int(max(age, 7 * 24 * 3600))))
     clients.reset()
     env = dict(functions_env)
     env.update({"VIGINT_INGESTED_TOPIC": topics["ingested"], "VIGINT_ANALYZED_TOPIC": topics["analyzed"]})

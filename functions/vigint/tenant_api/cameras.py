@@ -1,8 +1,9 @@
 """Handlers: cameras and their zones (``/v1/cameras``).
 
 ``tenants/{t}/cameras/{camera_id}``: device_id, name, enabled, labels, alert_labels, min_score (null:
-the device's own defaults), zones ``[{name, points: [[x, y], ...] (0..1), labels, enter_s, exit_s,
-loiter_s}]``, created_at, updated_at. Each camera belongs to one device of the same tenant, which gets the
+the device's own defaults), zones ``[{name, points: [{x, y}, ...] (0..1), labels, enter_s, exit_s,
+loiter_s}]``, created_at, updated_at. Firestore cannot hold arrays of arrays, so points are stored as
+``{x, y}`` maps and shown (API, heartbeat) as ``[x, y]`` pairs. Each camera belongs to one device of the same tenant, which gets the
 configuration of its cameras on its next heartbeat (``vigint.tenant_api.edge_sync``).
 """
 
@@ -29,10 +30,26 @@ def cameras_col(tenant_id: str):
     return pipeline.tenant_ref(tenant_id).collection("cameras")
 
 
+def zones_to_store(zones: list[dict]) -> list[dict]:
+    """Zones as stored: each point ``[x, y]`` becomes ``{"x": x, "y": y}``."""
+    return [{**z, "points": [{"x": p[0], "y": p[1]} for p in z.get("points") or []]} for z in zones]
+
+
+def zones_from_store(zones) -> list[dict]:
+    """Inverse of ``zones_to_store`` (tolerates malformed stored points by dropping them)."""
+    out = []
+    for z in zones if isinstance(zones, list) else []:
+        if isinstance(z, dict):
+            pts = [[p.get("x"), p.get("y")] for p in z.get("points") or [] if isinstance(p, dict)]
+            out.append({**z, "points": pts})
+    return out
+
+
 def camera_out(camera_id: str, doc: dict) -> m.CameraOut:
     """The API view of a camera document."""
-    return m.CameraOut(camera_id=camera_id, **{k: v for k, v in doc.items() if k in m.CameraOut.model_fields
-                                               and k != "camera_id"})
+    fields = {k: v for k, v in doc.items() if k in m.CameraOut.model_fields and k != "camera_id"}
+    fields["zones"] = zones_from_store(doc.get("zones"))
+    return m.CameraOut(camera_id=camera_id, **fields)
 
 
 def list_cameras(req: Request):
@@ -66,6 +83,7 @@ def create_camera(req: Request):
         raise ApiError(404, "device not found", "device_id")
     doc = body.model_dump(mode="json", exclude={"camera_id"})
     doc["name"] = doc["name"] or body.camera_id
+    doc["zones"] = zones_to_store(doc["zones"])
     doc.update({"created_at": req.now, "updated_at": req.now})
     try:
         cameras_col(req.tenant_id).document(body.camera_id).create(doc)
@@ -80,6 +98,8 @@ def patch_camera(req: Request):
     ref, doc = _existing(req)
     updates = req.body.model_dump(mode="json", exclude_unset=True)
     if updates:
+        if "zones" in updates:
+            updates["zones"] = zones_to_store(updates["zones"])
         updates["updated_at"] = req.now
         ref.update(updates)
         doc.update(updates)

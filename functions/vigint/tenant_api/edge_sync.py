@@ -18,6 +18,7 @@ import logging
 from google.cloud import firestore as fs
 
 from vigint import pipeline
+from vigint.tenant_api.cameras import zones_from_store
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def device_config(tenant_id: str, device_id: str) -> dict:
             newest = upd
     for cam in cameras:
         cam["enabled"] = bool(cam["enabled"]) if cam["enabled"] is not None else True
-        cam["zones"] = cam["zones"] or []
+        cam["zones"] = zones_from_store(cam["zones"])
     if not cameras:
         return {}
     return {"cameras": cameras, "updated_at": _rfc3339(newest)}
