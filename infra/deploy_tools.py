@@ -31,8 +31,9 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
     if proc.returncode != 0:
         raise DeployToolsError(f"{' '.join(map(str, cmd[:4]))} ... exited {proc.returncode}:\n"
                                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -204,7 +205,7 @@ def run_checkov(tf_dir: Path = TERRAFORM_DIR, venv: Path = VENV) -> dict:
     env.pop("BC_API_KEY", None)
     proc = subprocess.run([str(deploy_tool("checkov", venv)), "--directory", str(tf_dir), "--framework",
                            "terraform", "--output", "json", "--compact", "--skip-download"],
-                          capture_output=True, text=True, env=env, cwd=REPO)
+                          capture_output=True, text=True, env=env, cwd=REPO, check=False)
     try:
         report = json.loads(proc.stdout)
     except json.JSONDecodeError:
@@ -224,7 +225,7 @@ def check_cloudbuild(path: Path = CLOUDBUILD, venv: Path = VENV) -> subprocess.C
         the finished process; ``returncode`` 0 means valid, its ``stdout`` names each violation otherwise.
     """
     return subprocess.run([str(deploy_tool("check-jsonschema", venv)), "--builtin-schema", "vendor.cloudbuild",
-                           "--no-cache", str(path)], capture_output=True, text=True, cwd=REPO)
+                           "--no-cache", str(path)], capture_output=True, text=True, cwd=REPO, check=False)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -327,7 +328,7 @@ def _cmd_fmt_check(tf_dir: str) -> dict:
                                          recursive=True, no_color=True)
     # On success the output holds only Terraform's warning about a missing ~/.terraformrc: drop it.
     diff = (r.value or "") + (r.error or "") if r.retcode != 0 else ""
-    files = sorted({m.group(1) for m in re.finditer(r"^--- old/(\S+)", diff, re.M)})
+    files = sorted({m.group(1) for m in re.finditer(r"^--- old/(\S+)", diff, re.MULTILINE)})
     return {"retcode": r.retcode, "files": files, "diff": diff}
 
 

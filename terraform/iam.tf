@@ -64,10 +64,13 @@ resource "google_project_iam_member" "analyze_vertex" {
 
 # --- Clips bucket ------------------------------------------------------------------------------------------
 
-# edge_api signs the devices' PUT URLs as itself: the signer must be allowed to create the objects.
+# edge_api signs the devices' PUT URLs as itself: the signer must be allowed to create the objects, and to
+# replace them (objectUser = create + get + delete on objects, no bucket or IAM rights): a device that lost
+# the answer to a PUT re-uploads the same object after a restart, and objectCreator alone would 403 that
+# overwrite forever.
 resource "google_storage_bucket_iam_member" "edge_api_creator" {
   bucket = google_storage_bucket.clips.name
-  role   = "roles/storage.objectCreator"
+  role   = "roles/storage.objectUser"
   member = google_service_account.fn["edge_api"].member
 }
 

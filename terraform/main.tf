@@ -6,6 +6,7 @@
 #   secrets.tf    Secret Manager secrets (values are added out of band, never through Terraform)
 #   iam.tf        one service account per function, each role with the reason it is needed
 #   functions.tf  the 2nd-gen Cloud Functions (one per entry point of functions/main.py)
+#   scheduler.tf  the housekeeping job of the retention function
 # See README.md in this directory for the one-off bootstrap (state bucket, secret values).
 
 data "google_project" "this" {

@@ -154,8 +154,7 @@ class VideoSource:
             wait=wait_exponential_jitter(initial=1, max=self.camera.reconnect_max_s),
             stop=lambda rs: self.stop.is_set(),
             sleep=lambda s: self.stop.wait(s),
-            before_sleep=lambda rs: log.warning("camera %s: %s; retrying in %.1f s", self.camera.id,
-                                                rs.outcome.exception(),
+            before_sleep=lambda rs: log.warning("%s; retrying in %.1f s", rs.outcome.exception(),
                                                 rs.next_action.sleep if rs.next_action else 0.0),
             reraise=True,
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
 
@@ -79,9 +78,9 @@ def env_vars_read_by_code() -> set[str]:
                 text = ast.unparse(f)
                 if text in ("os.environ.get", "os.getenv", "environ.get", "getenv"):
                     names.add(node.args[0].value)
-            if isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("os.environ", "environ"):
-                if isinstance(node.slice, ast.Constant):
-                    names.add(node.slice.value)
+            if (isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("os.environ", "environ")
+                    and isinstance(node.slice, ast.Constant)):
+                names.add(node.slice.value)
     return {n for n in names if isinstance(n, str)}
 
 
@@ -364,7 +363,7 @@ def test_cloudbuild_tests_packages_and_applies_the_saved_plan():
 
     build = yaml.safe_load((REPO / "cloudbuild.yaml").read_text())
     steps = {s["id"]: s for s in build["steps"]}
-    script = lambda s: " ".join(map(str, s.get("args", [])))  # noqa: E731
+    script = lambda s: " ".join(map(str, s.get("args", [])))
     assert "make test" in script(steps["test"]) and "make deb" in script(steps["deb"])
     assert "ruff check" in script(steps["lint-python"])
     init = script(steps["terraform-init"])
