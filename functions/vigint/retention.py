@@ -41,12 +41,15 @@ def _bucket():
     return clients.storage().bucket(config.settings().bucket)
 
 
-def _delete_objects(prefix: str, older_than: dt.datetime | None = None) -> int:
-    """Deletes objects under ``prefix`` (only those created before ``older_than`` if given); returns count."""
+def _delete_objects(prefix: str, older_than: dt.datetime | None = None, keep=None) -> int:
+    """Deletes objects under ``prefix`` (only those created before ``older_than`` if given, and not those for
+    which ``keep(object_name)`` is true); returns the count."""
     n = 0
     for blob in clients.storage().list_blobs(config.settings().bucket, prefix=prefix):
         created = pipeline.as_utc(blob.time_created)
         if older_than is not None and created is not None and created >= older_than:
+            continue
+        if keep is not None and keep(blob.name):
             continue
         try:
             blob.delete()
@@ -106,7 +109,17 @@ def apply_retention(tenant_id: str, tenant: Mapping[str, Any], now: dt.datetime)
                    .where(filter=fs.FieldFilter("tenant_id", "==", tenant_id)).stream()
                    if (pipeline.as_utc(s.get("created_at")) or now) < cutoff]
     counts["links"] += _delete_links(stale_links)
-    counts["objects"] += _delete_objects(f"tenants/{tenant_id}/", older_than=cutoff)
+    known: dict[str, bool] = {}
+
+    def event_kept(name: str) -> bool:  # tenants/{t}/devices/{d}/events/{e}/...: keep objects of kept events
+        parts = name.split("/")
+        if len(parts) < 6 or parts[4] != "events":
+            return False
+        if parts[5] not in known:
+            known[parts[5]] = pipeline.event_ref(tenant_id, parts[5]).get().exists
+        return known[parts[5]]
+
+    counts["objects"] += _delete_objects(f"tenants/{tenant_id}/", older_than=cutoff, keep=event_kept)
     if any(counts.values()):
         log.info("retention: tenant %s (%d days): %s", tenant_id, days, counts)
     return counts

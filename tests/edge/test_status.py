@@ -122,10 +122,9 @@ def test_metered_deliverer_counts_real_outcomes(tmp_path: Path):
     spool = Spool(tmp_path / "spool", max_bytes=10**7)
     mine, clip, jpeg = make_event(tmp_path, 0)
     spool.put(mine, clip, jpeg)
-    api = EdgeApiClient(f"http://127.0.0.1:{free_port()}", "demo", "nuc-1", "secret")
+    api = EdgeApiClient(f"http://127.0.0.1:{free_port()}", "demo", "nuc-1", "secret", max_attempts=1)
     deliverer = MeteredDeliverer(spool, api, EventPublisher.from_api(api), key_version=1, secret="secret",
                                  max_attempts=1, backoff_initial_s=0.01, backoff_max_s=0.02)
-    api.max_attempts = 1
     assert deliverer.deliver_pending() == 0
     assert deliverer.stats()["delivery_retries"] == 1 and deliverer.stats()["delivered"] == 0
     other, clip2, jpeg2 = make_event(tmp_path, 1, device="nuc-9")

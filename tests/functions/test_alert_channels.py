@@ -141,7 +141,8 @@ class _Recorder:
         import email.policy
 
         self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        self.sessions.append({"tls": session.ssl is not None, "login": session.login_data,
+        self.sessions.append({"tls": session.ssl is not None, "login": getattr(session, "auth_login", None),
+                              "authenticated": session.authenticated,
                               "mechanism": getattr(session, "auth_mechanism", None)})
         return "250 Message accepted"
 
@@ -162,6 +163,7 @@ def smtp_server(tmp_path):
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = auth_data.login == b"alerts" and auth_data.password == b"s3cret-pass"
         session.auth_mechanism = mechanism
+        session.auth_login = auth_data.login if ok else None
         return AuthResult(success=ok, handled=False)
 
     def start(handler, tls: bool = False, exclude: list[str] | None = None) -> dict:
@@ -260,7 +262,8 @@ def test_starttls_and_auth(fenv, smtp_server, monkeypatch, mechanism):
     ev = _analysed(fenv, [recipient])
     assert alert.handle_analyzed(data=_msg(ev)) == "sent:1"
     assert [m["To"] for m in handler.messages] == [recipient]
-    assert handler.sessions == [{"tls": True, "login": b"alerts", "mechanism": mechanism}]
+    assert handler.sessions == [{"tls": True, "login": b"alerts", "authenticated": True,
+                                 "mechanism": mechanism}]
 
 
 def test_starttls_without_the_ca_fails_and_bad_password_is_refused(fenv, smtp_server, monkeypatch):
