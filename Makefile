@@ -9,7 +9,12 @@ VIDEO  ?=
 
 .PHONY: setup assets demo test up down status bench clean deploy-venv deploy-check
 
-$(STAMP):
+$(STAMP): infra/system-packages.txt
+	@missing=$$(sed -e 's/#.*//' infra/system-packages.txt | xargs -r -n1 sh -c 'dpkg -s "$$0" >/dev/null 2>&1 || echo "$$0"'); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt -c constraints.txt

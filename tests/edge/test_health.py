@@ -202,3 +202,53 @@ def test_spool_failure_is_logged_not_raised(tmp_path, caplog):
     with caplog.at_level(logging.ERROR):
         mon.check()
     assert "could not spool the camera_offline event" in caplog.text
+
+
+@pytest.mark.slow
+def test_camera_that_stays_down_reaches_the_cloud_as_a_health_alert(stack, default_model_dir, tmp_path):
+    """End to end: a real EdgeDaemon (build_daemon wiring, real detector) with an RTSP camera whose server
+    never answers; its camera_offline event travels spool -> edge_api -> Pub/Sub -> ingest -> Firestore, and
+    the heartbeat reports the camera's health state."""
+    import threading
+
+    from google.cloud import firestore
+
+    from infra.local.stack import free_port
+    from tests.e2e.conftest import wait_for
+    from vigint_edge.config import EdgeConfig
+    from vigint_edge.daemon import build_daemon
+    from vigint_edge.detector import load_detector
+
+    creds = stack.provision("healthy", "nuc-h")
+    config = EdgeConfig.model_validate({
+        "device": {"tenant_id": "healthy", "device_id": "nuc-h", "api_url": stack.urls["edge_api"],
+                   "key_version": creds["key_version"]},
+        "cameras": [{"id": "gate", "source": f"rtsp://viewer:pa55word@127.0.0.1:{free_port()}/stream",
+                     "offline_alert_after_s": 3.0, "stall_timeout_s": 2.0, "reconnect_max_s": 1.0}],
+        "spool": {"dir": str(tmp_path / "spool")},
+        "status": {"port": 0},
+        "heartbeat_s": 5,
+    })
+    detector = load_detector(default_model_dir / "model.xml", "CPU", num_threads=1)
+    daemon = build_daemon(config, creds["secret"], detector=detector)
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    db = firestore.Client(project=stack.project)
+    events = db.collection("tenants").document("healthy").collection("events")
+    device = db.collection("tenants").document("healthy").collection("devices").document("nuc-h")
+    try:
+        docs = wait_for(lambda: [d.to_dict() for d in events.stream()], timeout=60, what="the health event")
+        beat = wait_for(lambda: (device.get().to_dict() or {}).get("last_heartbeat"), timeout=30,
+                        what="a heartbeat")
+    finally:
+        daemon.stop.set()
+        runner.join(30)
+    assert len(docs) == 1, "one alert for one outage"
+    ev = docs[0]
+    assert (ev["kind"], ev["severity"], ev["labels"], ev["camera_id"]) == \
+        ("camera_health", "alert", [OFFLINE], "gate")
+    assert ev["clip"] is None and ev["snapshot"] is None, "the camera never delivered a frame"
+    gate = beat["cameras"]["gate"]
+    assert gate["health"]["state"] == "offline" and gate["health"]["alerts"][OFFLINE] == 1
+    assert gate["connected"] is False and gate["frames"] == 0
+    assert beat["spool"]["delivered"] >= 1 and beat["version"]
