@@ -205,7 +205,7 @@ def test_spool_failure_is_logged_not_raised(tmp_path, caplog):
 
 
 @pytest.mark.slow
-def test_camera_that_stays_down_reaches_the_cloud_as_a_health_alert(stack, default_model_dir, tmp_path):
+def test_camera_that_stays_down_reaches_the_cloud_as_a_health_alert(stack, default_model_dir, tmp_path, caplog):
     """End to end: a real EdgeDaemon (build_daemon wiring, real detector) with an RTSP camera whose server
     never answers; its camera_offline event travels spool -> edge_api -> Pub/Sub -> ingest -> Firestore, and
     the heartbeat reports the camera's health state."""
@@ -232,6 +232,7 @@ def test_camera_that_stays_down_reaches_the_cloud_as_a_health_alert(stack, defau
     detector = load_detector(default_model_dir / "model.xml", "CPU", num_threads=1)
     daemon = build_daemon(config, creds["secret"], detector=detector)
     runner = threading.Thread(target=daemon.run, daemon=True)
+    caplog.set_level(logging.DEBUG, logger="vigint_edge")
     runner.start()
     db = firestore.Client(project=stack.project)
     events = db.collection("tenants").document("healthy").collection("events")
@@ -252,3 +253,5 @@ def test_camera_that_stays_down_reaches_the_cloud_as_a_health_alert(stack, defau
     assert gate["health"]["state"] == "offline" and gate["health"]["alerts"][OFFLINE] == 1
     assert gate["connected"] is False and gate["frames"] == 0
     assert beat["spool"]["delivered"] >= 1 and beat["version"]
+    assert "rtsp://***@127.0.0.1" in caplog.text and "pa55word" not in caplog.text
+    assert creds["secret"] not in caplog.text
