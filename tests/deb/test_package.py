@@ -179,9 +179,11 @@ def test_files_user_and_permissions(installed):
     conffiles = _run(["dpkg-query", "-W", "-f=${Conffiles}", PKG]).stdout
     assert str(CONFIG) in conffiles
 
-    assert Path("/usr/bin/vigint-edge").resolve() == VENV / "bin" / "vigint-edge"
+    wrapper = Path("/usr/bin/vigint-edge").read_text()
+    assert wrapper.startswith("#!/bin/sh") and f"exec {VENV}/bin/python3 -I" in wrapper
+    assert stat.S_IMODE(Path("/usr/bin/vigint-edge").stat().st_mode) == 0o755
     assert os.readlink(VENV / "bin" / "python3") == "/usr/bin/python3.11"
-    assert (VENV / "bin" / "vigint-edge").read_text().startswith(f"#!{VENV}/bin/python")
+    assert sorted(p.name for p in (VENV / "bin").iterdir()) == ["python", "python3", "python3.11"]
     for f in ("model.xml", "model.bin", "labels.json", "model.json"):
         assert (MODEL / f).stat().st_size > 0
         assert stat.S_IMODE((MODEL / f).stat().st_mode) == 0o644

@@ -9,7 +9,6 @@ delivering frames once it is back, and a file camera in the same daemon must not
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import textwrap
