@@ -121,13 +121,13 @@ class Fenv:
         bucket.blob(prefix + "snapshot.jpg").upload_from_string(self.media["snapshot"], content_type="image/jpeg")
 
     def event(self, creds: dict, event_id: str | None = None, labels=("person",), camera_id: str = "lobby",
-              **overrides) -> dict:
+              start: dt.datetime | None = None, **overrides) -> dict:
         """A schema-valid event dict for the device ``creds`` (media hashes of the real clip/snapshot)."""
         from vigint.schema import event_prefix
 
         event_id = event_id or f"evt_{uuid.uuid4().hex[:26].upper()}"
         prefix = event_prefix(creds["tenant_id"], creds["device_id"], event_id)
-        start = FIXTURE_START
+        start = start or FIXTURE_START
         t = lambda s: (start + dt.timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
         ev = {
             "schema_version": 1, "event_id": event_id, "tenant_id": creds["tenant_id"],

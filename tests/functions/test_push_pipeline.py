@@ -3,6 +3,7 @@ functions-framework) to an inbox and a playable link: the functions as deployed,
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 import uuid
@@ -16,7 +17,8 @@ def test_event_to_inbox_through_push_subscriptions(stack, fenv, smtp_sink, media
     tenant = f"push-{uuid.uuid4().hex[:8]}"
     recipient = f"ops-{uuid.uuid4().hex[:8]}@example.com"
     creds = stack.provision(tenant, "nuc-1", recipients=[recipient], threshold=1)  # the operator CLI
-    ev = fenv.event(creds)
+    # Stamped now: the stack's own ingest process applies the real 7-day maximum age.
+    ev = fenv.event(creds, start=dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=5))
     fenv.upload_media(creds["tenant_id"], creds["device_id"], ev["event_id"])
     data, attrs = fenv.message(creds, ev)
     publisher = pubsub_v1.PublisherClient()

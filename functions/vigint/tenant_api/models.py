@@ -265,7 +265,8 @@ class CameraIn(_In):
     device_id: Slug
     name: Text = ""
     enabled: bool = True
-    labels: list[Label] | None = Field(default=None, max_length=50, description="labels to detect (null: device default)")
+    labels: list[Label] | None = Field(default=None, max_length=50,
+                                       description="labels to detect (null: the device's default)")
     alert_labels: list[Label] | None = Field(default=None, max_length=50)
     min_score: float | None = Field(default=None, gt=0, lt=1)
     zones: list[Zone] = Field(default_factory=list, max_length=MAX_ZONES)

@@ -7,6 +7,7 @@ the fields of a route's query model; path parameters carry their patterns.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
@@ -54,8 +55,8 @@ def _build(routes: list) -> dict:
     schemas = defs.get("$defs", {})
     paths: dict[str, dict] = {}
     for r in routes:
-        op: dict[str, Any] = {"operationId": f"{r.method.lower()}_{r.path.strip('/').replace('/', '_').replace('{', '').replace('}', '').replace('-', '_').replace('.', '_')}",
-                              "summary": r.summary, "tags": [r.tag]}
+        op_id = f"{r.method.lower()}_" + re.sub(r"[^a-z0-9]+", "_", r.path.lower()).strip("_")
+        op: dict[str, Any] = {"operationId": op_id, "summary": r.summary, "tags": [r.tag]}
         params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "pattern": pattern}}
                   for name, pattern in r.params.items()]
         if r.query is not None:
