@@ -4,8 +4,7 @@
 the device's own defaults), zones ``[{name, points: [{x, y}, ...] (0..1), labels, enter_s, exit_s,
 loiter_s}]``, created_at, updated_at. Firestore cannot hold arrays of arrays, so points are stored as
 ``{x, y}`` maps and shown (API, heartbeat) as ``[x, y]`` pairs. Each camera belongs to one device of the
-same tenant, which gets the
-configuration of its cameras on its next heartbeat (``vigint.tenant_api.edge_sync``).
+same tenant, which gets the configuration of its cameras on its next heartbeat (``vigint.tenant_api.edge_sync``).
 """
 
 from __future__ import annotations
