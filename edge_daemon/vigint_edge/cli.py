@@ -3,6 +3,7 @@
     vigint-edge run [--config PATH] [--exit-when-done]
     vigint-edge check-config [--config PATH]
     vigint-edge process --video FILE [--config PATH] [--camera ID] [--fast]
+    vigint-edge enroll --code CODE --api-url URL [--config PATH] [--secret-file PATH]
     vigint-edge bench --video vtest.avi --model model.xml [--out BENCHMARKS.md]
 
 Exit codes: 0 ok, 1 events left undelivered, 2 bad configuration.
@@ -34,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     proc.add_argument("--config", type=Path, default=DEFAULT_PATH)
     proc.add_argument("--camera", default="file", help="camera id the events are filed under")
     proc.add_argument("--fast", action="store_true", help="do not pace the file at its frame rate")
+    enroll = sub.add_parser("enroll", help="exchange a one-time enrollment code for device credentials")
+    enroll.add_argument("--code", required=True, help="the code from the tenant's admin (shown once)")
+    enroll.add_argument("--api-url", required=True, help="the edge_api URL")
+    enroll.add_argument("--config", type=Path, default=DEFAULT_PATH)
+    enroll.add_argument("--secret-file", type=Path, default=DEFAULT_PATH.parent / "device-secret")
     sub.add_parser("bench", help="measure decode, model and pipeline speed (see vigint_edge.bench)", add_help=False)
     return p
 
@@ -45,6 +51,17 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "enroll":
+        from vigint_edge.enroll import EnrollError, enroll
+
+        try:
+            creds = enroll(args.code, args.api_url, args.config, args.secret_file)
+        except EnrollError as exc:
+            print(f"enrollment failed: {exc}", file=sys.stderr)
+            return 2
+        print(f"enrolled as device {creds['device_id']} of tenant {creds['tenant_id']}; "
+              f"secret in {args.secret_file}, settings in {args.config}")
+        return 0
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vigint_edge import __version__
+from vigint_edge import __version__, remote_config
 from vigint_edge.api_client import EdgeApiClient
 from vigint_edge.capture import SourceUnavailable, VideoSource, redact
 from vigint_edge.config import CameraConfig, EdgeConfig
@@ -56,6 +56,7 @@ class EdgeDaemon:
     max_frames: int | None = None
     drain_timeout_s: float = 120.0
     pipelines: dict[str, CameraPipeline] = field(default_factory=dict)
+    restart_requested: bool = False
     sources: dict[str, VideoSource] = field(default_factory=dict)
     health: dict[str, HealthMonitor] = field(default_factory=dict)
     status_server: StatusServer | None = None
@@ -111,6 +112,8 @@ class EdgeDaemon:
         remaining = len(self.spool.pending())
         if remaining:
             log.warning("%d event(s) remain in the spool; they are delivered on the next start", remaining)
+        if self.restart_requested:
+            return 75  # EX_TEMPFAIL: systemd's Restart=always starts the daemon again
         return 1 if remaining else 0
 
     def _watchdog(self, delivery: threading.Thread) -> None:
@@ -195,11 +198,27 @@ class EdgeDaemon:
                     log.exception("camera %s: health check failed", monitor.camera.id)
 
     def _heartbeat_loop(self) -> None:
-        while not self.stop.wait(self.config.heartbeat_s):
+        while not self.stop.is_set():
             try:
-                self.api.heartbeat(self.status())
+                self.apply_heartbeat_answer(self.api.heartbeat(self.status()))
             except Exception as exc:  # the next beat tries again; events are unaffected
                 log.warning("heartbeat failed: %s", exc)
+            if self.stop.wait(self.config.heartbeat_s):
+                return
+
+    def apply_heartbeat_answer(self, answer: dict) -> None:
+        """Applies the cloud's camera settings (zones, labels, thresholds) and commands from a heartbeat."""
+        current = {cid: p.camera for cid, p in self.pipelines.items()}
+        for cid, camera in remote_config.camera_updates(answer or {}, current).items():
+            self.pipelines[cid].reconfigure(camera)
+            log.info("camera %s: settings from the cloud applied (%d zone(s))", cid, len(camera.zones))
+        for command in remote_config.commands(answer or {}):
+            if command == "restart":
+                log.warning("restart requested by the cloud: stopping (systemd starts the daemon again)")
+                self.restart_requested = True
+                self.stop.set()
+            elif command == "reload_config":
+                log.info("reload_config requested by the cloud: settings are re-read on every heartbeat")
 
 
 def build_daemon(config: EdgeConfig, secret: str, *, detector: Detector | None = None,

@@ -147,6 +147,14 @@ class CameraPipeline:
         self._active: _ActiveEvent | None = None
         self.finished: list[EdgeEvent] = []  # events spooled by this pipeline, in order
 
+    def reconfigure(self, camera: CameraConfig) -> None:
+        """Takes new settings (labels, thresholds, zones) from the next detector frame on; the source, the
+        tracks and an active event carry on."""
+        self.camera = camera
+        self.tracker.thresholds = {label: f.threshold for label, f in camera.filters.items()}
+        self.zones = None  # rebuilt with the new polygons on the next detector frame
+        self.masks = None
+
     # ------------------------------------------------------------------------------------------ input
     def process(self, frame: Frame) -> None:
         """Feeds one frame (in capture order)."""
