@@ -108,6 +108,12 @@ def installed(deb: Path):
     _purge()
 
 
+@pytest.fixture(scope="module")
+def creds(stack) -> dict:
+    """A tenant and device provisioned on the local stack, as an operator would (once per module)."""
+    return stack.provision("deb-tenant", "deb-nuc", recipients=["ops@deb-tenant.example"])
+
+
 @pytest.fixture
 def workdir():
     """A directory the service user can read (pytest's tmp_path is root-only)."""
@@ -206,12 +212,11 @@ def test_unit_verifies_and_is_hardened(installed):
     assert exposure <= 3.0, proc.stdout
 
 
-def test_example_config_is_refused_then_real_config_checks(installed, stack, workdir):
+def test_example_config_is_refused_then_real_config_checks(installed, stack, creds, workdir):
     # The shipped example must not pass as a configuration (CHANGE-ME placeholders).
     proc = _run(["vigint-edge", "check-config"], check=False, env={"PATH": SYSTEM_PATH})
     assert proc.returncode == 2 and "device.tenant_id" in proc.stderr, proc.stdout + proc.stderr
 
-    creds = stack.provision("deb-tenant", "deb-nuc", recipients=["ops@deb-tenant.example"])
     _write_config(creds, stack)
     cred_dir = _credentials_dir(workdir, creds["secret"])
     proc = _run(["runuser", "-u", USER, "--", "vigint-edge", "check-config"],
@@ -239,10 +244,9 @@ events:
     os.chown(CONFIG, 0, grp.getgrnam(USER).gr_gid)
 
 
-def test_process_real_video_as_the_service_user(installed, stack, vtest_video, workdir):
+def test_process_real_video_as_the_service_user(installed, stack, creds, vtest_video, workdir):
     from google.cloud import firestore
 
-    creds = stack.provision("deb-tenant", "deb-nuc", recipients=["ops@deb-tenant.example"])
     _write_config(creds, stack)
     cred_dir = _credentials_dir(workdir, creds["secret"])
     clip = _short_clip(vtest_video, workdir / "vtest-80.avi")
@@ -297,7 +301,7 @@ def test_remove_keeps_state_then_upgrade_then_purge_leaves_nothing(installed):
     _run(["dpkg", "-i", str(deb)])
     assert _status() == "install ok installed"
     assert list((VENV / "lib").glob("python3.11/site-packages/vigint_edge/__pycache__/*.pyc"))
-    assert _run(["dpkg-statoverride", "--list", str(ETC)]).stdout.split()[:3] == ["root", USER, "0750"]
+    assert _run(["dpkg-statoverride", "--list", str(ETC)]).stdout.split()[:3] == ["root", USER, "750"]
 
     # purge: nothing left.
     _run(["dpkg", "--purge", PKG])

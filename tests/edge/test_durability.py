@@ -107,7 +107,11 @@ def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(stack, tm
         restarted = Spool(root, max_bytes=500 * 1024**2)
         killed_with_pending += bool(restarted.pending())
         deliverer = _deliverer(stack.urls["edge_api"], creds, restarted)
-        deliverer.deliver_pending()
+        # A pass stops at the first transient failure to keep order (the daemon's loop then tries again);
+        # on this shared machine a timeout can happen, so give the restarted edge a bounded number of passes.
+        deadline = time.monotonic() + 60
+        while restarted.pending() and time.monotonic() < deadline:
+            deliverer.deliver_pending()
         assert restarted.pending() == [], f"run {runs}: undelivered items remain after the restart"
         assert restarted.failed() == [], f"run {runs}: items were refused: {restarted.failed()}"
     assert runs >= 10, f"only {runs} kill/restart cycles fitted in the time budget"

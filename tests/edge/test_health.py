@@ -239,8 +239,9 @@ def test_camera_that_stays_down_reaches_the_cloud_as_a_health_alert(stack, defau
     device = db.collection("tenants").document("healthy").collection("devices").document("nuc-h")
     try:
         docs = wait_for(lambda: [d.to_dict() for d in events.stream()], timeout=60, what="the health event")
-        beat = wait_for(lambda: (device.get().to_dict() or {}).get("last_heartbeat"), timeout=30,
-                        what="a heartbeat")
+        # The daemon beats once at start (camera still "starting"), then every heartbeat_s.
+        beat = wait_for(lambda: _offline_beat((device.get().to_dict() or {}).get("last_heartbeat")), timeout=30,
+                        what="a heartbeat reporting the camera offline")
     finally:
         daemon.stop.set()
         runner.join(30)
@@ -255,3 +256,10 @@ def test_camera_that_stays_down_reaches_the_cloud_as_a_health_alert(stack, defau
     assert beat["spool"]["delivered"] >= 1 and beat["version"]
     assert "rtsp://***@127.0.0.1" in caplog.text and "pa55word" not in caplog.text
     assert creds["secret"] not in caplog.text
+
+
+def _offline_beat(beat):
+    """The heartbeat if it reports camera ``gate`` offline, else None."""
+    if beat and beat.get("cameras", {}).get("gate", {}).get("health", {}).get("state") == "offline":
+        return beat
+    return None
