@@ -12,6 +12,7 @@ import grp
 import os
 import pwd
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -254,14 +255,30 @@ def test_process_real_video_as_the_service_user(installed, stack, creds, vtest_v
     events = db.collection("tenants").document(creds["tenant_id"]).collection("events")
     before = {d.id for d in events.stream()}
 
+    # Listen where systemd would ($NOTIFY_SOCKET) to see the daemon's READY=1 and watchdog pings.
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(workdir / "notify"))
+    (workdir / "notify").chmod(0o666)
     env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "CREDENTIALS_DIRECTORY": str(cred_dir),
-           "PUBSUB_EMULATOR_HOST": stack.env["PUBSUB_EMULATOR_HOST"]}
+           "PUBSUB_EMULATOR_HOST": stack.env["PUBSUB_EMULATOR_HOST"],
+           "NOTIFY_SOCKET": str(workdir / "notify"), "WATCHDOG_USEC": "1000000"}
     started = time.monotonic()
     proc = _run(["runuser", "-u", USER, "--", "vigint-edge", "process", "--video", str(clip),
                  "--config", str(CONFIG), "--camera", "porch", "--fast"], check=False, env=env, timeout=600)
     print(f"vigint-edge process: exit {proc.returncode} in {time.monotonic() - started:.0f} s")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert creds["secret"] not in proc.stdout + proc.stderr
+    notify.setblocking(False)
+    messages = []
+    while True:
+        try:
+            messages.append(notify.recv(4096).decode())
+        except BlockingIOError:
+            break
+    notify.close()
+    assert messages and messages[0].startswith("READY=1\nSTATUS=watching 1 camera(s)"), messages
+    assert "WATCHDOG=1" in messages, messages
+    assert messages[-1] == "STOPPING=1", messages
 
     # The spool is the service user's, under the package's state directory, and was drained.
     spool = STATE / "spool"

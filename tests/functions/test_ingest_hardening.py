@@ -109,7 +109,9 @@ def test_concurrent_deliveries_store_one_event_and_publish_once(fenv):
         t.start()
     for t in threads:
         t.join(60)
-    assert outcomes.count("created") == 1, outcomes
+    # The delivery that created the document may still find another delivery publishing the follow-on
+    # and answer "in progress" (Pub/Sub then redelivers it): at most one "created", never two publishes.
+    assert outcomes.count("created") <= 1, outcomes
     assert set(outcomes) <= {"created", "duplicate", "in_progress"}
     for _ in range(outcomes.count("in_progress")):  # the redeliveries
         assert ingest.handle_edge_event(data=data, attributes=attrs, message_id="m-1") == "duplicate"
