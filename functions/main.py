@@ -12,6 +12,8 @@ from vigint import alert as _alert
 from vigint import analyze as _analyze
 from vigint import edge_api as _edge_api
 from vigint import ingest as _ingest
+from vigint import retention as _retention
+from vigint import tenant_api as _tenant_api
 from vigint import video_link as _video_link
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -62,16 +64,11 @@ def alert(cloud_event):
 @functions_framework.http
 def tenant_api(request):
     """Tenant API (``/v1/tenant``, ``/v1/devices``, ``/v1/cameras``, ``/v1/events``, ``/v1/alerts``, ...)."""
-    from vigint import tenant_api as _tenant_api
-
     if (request.content_length or 0) > _tenant_api.MAX_BODY_BYTES:
         return {"error": "request body too large", "field": "body"}, 413
     return _tenant_api.handle(method=request.method, path=request.path, headers=request.headers,
                               query=request.args.to_dict(flat=True),
                               body=request.get_data(cache=False)[:_tenant_api.MAX_BODY_BYTES + 1])
-
-
-from vigint import retention as _retention  # noqa: E402 - appended entry point
 
 
 @functions_framework.http
