@@ -33,7 +33,11 @@ test: setup  ## the whole suite; starts and stops its own emulators
 
 bench: assets  ## edge speed on vtest.avi and a 1080p clip; writes BENCHMARKS.md, last line JSON
 	PYTHONPATH=edge_daemon $(PY) -m vigint_edge.cli bench --video .local/cache/vtest.avi \
-		--model .local/models/ssdlite_mobilenet_v2_coco/model.xml --cache .local/cache --out BENCHMARKS.md
+		--model .local/models/ssdlite_mobilenet_v2_coco/model.xml --cache .local/cache --out BENCHMARKS.md \
+		> .local/bench-edge.log || { cat .local/bench-edge.log; exit 1; }
+	head -n -1 .local/bench-edge.log
+	tail -n 1 .local/bench-edge.log > .local/bench-edge.json
+	PYTHONPATH=edge_daemon:functions $(PY) -m infra.bench_cloud --out BENCHMARKS.md --merge-json .local/bench-edge.json
 
 up: setup  ## the local stack alone (ports: VIGINT_PORT_<PART>=...)
 	$(PY) -m infra.local.stack up
