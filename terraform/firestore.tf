@@ -46,6 +46,22 @@ resource "google_firestore_index" "events" {
   }
 }
 
+# The retention job reads one tenant's links older than its cutoff (functions/vigint/retention.py).
+resource "google_firestore_index" "links_by_tenant_age" {
+  database    = google_firestore_database.default.name
+  collection  = "links"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "tenant_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "ASCENDING"
+  }
+}
+
 # TTL policies: the retention backstop for documents. Firestore deletes a document (usually within 24 h)
 # once the timestamp in its expire_at field has passed. Documents without the field are never deleted, so
 # the writers must set expire_at = creation time + retention (see README.md).

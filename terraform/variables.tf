@@ -177,7 +177,7 @@ variable "gemini_location" {
 variable "gemini_monthly_token_cap" {
   type        = number
   description = "Gemini tokens a tenant may use per month unless its own document says otherwise (VIGINT_GEMINI_MONTHLY_TOKEN_CAP); 0 disables analysis."
-  default     = 2000000
+  default     = 20000000 # about 3,000 analysed events (6,400 tokens each, docs/deploying.md)
 
   validation {
     condition     = var.gemini_monthly_token_cap >= 0

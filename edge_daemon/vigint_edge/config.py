@@ -47,7 +47,7 @@ class DeviceConfig(_Strict):
 
     tenant_id: str = Field(pattern=SLUG)
     device_id: str = Field(pattern=SLUG)
-    api_url: str = Field(description="Base URL of the edge_api function, e.g. https://REGION-PROJECT.cloudfunctions.net/edge_api")
+    api_url: str = Field(description="Base URL of the edge_api function, e.g. https://REGION-PROJECT.cloudfunctions.net/edge-api (terraform output edge_api_url)")
     key_version: int = Field(default=1, ge=1)
     secret_file: Path | None = None
 

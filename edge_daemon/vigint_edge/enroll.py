@@ -20,9 +20,17 @@ class EnrollError(RuntimeError):
 
 
 def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Writes ``data`` to ``path`` atomically. An existing file keeps its owner, group and mode (the packaged
+    ``/etc/vigint-edge/config.yaml`` is root:vigint-edge 0640 so the service can read it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    owner = None
+    if path.exists():
+        st = path.stat()
+        owner, mode = (st.st_uid, st.st_gid), st.st_mode & 0o7777
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if owner is not None and hasattr(os, "fchown"):
+            os.fchown(fd, *owner)
         os.fchmod(fd, mode)
         os.write(fd, data)
         os.fsync(fd)

@@ -55,7 +55,7 @@ class Settings(BaseModel):
     gemini_backend: Literal["gemini", "vertex"] = Field(
         default="gemini", description="VIGINT_GEMINI_BACKEND: gemini (API key) or vertex (Vertex AI, ADC)")
     gemini_location: str = Field(default="us-central1", description="VIGINT_GEMINI_LOCATION (Vertex AI region)")
-    gemini_monthly_token_cap: int = Field(default=2_000_000, ge=0,
+    gemini_monthly_token_cap: int = Field(default=20_000_000, ge=0,
                                           description="VIGINT_GEMINI_MONTHLY_TOKEN_CAP: per tenant, if unset there")
     gemini_event_token_budget: int = Field(default=8_000, ge=300,
                                            description="VIGINT_GEMINI_EVENT_TOKEN_BUDGET: media tokens per event")

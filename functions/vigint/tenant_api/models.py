@@ -18,7 +18,9 @@ from vigint.schema import EVENT_ID_PATTERN, SLUG_PATTERN
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, description="lower-case slug, 2..63 characters")]
 EventId = Annotated[str, Field(pattern=EVENT_ID_PATTERN)]
 Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$")]
-ZoneName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")]
+# Zone names are slugs, as on the edge (edge_daemon/vigint_edge/config.py ZoneConfig), so every zone set here
+# reaches the device; the zone filter of the event listing uses the same names.
+ZoneName = Slug
 Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")]
 ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="local time HH:MM")]
 Text = Annotated[str, Field(max_length=200)]
