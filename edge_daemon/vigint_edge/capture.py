@@ -87,6 +87,7 @@ class VideoSource:
         self.max_frames = max_frames
         self.fps: float = 0.0
         self.reconnects = 0
+        self.total_frames: int | None = None  # files: frames in the file (capped by max_frames); streams: None
         self.dropped = 0
         self.connected = False
         self.on_state = on_state
@@ -103,6 +104,9 @@ class VideoSource:
         if not cap.isOpened():
             raise SourceUnavailable(f"camera {self.camera.id}: cannot open {self.camera.source}")
         self.fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if count > 0:
+            self.total_frames = min(count, self.max_frames) if self.max_frames else count
         if not 0.5 < self.fps < 240:
             self.fps = 10.0
         anchor_wall = datetime.now(timezone.utc)

@@ -44,6 +44,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class ProgressLine:
+    """``process``'s progress bar on a terminal (one line redrawn; plain lines every 10 % otherwise)."""
+
+    def __init__(self, stream, width: int = 30):
+        self.stream, self.width = stream, width
+        self.tty = stream.isatty()
+        self.last = -1
+
+    def __call__(self, camera: str, done: int, total: int | None) -> None:
+        if not total:
+            return
+        pct = min(100, done * 100 // total)
+        step = pct if self.tty else pct - pct % 10
+        if step == self.last:
+            return
+        self.last = step
+        bar = "#" * (pct * self.width // 100)
+        line = f"{camera}: [{bar:<{self.width}}] {done}/{total} frames ({pct} %)"
+        self.stream.write(("\r" + line + ("\n" if pct == 100 else "")) if self.tty else line + "\n")
+        self.stream.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
@@ -81,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     from vigint_edge.daemon import build_daemon  # heavy imports (OpenVINO, PyAV) only when running
 
     daemon = build_daemon(config, secret, exit_when_done=args.command == "process" or args.exit_when_done)
+    if args.command == "process":
+        daemon.progress = ProgressLine(sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop.set())
     return daemon.run()
 

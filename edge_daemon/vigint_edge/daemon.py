@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 from vigint_edge import __version__, remote_config
@@ -57,6 +58,7 @@ class EdgeDaemon:
     drain_timeout_s: float = 120.0
     pipelines: dict[str, CameraPipeline] = field(default_factory=dict)
     restart_requested: bool = False
+    progress: Callable[[str, int, int | None], None] | None = None  # (camera, frames done, total or None)
     sources: dict[str, VideoSource] = field(default_factory=dict)
     health: dict[str, HealthMonitor] = field(default_factory=dict)
     status_server: StatusServer | None = None
@@ -142,6 +144,8 @@ class EdgeDaemon:
                     pipeline.fps = source.fps
                 monitor.observe(frame.image, frame.wall)
                 pipeline.process(frame)
+                if self.progress is not None:
+                    self.progress(cam.id, frame.index + 1, source.total_frames)
         except SourceUnavailable as exc:
             log.error("%s", redact(str(exc)))
         except Exception:
