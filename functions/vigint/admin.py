@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     tc.add_argument("--link-ttl-seconds", type=int, default=7 * 24 * 3600)
     tc.add_argument("--cooldown-seconds", type=int, default=0)
     tc.add_argument("--normal-context", default="")
+    td = tenant.add_parser("delete", help="delete everything of a tenant (documents, links, clips, snapshots)")
+    td.add_argument("--id", required=True)
+    td.add_argument("--confirm", required=True, help="the tenant id again")
+
+    camera = sub.add_parser("camera").add_subparsers(dest="action", required=True)
+    ce = camera.add_parser("erase", help="delete everything a camera recorded (events, links, clips, snapshots)")
+    ce.add_argument("--tenant", required=True)
+    ce.add_argument("--id", required=True)
 
     device = sub.add_parser("device").add_subparsers(dest="action", required=True)
     for action in ("create", "rotate", "revoke"):
@@ -72,7 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     args = _parser().parse_args(argv)
     try:
-        if args.what == "tenant":
+        if args.what in ("tenant", "camera") and args.action in ("delete", "erase"):
+            from vigint import retention
+
+            if args.what == "tenant":
+                if args.confirm != args.id:
+                    raise provisioning.ProvisioningError("--confirm must repeat the tenant id")
+                out = {"tenant_id": args.id, "deleted": retention.delete_tenant(args.id)}
+            else:
+                out = {"tenant_id": args.tenant, "camera_id": args.id,
+                       "deleted": retention.delete_camera(args.tenant, args.id)}
+        elif args.what == "tenant":
             doc = provisioning.create_tenant(
                 args.id, args.name, args.recipient, threshold=args.threshold,
                 link_ttl_seconds=args.link_ttl_seconds, cooldown_seconds=args.cooldown_seconds,
@@ -92,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             provisioning.revoke_device(args.tenant, args.id)
             out = {"tenant_id": args.tenant, "device_id": args.id, "status": "revoked"}
-    except provisioning.ProvisioningError as exc:
+    except (provisioning.ProvisioningError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except config.ConfigError as exc:

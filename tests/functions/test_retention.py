@@ -173,3 +173,39 @@ def test_retention_entry_point(fenv):
     body = r.get_json()
     assert body["tenants"] >= 1 and set(body["deleted"]) == {"events", "objects", "links", "documents"}
     assert client.put("/").status_code == 405
+
+
+def test_erase_camera_on_request_through_the_tenant_api_and_tenant_delete_through_the_cli(fenv, smtp_sink):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vigint import api_keys, pipeline, tenant_api
+
+    a = fenv.provision(recipients=[f"e-{uuid.uuid4().hex[:8]}@example.com"])
+    b = fenv.provision(recipients=[f"f-{uuid.uuid4().hex[:8]}@example.com"])
+    ev_a = _alerted_event(fenv, a, FIXTURE_START, camera_id="garage")
+    ev_b = _alerted_event(fenv, b, FIXTURE_START, camera_id="garage")
+
+    def call(creds, role):
+        key, _ = api_keys.create_key(creds["tenant_id"], role=role, name="t")
+        return tenant_api.handle(method="POST", path="/v1/cameras/garage/erase",
+                                 headers={"Authorization": f"Bearer {key}"}, query={}, body=b"")
+
+    assert call(a, "viewer")[1] == 403
+    body, status, _ = call(b, "admin")  # tenant B erases its own garage only
+    assert status == 200 and body["events"] == 1
+    assert pipeline.event_ref(a["tenant_id"], ev_a["event_id"]).get().exists
+    assert not pipeline.event_ref(b["tenant_id"], ev_b["event_id"]).get().exists
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{repo / 'functions'}"}
+    cli = [sys.executable, "-m", "vigint.admin", "tenant", "delete", "--id", a["tenant_id"]]
+    wrong = subprocess.run([*cli, "--confirm", "someone-else"], env=env, capture_output=True, text=True)
+    assert wrong.returncode == 2 and pipeline.tenant_ref(a["tenant_id"]).get().exists
+    done = subprocess.run([*cli, "--confirm", a["tenant_id"]], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["deleted"]["objects"] == 2
+    assert _all_docs(pipeline.tenant_ref(a["tenant_id"])) == [] and _objects(f"tenants/{a['tenant_id']}/") == []

@@ -106,6 +106,18 @@ def patch_camera(req: Request):
     return camera_out(ref.id, doc), 200
 
 
+def erase_camera(req: Request):
+    """``POST /v1/cameras/{camera_id}/erase``: deletes everything the camera recorded (events, deliveries,
+    links, clips and snapshots in GCS); its configuration stays. Works for a camera id the cloud has no
+    configuration for (events are filed under the edge's camera id), always within the key's tenant."""
+    from vigint import retention
+
+    counts = retention.delete_camera(req.tenant_id, req.params["camera_id"])
+    log.info("camera %s/%s erased: %s", req.tenant_id, req.params["camera_id"], counts)
+    return {"camera_id": req.params["camera_id"], **{k: int(counts.get(k, 0)) for k in
+                                                     ("events", "objects", "links", "documents")}}, 200
+
+
 def delete_camera(req: Request):
     """``DELETE /v1/cameras/{camera_id}``: its events stay."""
     ref, doc = _existing(req)

@@ -393,6 +393,16 @@ class UnacknowledgedCount(_Out):
     unacknowledged: int
 
 
+class ErasedOut(_Out):
+    """What ``POST /v1/cameras/{camera_id}/erase`` deleted."""
+
+    camera_id: str
+    events: int
+    objects: int
+    links: int
+    documents: int
+
+
 # ---------------------------------------------------------------------------------------- analytics
 
 

@@ -49,6 +49,9 @@ ROUTES: list[Route] = [
           role="admin", body=m.CameraPatch, response=m.CameraOut, params=cameras.PARAMS),
     Route("DELETE", "/v1/cameras/{camera_id}", cameras.delete_camera, "Delete a camera", "cameras",
           role="admin", response=m.CameraOut, params=cameras.PARAMS),
+    Route("POST", "/v1/cameras/{camera_id}/erase", cameras.erase_camera,
+          "Delete everything the camera recorded (events, links, clips, snapshots)", "cameras", role="admin",
+          response=m.ErasedOut, params=cameras.PARAMS),
     # events and alerts
     Route("GET", "/v1/events", events.list_events, "Events, newest first, filtered and paginated", "events",
           query=m.EventsQuery, response=m.EventPage),
