@@ -109,6 +109,7 @@ class CameraConfig(_Strict):
                                     description="labels that make an event an alert (others: detection)")
     min_score: float = Field(default=0.5, gt=0, lt=1)
     realtime: bool = Field(default=True, description="files: read at their own frame rate, like a camera")
+    enabled: bool = Field(default=True, description="false: still watched for health, but no detection events")
     filters: dict[str, ObjectFilter] = Field(default_factory=dict, description="per-label false-positive control")
     zones: list[ZoneConfig] = Field(default_factory=list)
     alert_zones: list[str] = Field(default_factory=list,

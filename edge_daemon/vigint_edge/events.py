@@ -186,6 +186,8 @@ class CameraPipeline:
 
     # -------------------------------------------------------------------------------------- detection
     def _detect(self, frame: Frame) -> None:
+        if not self.camera.enabled:
+            return
         moving = self.motion.update(frame.image)
         tracks = self.tracker.tracks.values()
         settled = all(tr.stationary for tr in tracks)  # also true when there are none

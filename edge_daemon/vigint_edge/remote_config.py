@@ -3,7 +3,7 @@
 ``edge_api``'s ``POST /v1/heartbeat`` answers ``{"config": {"cameras": [...], "updated_at"}, "commands":
 [...]}`` (see ``functions/vigint/tenant_api/edge_sync.py``); nothing listens on the NUC, the device pulls.
 A camera in the answer that this device also has in its file gets the cloud's labels, alert labels,
-minimum score and zones (the file keeps its source, filters and masks); cameras unknown here are ignored
+minimum score, enabled flag and zones (the file keeps its source, filters and masks); cameras unknown here are ignored
 with a warning. Cloud zones give times in seconds (``enter_s``, ``exit_s``, ``loiter_s``); the edge counts
 inertia in detector frames, so ``inertia = ceil(max(enter_s, exit_s) * detect_fps)`` (at least 1).
 """
@@ -39,7 +39,7 @@ def camera_updates(answer: dict, cameras: dict[str, CameraConfig]) -> dict[str, 
         if current is None:
             log.warning("heartbeat: the cloud configures camera %r, which this device does not have", cid)
             continue
-        update = {k: cam[k] for k in ("labels", "alert_labels", "min_score") if cam.get(k) is not None}
+        update = {k: cam[k] for k in ("labels", "alert_labels", "min_score", "enabled") if cam.get(k) is not None}
         zones = [
             {"name": z["name"], "points": z["points"], "labels": z.get("labels") or [],
              "loitering_s": float(z.get("loiter_s") or 0),

@@ -83,8 +83,13 @@ def test_zones_from_the_tenant_api_reach_the_pipeline_and_restart_stops_the_daem
     camera = daemon.pipelines["lobby"].camera
     assert [z.name for z in camera.zones] == ["door"]
     assert camera.zones[0].loitering_s == 4 and camera.zones[0].inertia == 5, "1 s at 5 detector fps"
-    assert camera.alert_labels == ["person", "car"]
+    assert camera.alert_labels == ["person", "car"] and camera.enabled
     assert daemon.stop.is_set() and daemon.restart_requested
     daemon.stop.clear()
+    r = requests.patch(f"{stack.urls['tenant_api']}/v1/cameras/lobby", headers=auth, timeout=10,
+                       json={"enabled": False})
+    assert r.status_code == 200, r.text
     daemon.apply_heartbeat_answer(api.heartbeat(daemon.status()))
     assert not daemon.stop.is_set(), "a command is handed over once"
+    assert daemon.pipelines["lobby"].camera.enabled is False
+    assert [z.name for z in daemon.pipelines["lobby"].camera.zones] == ["door"]

@@ -148,6 +148,8 @@ def test_masks_and_area_filters_suppress_events(vtest_frames, detector, tmp_path
     assert _run(vtest_frames[:60], detector, tmp_path / "a", masks=[whole]).finished == []
     big_only = {"person": {"min_area": 0.5}, "car": {"min_area": 0.5}}
     assert _run(vtest_frames[:60], detector, tmp_path / "b", filters=big_only).finished == []
+    assert _run(vtest_frames[:60], detector, tmp_path / "c", enabled=False).finished == []
+    assert len(_run(vtest_frames[:60], detector, tmp_path / "d").finished) == 1, "the same frames do alert"
 
 
 @pytest.mark.slow
