@@ -121,16 +121,18 @@ def _port_names(port) -> str:
 
 
 def classify_outputs(outputs: list) -> tuple[str, dict[str, Any]]:
-    """Recognises SSD-style output ports.
+    """Recognises SSD-style and YOLO-style output ports.
 
     Args:
         outputs: ``model.outputs`` (OpenVINO ports).
 
     Returns:
-        ``("raw", {"boxes": port, "scores": port})`` or ``("detection_output", {"detections": port})``.
+        ``("raw", {"boxes": port, "scores": port})``, ``("detection_output", {"detections": port})``, or
+        ``("yolo_v8" | "yolo_v5", {"predictions": port})``.
 
     Raises:
-        ValueError: The outputs are not SSD-style; the message lists every output's names and shape.
+        ValueError: The outputs are neither SSD- nor YOLO-style; the message lists every output's names and
+            shape.
     """
     described = [(o, _static_shape(o)) for o in outputs]
     by_name = {n: o for o in outputs for n in o.get_names()}
@@ -140,18 +142,27 @@ def classify_outputs(outputs: list) -> tuple[str, dict[str, Any]]:
         shape = described[0][1]
         if len(shape) == 4 and shape[-1] == 7:
             return "detection_output", {"detections": outputs[0]}
+        if len(shape) == 3 and shape[0] == 1 and min(shape[1:]) >= 5 and shape[1] != shape[2]:
+            # YOLO heads: [1, 4+C, N] (YOLOv8/v11: cx, cy, w, h, class scores) or [1, N, 5+C] (YOLOv5:
+            # cx, cy, w, h, objectness, class scores), boxes in the model input's pixels.
+            return ("yolo_v8" if shape[1] < shape[2] else "yolo_v5"), {"predictions": outputs[0]}
     boxes = [o for o, s in described if (len(s) == 4 and s[2] == 1 and s[3] == 4) or (len(s) == 3 and s[2] == 4)]
     scores = [o for o, s in described if len(s) == 3 and s[2] not in (4, -1) and o not in boxes]
     if len(outputs) == 2 and len(boxes) == 1 and len(scores) == 1 \
             and _static_shape(boxes[0])[1] == _static_shape(scores[0])[1]:
         return "raw", {"boxes": boxes[0], "scores": scores[0]}
     found = ", ".join(f"{_port_names(o)} {s}" for o, s in described)
-    raise ValueError("model outputs are not SSD-style (expected boxes [1,N,1,4] + scores [1,N,C], "
-                     f"or DetectionOutput [1,1,K,7]); found: {found}")
+    raise ValueError("model outputs are neither SSD-style (boxes [1,N,1,4] + scores [1,N,C], or "
+                     "DetectionOutput [1,1,K,7]) nor YOLO-style ([1,4+C,N] or [1,N,5+C]); "
+                     f"found: {found}")
 
 
 class OpenVINOSSDDetector:
-    """SSD-style detector on OpenVINO.
+    """SSD-style (and YOLO-style) detector on OpenVINO.
+
+    YOLO heads (``[1, 4+C, N]`` as YOLOv8/v11 export, ``[1, N, 5+C]`` as YOLOv5) are decoded from centre/size
+    boxes in input pixels, with the input scaled to 0..1; without a label map their class ids 0..79 are the
+    COCO classes in id order.
 
     Calls to ``detect`` are thread-safe (one infer request, serialised with a lock).
 
@@ -201,16 +212,21 @@ class OpenVINOSSDDetector:
         self.nms_iou = float(nms_iou)
         self.labels_of_interest = set(labels_of_interest) if labels_of_interest is not None else None
         meta = self._sidecar_meta(model_path)
+        labels_given = labels
         if labels is None:
             sidecar = model_path.parent / "labels.json"
             labels = load_label_map(sidecar) if sidecar.is_file() else dict(COCO_LABELS)
         self.labels = dict(labels)
-        if class_id_offset is None:
-            class_id_offset = int(meta.get("outputs", {}).get("scores", {}).get("class_id_offset", 1))
-        self.class_id_offset = class_id_offset
-
         self._core = core or ov.Core()
         model = self._core.read_model(str(model_path))
+        yolo = classify_outputs(list(model.outputs))[0].startswith("yolo")
+        if yolo and labels_given is None and not (model_path.parent / "labels.json").is_file():
+            # YOLO exports number the 80 COCO classes 0..79 in COCO id order (Ultralytics' coco.yaml).
+            self.labels = dict(enumerate(COCO_LABELS[k] for k in sorted(COCO_LABELS)))
+        if class_id_offset is None:
+            default = 0 if yolo else 1
+            class_id_offset = int(meta.get("outputs", {}).get("scores", {}).get("class_id_offset", default))
+        self.class_id_offset = class_id_offset
         if len(model.inputs) != 1:
             raise ValueError(f"model has {len(model.inputs)} inputs; one image input is expected")
         self._layout = _Layout(_static_shape(model.input(0)))
@@ -270,6 +286,8 @@ class OpenVINOSSDDetector:
         tensor = resized.transpose(2, 0, 1)[None] if self._layout.nchw else resized[None]
         if self._input_type.to_dtype() != np.uint8:
             tensor = tensor.astype(self._input_type.to_dtype())
+            if self.kind.startswith("yolo"):
+                tensor /= 255.0  # YOLO exports take RGB in 0..1
         return np.ascontiguousarray(tensor)
 
     def decode(self, outputs: list[np.ndarray], frame_shape: tuple[int, ...]) -> list[Detection]:
@@ -286,6 +304,18 @@ class OpenVINOSSDDetector:
             # y1, x1, y2, x2 (normalised) -> x1, y1, x2, y2 (pixels)
             pixel = np.column_stack([boxes[:, 1] * width, boxes[:, 0] * height,
                                      boxes[:, 3] * width, boxes[:, 2] * height])
+        elif self.kind.startswith("yolo"):
+            pred = outputs[self._out_index["predictions"]][0]
+            pred = pred.T if self.kind == "yolo_v8" else pred  # -> [N, 4+C] or [N, 5+C]
+            scores = pred[:, 4:] if self.kind == "yolo_v8" else pred[:, 5:] * pred[:, 4:5]
+            best = scores.argmax(axis=1)
+            best_score = scores[np.arange(len(best)), best]
+            keep = best_score >= self.score_threshold
+            pred, best_score = pred[keep], best_score[keep]
+            class_ids = best[keep] + self.class_id_offset
+            sx, sy = width / self.input_size[0], height / self.input_size[1]
+            cx, cy, w, h = pred[:, 0] * sx, pred[:, 1] * sy, pred[:, 2] * sx, pred[:, 3] * sy
+            pixel = np.column_stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
         else:
             rows = outputs[self._out_index["detections"]].reshape(-1, 7)
             end = np.nonzero(rows[:, 0] < 0)[0]
@@ -304,7 +334,7 @@ class OpenVINOSSDDetector:
             names = [n for n, w in zip(names, wanted) if w]
         valid = (pixel[:, 2] > pixel[:, 0]) & (pixel[:, 3] > pixel[:, 1])
         order = nms_per_class(pixel[valid], best_score[valid], class_ids[valid], self.nms_iou) \
-            if self.kind == "raw" else np.argsort(-best_score[valid], kind="stable")
+            if self.kind != "detection_output" else np.argsort(-best_score[valid], kind="stable")
         idx = np.nonzero(valid)[0][order]
         return [Detection(label=names[i], score=float(best_score[i]),
                           box=(float(pixel[i, 0]), float(pixel[i, 1]), float(pixel[i, 2]), float(pixel[i, 3])))
@@ -385,7 +415,7 @@ def load_detector(model_path: Path, device: str = "CPU", labels_path: Path | Non
             ``num_threads``, ``class_id_offset``).
 
     Returns:
-        A ``Detector`` (currently always an ``OpenVINOSSDDetector``).
+        A ``Detector`` (an ``OpenVINOSSDDetector``, which also decodes YOLO-style heads).
 
     Raises:
         FileNotFoundError: The model or label file does not exist.

@@ -131,7 +131,7 @@ def test_non_ssd_model_rejected_with_output_names(tmp_path):
     mean.output(0).get_tensor().set_names({"embedding"})
     path = tmp_path / "classifier.xml"
     ov.save_model(ov.Model([mean], [image], "classifier"), str(path))
-    with pytest.raises(ValueError, match=r"not SSD-style.*embedding \[1, 3\]"):
+    with pytest.raises(ValueError, match=r"neither SSD-style.*embedding \[1, 3\]"):
         load_detector(path)
     with pytest.raises(ValueError, match="expected OpenVINO IR"):
         load_detector(tmp_path / "model.tflite")
@@ -192,3 +192,39 @@ def test_label_maps(tmp_path):
         bad.write_text(content)
         with pytest.raises(ValueError, match=match):
             load_label_map(bad)
+
+
+def _yolo_model(tmp_path, head: np.ndarray, name: str):
+    """A model with a YOLO-style head: float NCHW 64x64 input; the output is ``head`` (a constant, plus
+    0 x the input's mean so the graph really reads the image)."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    image = ops.parameter([1, 3, 64, 64], ov.Type.f32, name="images")
+    zero = ops.multiply(ops.reduce_mean(image, ops.constant(np.array([0, 1, 2, 3], np.int64)), True),
+                        ops.constant(np.zeros((1, 1, 1), np.float32)))
+    out = ops.add(ops.constant(head.astype(np.float32)), ops.reshape(zero, ops.constant(np.array([1, 1, 1])), False))
+    out.output(0).get_tensor().set_names({"output0"})
+    path = tmp_path / f"{name}.xml"
+    ov.save_model(ov.Model([out], [image], name), str(path))
+    return path
+
+
+def test_yolo_v8_and_v5_heads_decode_to_pixel_boxes_with_coco_names(tmp_path):
+    # YOLOv8 layout [1, 84, N]: a person (class 0) centred at (32, 32), 16x32 input pixels, score 0.9, a
+    # duplicate box NMS must remove, and a car (class 2) at 0.2 below the threshold.
+    v8 = np.zeros((1, 84, 100))  # real heads have many more anchors than channels (8400 at 640x640)
+    v8[0, :4, 0], v8[0, 4, 0] = [32, 32, 16, 32], 0.9
+    v8[0, :4, 1], v8[0, 4, 1] = [33, 32, 16, 32], 0.8
+    v8[0, :4, 2], v8[0, 6, 2] = [10, 10, 8, 8], 0.2
+    det = load_detector(_yolo_model(tmp_path, v8, "yolov8"), score_threshold=0.5)
+    found = det.detect(np.zeros((128, 256, 3), np.uint8))  # frame 4x wider, 2x taller than the input
+    assert [(d.label, round(d.score, 1)) for d in found] == [("person", 0.9)]
+    assert found[0].box == pytest.approx((96.0, 32.0, 160.0, 96.0), abs=1.0)
+    # YOLOv5 layout [1, N, 85] with objectness: 0.8 x 0.9 for a truck (class 7).
+    v5 = np.zeros((1, 100, 85))
+    v5[0, 0, :5], v5[0, 0, 5 + 7] = [32, 16, 32, 16, 0.8], 0.9
+    det = load_detector(_yolo_model(tmp_path, v5, "yolov5"), score_threshold=0.5)
+    (truck,) = det.detect(np.zeros((64, 64, 3), np.uint8))
+    assert truck.label == "truck" and truck.score == pytest.approx(0.72, abs=0.01)  # bf16 on some CPUs
+    assert truck.box == pytest.approx((16.0, 8.0, 48.0, 24.0), abs=0.5)
