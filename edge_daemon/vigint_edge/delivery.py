@@ -200,7 +200,13 @@ class Deliverer:
             event = self.spool.load_event(item)
             state = self.spool.load_state(item)
         except FileNotFoundError:
-            log.warning("delivery: %s vanished from the spool", eid)
+            if item.path.exists():
+                # event.json is written before an item enters ready/ and only removal deletes it: this is
+                # an item whose removal a crash interrupted (it was delivered). Finish the removal.
+                log.warning("delivery: %s was being removed when the edge stopped; removing it", eid)
+                self.spool.remove(item)
+            else:
+                log.warning("delivery: %s vanished from the spool", eid)
             return Outcome.GONE
         except (ValidationError, ValueError) as exc:
             self.spool.move_to_failed(item, f"unreadable event.json: {exc}")

@@ -323,11 +323,17 @@ class Spool:
         return state
 
     def remove(self, item: SpoolItem) -> None:
-        """Deletes a delivered item (no error if it is already gone)."""
+        """Deletes a delivered item (no error if it is already gone).
+
+        The directory is first renamed into ``tmp/`` (atomic, fsynced) and only then deleted, so a crash in
+        the middle never leaves a half-deleted item in ``ready/`` (``tmp/`` is emptied at start).
+        """
         with self._lock:
             if item.path.exists():
-                shutil.rmtree(item.path)
+                doomed = self.tmp_dir / f"removed-{item.event_id}-{os.getpid()}"
+                os.rename(item.path, doomed)
                 fsync_dir(item.path.parent)
+                shutil.rmtree(doomed)
 
     def move_to_failed(self, item: SpoolItem, reason: str) -> SpoolItem:
         """Moves an item the cloud refused for good to ``failed/`` (kept, with ``reason`` in its state).

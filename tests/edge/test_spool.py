@@ -162,3 +162,25 @@ def test_remove_and_move_to_failed(tmp_path):
     assert failed.clip_path.exists(), "a refused item is kept whole"
     assert spool.load_state(failed).last_error == "HTTP 400 (bad file)"
     assert spool.stats()["failed"] == 1 and spool.stats()["items"] == 0
+
+
+def test_a_crash_during_removal_never_leaves_a_half_deleted_item(tmp_path, monkeypatch):
+    import shutil
+
+    import vigint_edge.spool as spool_mod
+
+    root = tmp_path / "spool"
+    spool = Spool(root, max_bytes=10**7)
+    items = [spool.put(*make_event(tmp_path, i)) for i in range(2)]
+
+    def crash(path, *a, **kw):  # the process dies while deleting files
+        (Path(path) / "event.json").unlink()
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(spool_mod.shutil, "rmtree", crash)
+    with pytest.raises(KeyboardInterrupt):
+        spool.remove(items[0])
+    monkeypatch.setattr(spool_mod.shutil, "rmtree", shutil.rmtree)
+    restarted = Spool(root, max_bytes=10**7)
+    assert [p.event_id for p in restarted.pending()] == [items[1].event_id], "the removed item is gone whole"
+    assert list((root / "tmp").iterdir()) == [], "leftovers are cleaned at start"
