@@ -177,10 +177,11 @@ def test_a_crash_during_removal_never_leaves_a_half_deleted_item(tmp_path, monke
         (Path(path) / "event.json").unlink()
         raise KeyboardInterrupt("killed")
 
+    real_rmtree = shutil.rmtree
     monkeypatch.setattr(spool_mod.shutil, "rmtree", crash)
     with pytest.raises(KeyboardInterrupt):
         spool.remove(items[0])
-    monkeypatch.setattr(spool_mod.shutil, "rmtree", shutil.rmtree)
+    monkeypatch.setattr(spool_mod.shutil, "rmtree", real_rmtree)
     restarted = Spool(root, max_bytes=10**7)
     assert [p.event_id for p in restarted.pending()] == [items[1].event_id], "the removed item is gone whole"
     assert list((root / "tmp").iterdir()) == [], "leftovers are cleaned at start"
