@@ -82,6 +82,12 @@ class _BackgroundClipWriter:
     def write(self, frame_bgr: np.ndarray, t: float) -> None:
         self._queue.put((frame_bgr, t))
 
+    def abort(self) -> None:
+        """Stops encoding and deletes the partial clip."""
+        self._queue.put(None)
+        self._thread.join()
+        self._writer.abort()
+
     def close(self):
         self._queue.put(None)
         self._thread.join()
@@ -312,6 +318,11 @@ class CameraPipeline:
     # ------------------------------------------------------------------------------------------ output
     def _finish(self) -> None:
         ev, self._active = self._active, None
+        if ev.best is None:
+            # Split at max_length_s and then nothing more was seen before the source ended: no event.
+            ev.writer.abort()
+            log.info("camera %s: event %s dropped: nothing was detected in it", self.camera.id, ev.event_id)
+            return
         info = ev.writer.close()
         _, image, dets, snap_wall = ev.best
         snapshot = encode_snapshot(image, boxes=[(d.label, d.score, d.box) for d in dets])

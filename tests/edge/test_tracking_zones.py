@@ -175,3 +175,29 @@ def test_a_static_scene_never_reaches_the_detector(tmp_path):
     pipe = _run([grey] * 100, Counting(), tmp_path)
     assert Counting.calls == 2, "the first frame (no background yet), then one look every 5 s"
     assert pipe.stats.motion_skipped >= 45
+
+
+def test_an_event_split_at_max_length_right_before_the_source_ends_is_not_lost_or_broken(tmp_path):
+    class Walker:  # a person crossing the picture, 4 px per frame
+        input_size = (300, 300)
+
+        def __init__(self):
+            self.calls = 0
+
+        def detect(self, frame):
+            self.calls += 1
+            x = 20 + 8 * self.calls
+            return [Detection("person", 0.9, (x, 40, x + 30, 120))]
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(51)]  # 5.0 s + 1 frame
+    camera = CameraConfig(id="lobby", source="unused.avi")
+    device = DeviceConfig(tenant_id="acme", device_id="nuc-1", api_url="http://127.0.0.1:9")
+    pipe = CameraPipeline(camera, device, EventConfig(pre_roll_s=0, post_roll_s=2, max_length_s=5),
+                          MotionConfig(), Walker(), Spool(tmp_path / "spool", 10**9), tmp_path / "rec")
+    t0 = datetime.now(timezone.utc)
+    for i, img in enumerate(frames):
+        pipe.process(Frame(image=img, t=i / 10, wall=t0 + timedelta(seconds=i / 10), index=i))
+    pipe.finish()  # the split-off event saw no detector frame yet: dropped cleanly, nothing half-written
+    assert len(pipe.finished) == 1 and pipe.finished[0].clip.frames >= 45
+    assert list((tmp_path / "rec").glob("*.part")) == []
