@@ -190,7 +190,8 @@ def test_an_event_split_at_max_length_right_before_the_source_ends_is_not_lost_o
             return [Detection("person", 0.9, (x, 40, x + 30, 120))]
 
     rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(51)]  # 5.0 s + 1 frame
+    # The event starts at the 2nd detector frame (t = 0.2 s) and is split at t = 5.2 s, the last frame.
+    frames = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(53)]
     camera = CameraConfig(id="lobby", source="unused.avi")
     device = DeviceConfig(tenant_id="acme", device_id="nuc-1", api_url="http://127.0.0.1:9")
     pipe = CameraPipeline(camera, device, EventConfig(pre_roll_s=0, post_roll_s=2, max_length_s=5),
