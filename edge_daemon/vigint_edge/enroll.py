@@ -20,8 +20,8 @@ class EnrollError(RuntimeError):
 
 
 def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Writes ``data`` to ``path`` atomically. An existing file keeps its owner, group and mode (the packaged
-    ``/etc/vigint-edge/config.yaml`` is root:vigint-edge 0640 so the service can read it)."""
+    """Writes ``data`` to ``path`` atomically. An existing file keeps its owner, group and mode (what the
+    package or the operator set up stays as it was)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     owner = None
     if path.exists():

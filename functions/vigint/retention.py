@@ -225,7 +225,8 @@ def delete_camera(tenant_id: str, camera_id: str) -> dict:
 
 def delete_tenant(tenant_id: str) -> dict:
     """Deletes everything of one tenant: every document under ``tenants/{t}`` (devices, events, deliveries,
-    usage, cooldowns...), its links and their access logs, and every object under ``tenants/{t}/``.
+    usage, cooldowns...), its links and their access logs, its API keys and enrollment codes, and every
+    object under ``tenants/{t}/``.
 
     Returns:
         ``{"objects", "links", "documents"}`` counts.
@@ -241,6 +242,14 @@ def delete_tenant(tenant_id: str) -> dict:
     links = _delete_links(db.collection("links").where(filter=fs.FieldFilter("tenant_id", "==", tenant_id)).stream())
     objects = _delete_objects(f"tenants/{tenant_id}/")
     documents = db.recursive_delete(pipeline.tenant_ref(tenant_id))
+    # Top-level records that point at the tenant: its API keys (so none authenticates afterwards) and
+    # enrollment codes (so none can recreate a device).
+    from vigint import api_keys, provisioning
+
+    for collection in (api_keys.COLLECTION, provisioning.ENROLLMENT_COLLECTION):
+        for snap in db.collection(collection).where(filter=fs.FieldFilter("tenant_id", "==", tenant_id)).stream():
+            snap.reference.delete()
+            documents += 1
     tenant_ref = pipeline.tenant_ref(tenant_id)
     if tenant_ref.get().exists:  # recursive_delete covers it; be sure
         tenant_ref.delete()

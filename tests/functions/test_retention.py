@@ -205,7 +205,10 @@ def test_erase_camera_on_request_through_the_tenant_api_and_tenant_delete_throug
     cli = [sys.executable, "-m", "vigint.admin", "tenant", "delete", "--id", a["tenant_id"]]
     wrong = subprocess.run([*cli, "--confirm", "someone-else"], env=env, capture_output=True, text=True)
     assert wrong.returncode == 2 and pipeline.tenant_ref(a["tenant_id"]).get().exists
+    key_a, _ = api_keys.create_key(a["tenant_id"], role="admin", name="left-behind?")
     done = subprocess.run([*cli, "--confirm", a["tenant_id"]], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["deleted"]["objects"] == 2
     assert _all_docs(pipeline.tenant_ref(a["tenant_id"])) == [] and _objects(f"tenants/{a['tenant_id']}/") == []
+    assert api_keys.verify(key_a) is None, "the deleted tenant's API keys no longer authenticate"
+    assert api_keys.list_keys(a["tenant_id"]) == []
