@@ -25,7 +25,8 @@ from vigint_edge.capture import Frame
 from vigint_edge.clip import ClipWriter, encode_snapshot
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
 from vigint_edge.detector import Detection, Detector
-from vigint_edge.event_model import ClipRef, DetectionRef, EdgeEvent, SnapshotRef, new_event_id
+from vigint_edge.event_model import (CLIP_NAME, SNAPSHOT_NAME, ClipRef, DetectionRef, EdgeEvent, SnapshotRef,
+                                     new_event_id, object_name)
 from vigint_edge.motion import MotionGate
 from vigint_edge.spool import Spool
 from vigint_edge.tracker import Track, Tracker
@@ -326,7 +327,7 @@ class CameraPipeline:
         info = ev.writer.close()
         _, image, dets, snap_wall = ev.best
         snapshot = encode_snapshot(image, boxes=[(d.label, d.score, d.box) for d in dets])
-        prefix = f"tenants/{self.device.tenant_id}/devices/{self.device.device_id}/events/{ev.event_id}"
+        t, d = self.device.tenant_id, self.device.device_id
         labels = [label for label, _ in ev.labels.most_common()]
         refs = [ev.detections[k] for k in sorted(ev.detections)]
         if len(refs) > MAX_DETECTIONS:
@@ -345,11 +346,8 @@ class CameraPipeline:
             max_count=ev.max_count,
             detections=refs,
             zones=sorted(ev.zones),
-            clip=ClipRef(object=f"{prefix}/clip.mp4", content_type="video/mp4", bytes=info.bytes,
-                         sha256=info.sha256, duration_s=round(info.duration_s, 3), frames=info.frames,
-                         width=info.width, height=info.height, fps=round(info.fps, 3)),
-            snapshot=SnapshotRef(object=f"{prefix}/snapshot.jpg", content_type="image/jpeg", bytes=len(snapshot),
-                                 sha256=_sha256(snapshot), time=snap_wall),
+            clip=ClipRef.from_info(info, object_name(t, d, ev.event_id, CLIP_NAME)),
+            snapshot=SnapshotRef.for_jpeg(snapshot, object_name(t, d, ev.event_id, SNAPSHOT_NAME), snap_wall),
         )
         self.spool.put(event, info.path, snapshot)
         self.stats.events += 1
@@ -361,8 +359,3 @@ class CameraPipeline:
 def _clamp(v: float) -> float:
     return round(min(1.0, max(0.0, float(v))), 4)
 
-
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
