@@ -1,8 +1,10 @@
 """Frames from a camera: an RTSP stream (reconnecting with backoff) or a video file (read at its own
-frame rate, like a camera, unless ``realtime`` is off).
+frame rate, like a camera, unless ``realtime`` is off), demuxed and decoded with PyAV (FFmpeg).
 
 Each frame carries two clocks: ``t``, seconds since the source opened (monotonic, used for pre/post roll
-and clip timestamps), and ``wall``, the UTC time it was captured (used for event times).
+and clip timestamps), and ``wall``, the UTC time it was captured (used for event times). It also carries the
+compressed packets demuxed since the previous frame, so H.264 clips can be cut by remuxing the camera's own
+stream (no re-encoding; ``clip.RemuxWriter``) and other codecs are re-encoded.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import queue
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator
 
-import cv2
+import av
 import numpy as np
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
@@ -36,12 +38,23 @@ class Frame:
         t: seconds since the source opened.
         wall: capture time, UTC.
         index: frame number since the source opened.
+        packets: the compressed packets (``av.Packet``) demuxed since the previous frame, in decode order;
+            empty for frames made without a demuxer (tests, synthetic input).
+        stream: the ``av`` video stream the packets belong to (a new one after each reconnect); None
+            without packets.
     """
 
     image: np.ndarray
     t: float
     wall: datetime
     index: int
+    packets: list = field(default_factory=list)
+    stream: object = None
+
+    @property
+    def key(self) -> bool:
+        """One of ``packets`` is a keyframe (a remuxed clip can start here)."""
+        return any(p.is_keyframe for p in self.packets)
 
 
 class SourceUnavailable(RuntimeError):
@@ -66,7 +79,7 @@ class VideoSource:
     """Yields frames from one camera until it ends (files) or ``stop`` is set.
 
     Args:
-        camera: the camera's configuration.
+        camera: the camera's configuration (``source``, ``rtsp_transport``, timeouts, ``realtime``).
         stop: set to end the iteration.
         max_frames: stop after this many frames (tests, ``process``); None for no limit.
         on_state: streams: called as ``on_state(connected, reason)`` from the iterating thread when a
@@ -75,9 +88,13 @@ class VideoSource:
 
     Attributes:
         fps: the source's nominal frame rate (0 until known).
+        codec: the video codec's FFmpeg name (``"h264"``, ``"hevc"``, ``"msmpeg4"``...), once opened.
         reconnects: streams: connections lost or stalled since the start.
         dropped: streams: frames dropped because the consumer fell more than a few frames behind.
         connected: streams: a connection is open now.
+
+    Raises (from ``frames()``):
+        SourceUnavailable: a file that cannot be opened or has no video stream.
     """
 
     def __init__(self, camera: CameraConfig, stop: threading.Event | None = None, max_frames: int | None = None,
@@ -86,6 +103,7 @@ class VideoSource:
         self.stop = stop or threading.Event()
         self.max_frames = max_frames
         self.fps: float = 0.0
+        self.codec: str | None = None
         self.reconnects = 0
         self.total_frames: int | None = None  # files: frames in the file (capped by max_frames); streams: None
         self.dropped = 0
@@ -98,34 +116,41 @@ class VideoSource:
         else:
             yield from self._file_frames()
 
+    def _note_stream(self, stream) -> None:
+        rate = stream.average_rate or stream.guessed_rate
+        fps = float(rate) if rate else 0.0
+        self.fps = fps if 0.5 < fps < 240 else (self.fps or 10.0)
+        self.codec = stream.codec_context.name
+
     # ------------------------------------------------------------------------------------------ files
     def _file_frames(self) -> Iterator[Frame]:
-        cap = cv2.VideoCapture(self.camera.source)
-        if not cap.isOpened():
-            raise SourceUnavailable(f"camera {self.camera.id}: cannot open {self.camera.source}")
-        self.fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        if count > 0:
-            self.total_frames = min(count, self.max_frames) if self.max_frames else count
-        if not 0.5 < self.fps < 240:
-            self.fps = 10.0
+        try:
+            container = av.open(self.camera.source)
+            stream = container.streams.video[0]
+        except (av.error.FFmpegError, OSError, IndexError) as exc:
+            raise SourceUnavailable(f"camera {self.camera.id}: cannot open {self.camera.source}: {exc}") from None
+        self._note_stream(stream)
+        if stream.frames > 0:
+            self.total_frames = min(stream.frames, self.max_frames) if self.max_frames else stream.frames
         anchor_wall = datetime.now(timezone.utc)
         anchor_mono = time.monotonic()
         index = 0
         try:
-            while not self.stop.is_set() and (self.max_frames is None or index < self.max_frames):
-                ok, image = cap.read()
-                if not ok:
+            for image, packets in _decode(container, stream):
+                if self.stop.is_set() or (self.max_frames is not None and index >= self.max_frames):
                     return
                 t = index / self.fps
                 if self.camera.realtime:
                     delay = anchor_mono + t - time.monotonic()
                     if delay > 0 and self.stop.wait(delay):
                         return
-                yield Frame(image=image, t=t, wall=anchor_wall + timedelta(seconds=t), index=index)
+                yield Frame(image=image, t=t, wall=anchor_wall + timedelta(seconds=t), index=index,
+                            packets=packets, stream=stream)
                 index += 1
+        except av.error.FFmpegError as exc:
+            log.warning("camera %s: %s: decoding stopped: %s", self.camera.id, self.camera.source, exc)
         finally:
-            cap.release()
+            container.close()
 
     # ---------------------------------------------------------------------------------------- streams
     def _set_state(self, connected: bool, reason: str) -> None:
@@ -136,23 +161,24 @@ class VideoSource:
             except Exception:  # noqa: BLE001 - a listener's bug must not stop the camera
                 log.exception("camera %s: state listener failed", self.camera.id)
 
-    def _open_stream(self) -> cv2.VideoCapture:
-        # OpenCV's FFmpeg backend: open and per-read timeouts (interrupt callback). FFmpeg may retry a
-        # timed-out read internally, so the watchdog in ``_stream_frames`` enforces ``stall_timeout_s``.
-        timeout_ms = int(self.camera.stall_timeout_s * 1000)
-        cap = cv2.VideoCapture(self.camera.source, cv2.CAP_FFMPEG,
-                               [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(timeout_ms, 5000),
-                                cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
-        if not cap.isOpened():
-            cap.release()
-            reason = f"camera {self.camera.id}: cannot open {redact(self.camera.source)}"
+    def _open_stream(self):
+        # FFmpeg's own open and per-read timeouts (PyAV's interrupt callback). FFmpeg may retry a timed-out
+        # read internally, so the watchdog in ``_stream_frames`` enforces ``stall_timeout_s``.
+        options = {"rtsp_transport": self.camera.rtsp_transport} if self.camera.source.startswith("rtsp") else {}
+        try:
+            container = av.open(self.camera.source, options=options,
+                                timeout=(max(self.camera.stall_timeout_s, 5.0), self.camera.stall_timeout_s))
+            stream = container.streams.video[0]
+        except (av.error.FFmpegError, OSError, IndexError) as exc:
+            reason = f"camera {self.camera.id}: cannot open {redact(self.camera.source)}: {redact(str(exc))}"
             self._set_state(False, reason)
-            raise SourceUnavailable(reason)
-        return cap
+            raise SourceUnavailable(reason) from None
+        return container, stream
 
-    def _connect(self) -> cv2.VideoCapture:
+    def _connect(self):
         """Opens the stream, retrying with exponential backoff and jitter (1 s doubling up to
-        ``reconnect_max_s``) until it opens or ``stop`` is set (then returns None)."""
+        ``reconnect_max_s``) until it opens (returns ``(container, video_stream)``) or ``stop`` is set
+        (returns None)."""
         retrying = Retrying(
             retry=retry_if_exception_type(SourceUnavailable),
             wait=wait_exponential_jitter(initial=1, max=self.camera.reconnect_max_s),
@@ -170,24 +196,25 @@ class VideoSource:
     def _stream_frames(self) -> Iterator[Frame]:
         """Frames of an RTSP (or any FFmpeg URL) stream, forever: a lost or stalled stream is reopened.
 
-        A reader thread per connection decodes into a small queue; if no frame arrives for
-        ``stall_timeout_s`` seconds the connection is abandoned (its reader releases it when its blocked
+        A reader thread per connection demuxes and decodes into a small queue; if no frame arrives for
+        ``stall_timeout_s`` seconds the connection is abandoned (its reader closes it when its blocked
         read times out) and a new one is opened. When the consumer is slower than the camera the oldest
-        queued frame is dropped (``dropped``), so processing stays live instead of falling behind.
+        queued frame is dropped (``dropped``) — its packets move on to the next frame, so a remuxed clip
+        still has the whole stream — and processing stays live instead of falling behind.
         """
         start = time.monotonic()
         index = 0
         while not self.stop.is_set():
-            cap = self._connect()
-            if cap is None:
+            opened = self._connect()
+            if opened is None:
                 return
-            fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-            self.fps = fps if 0.5 < fps < 240 else self.fps
-            log.info("camera %s: connected to %s", self.camera.id, redact(self.camera.source))
+            container, stream = opened
+            self._note_stream(stream)
+            log.info("camera %s: connected to %s (%s)", self.camera.id, redact(self.camera.source), self.codec)
             self._set_state(True, "connected")
             frames: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES)
             abandon = threading.Event()
-            reader = threading.Thread(target=self._read_loop, args=(cap, frames, abandon),
+            reader = threading.Thread(target=self._read_loop, args=(container, stream, frames, abandon),
                                       name=f"rtsp-{self.camera.id}", daemon=True)
             reader.start()
             reason = "stream ended"
@@ -200,47 +227,84 @@ class VideoSource:
                         break
                     if item is None:
                         break
-                    image, wall, mono = item
-                    yield Frame(image=image, t=mono - start, wall=wall, index=index)
+                    image, packets, wall, mono = item
+                    yield Frame(image=image, t=mono - start, wall=wall, index=index, packets=packets,
+                                stream=stream)
                     index += 1
                     if self.max_frames is not None and index >= self.max_frames:
                         return
             finally:
-                abandon.set()  # the reader releases ``cap`` once its current read returns
+                abandon.set()  # the reader closes the connection once its current read returns
             if self.stop.is_set():
                 return
             self.reconnects += 1
             log.warning("camera %s: %s; reconnecting to %s", self.camera.id, reason, redact(self.camera.source))
             self._set_state(False, f"camera {self.camera.id}: {reason}")
 
-    def _read_loop(self, cap: cv2.VideoCapture, frames: queue.Queue, abandon: threading.Event) -> None:
+    def _read_loop(self, container, stream, frames: queue.Queue, abandon: threading.Event) -> None:
         try:
-            while not abandon.is_set() and not self.stop.is_set():
-                ok, image = cap.read()
-                if not ok:
+            for image, packets in _decode(container, stream):
+                if abandon.is_set() or self.stop.is_set():
                     break
-                _put_dropping_oldest(frames, (image, datetime.now(timezone.utc), time.monotonic()),
+                _put_dropping_oldest(frames, (image, packets, datetime.now(timezone.utc), time.monotonic()),
                                      self._count_drop)
-        except Exception:  # noqa: BLE001 - reported to the consumer as the end of this connection
-            log.exception("camera %s: reading the stream failed", self.camera.id)
+        except Exception as exc:  # noqa: BLE001 - reported to the consumer as the end of this connection
+            log.warning("camera %s: reading the stream failed: %s", self.camera.id, redact(str(exc)))
         finally:
-            cap.release()
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
             _put_dropping_oldest(frames, None)
 
     def _count_drop(self) -> None:
         self.dropped += 1
 
 
+def _decode(container, stream) -> Iterator[tuple[np.ndarray, list]]:
+    """``(bgr_image, packets)`` per decoded frame, in presentation order; ``packets`` are the compressed packets
+    demuxed since the previous frame came out (decode order; with a decoder delay of a few frames they
+    run ahead of the image they come with, which does not matter for cutting clips at keyframes).
+
+    Raises:
+        av.error.FFmpegError: the stream could not be read (network error, timeout, corrupt data).
+    """
+    stream.thread_type = "AUTO"  # FFmpeg's frame and slice threads: decoding runs beside inference
+    pending: list = []
+    for packet in container.demux(stream):
+        if packet.size:
+            pending.append(packet)
+        try:
+            decoded = packet.decode()
+        except av.error.InvalidDataError:  # a damaged packet (lost RTP data): skip it, as players do
+            continue
+        for frame in decoded:
+            yield frame.to_ndarray(format="bgr24"), pending
+            pending = []
+
+
 def _put_dropping_oldest(frames: queue.Queue, item, on_drop: Callable[[], None] | None = None) -> None:
-    """Queues ``item``; if the queue is full, drops its oldest entry first (single producer)."""
+    """Queues ``item``; if the queue is full, drops its oldest frame first (single producer). The dropped
+    frame's packets are not lost: they move to the front of the next frame's, so the packet sequence the
+    consumer sees stays whole and in order (a remuxed clip has every frame even when detection skipped some).
+    """
     while True:
         try:
             frames.put_nowait(item)
             return
         except queue.Full:
             try:
-                frames.get_nowait()
-                if on_drop is not None:
-                    on_drop()
+                dropped = frames.get_nowait()
             except queue.Empty:
-                pass
+                continue
+            if on_drop is not None:
+                on_drop()
+            if dropped is None:
+                continue
+            with frames.mutex:
+                if frames.queue and frames.queue[0] is not None:
+                    nxt = frames.queue[0]
+                    frames.queue[0] = (nxt[0], dropped[1] + nxt[1], *nxt[2:])
+                    continue
+            if item is not None:
+                item = (item[0], dropped[1] + item[1], *item[2:])

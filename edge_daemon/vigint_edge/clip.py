@@ -1,6 +1,8 @@
 """Event clips (H.264 mp4) and snapshots (JPEG).
 
-Clips are encoded with libx264 through PyAV: yuv420p, High profile, ``movflags=+faststart`` (the ``moov`` atom
+When the camera already sends H.264, ``RemuxWriter`` copies its packets into the mp4 without re-encoding
+(starting at a keyframe; the camera's quality, almost no CPU). Otherwise ``ClipWriter`` encodes: clips are
+encoded with libx264 through PyAV: yuv420p, High profile, ``movflags=+faststart`` (the ``moov`` atom
 is moved in front of ``mdat`` so a browser can start playing before the whole file has arrived). Frame
 timestamps come from the capture clock, not from a nominal frame rate, so a camera that drops frames still
 gives a clip whose playback speed is right. H.264 in yuv420p needs even dimensions: an odd width or height is
@@ -25,9 +27,13 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClipError", "ClipInfo", "ClipWriter", "encode_snapshot", "fsync_dir"]
+__all__ = ["ClipError", "ClipInfo", "ClipWriter", "RemuxWriter", "encode_snapshot", "fsync_dir",
+           "REMUX_CODECS"]
 
 TIME_BASE = Fraction(1, 90000)  # the MPEG 90 kHz clock, the usual mp4 video timescale
+# Codecs copied into mp4 as they are: what every browser plays in mp4. HEVC is re-encoded (Chrome and Firefox
+# play it only with platform decoders; Frigate documents the same limitation).
+REMUX_CODECS = frozenset({"h264"})
 
 
 class ClipError(RuntimeError):
@@ -222,18 +228,8 @@ class ClipWriter:
         except av.error.FFmpegError as exc:
             self.part_path.unlink(missing_ok=True)
             raise ClipError(f"finishing {self.path} failed: {exc}") from exc
-        with open(self.part_path, "rb+") as f:
-            os.fsync(f.fileno())
-        size = self.part_path.stat().st_size
-        digest = _sha256_file(self.part_path)
-        os.replace(self.part_path, self.path)
-        fsync_dir(self.path.parent)
         duration = float((self._last_pts + self._frame_ticks) * TIME_BASE)
-        self.info = ClipInfo(
-            path=self.path, bytes=size, sha256=digest, frames=self.frames, duration_s=duration,
-            width=self.out_width, height=self.out_height, fps=self.frames / duration,
-        )
-        log.debug("clip %s: %d frames, %.2f s, %d bytes", self.path.name, self.frames, duration, size)
+        self.info = _finish_file(self.part_path, self.path, self.frames, duration, self.out_width, self.out_height)
         return self.info
 
     def abort(self) -> None:
@@ -246,6 +242,158 @@ class ClipWriter:
         except av.error.FFmpegError:  # pragma: no cover - best effort on a clip being thrown away
             pass
         self.part_path.unlink(missing_ok=True)
+
+
+class RemuxWriter:
+    """Copies a camera's compressed H.264 packets into an mp4 file, without re-encoding.
+
+    Packets before the first keyframe are skipped (a decoder cannot start there). Timestamps are moved so the
+    first written packet starts at 0; packets whose decode timestamp does not advance are dropped (a muxer
+    refuses them). The packets given are not modified (copies are muxed), so one packet can go into several
+    clips. The file is written as ``path.with_suffix(".part")``, finished with ``movflags=+faststart``,
+    fsynced and renamed, like ``ClipWriter``.
+
+    Args:
+        path: final clip path (``.mp4``).
+        template: the input ``av`` video stream the packets come from (codec parameters are copied from it).
+
+    Raises:
+        ClipError: the output file could not be opened or the stream's codec cannot go into mp4.
+    """
+
+    def __init__(self, path: Path, template) -> None:
+        self.path = Path(path)
+        self.part_path = self.path.with_suffix(".part")
+        self.template = template
+        self.frames = 0
+        self.info: ClipInfo | None = None
+        self._offset: int | None = None
+        self._last_dts: int | None = None
+        self._first_pts: int | None = None
+        self._end = 0  # largest pts + duration written, in the template's time base
+        self._time_base = template.time_base
+        rate = template.average_rate or template.guessed_rate or 10
+        self._default_duration = max(1, round(1 / (float(rate) * self._time_base)))
+        self._closed = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._container = av.open(str(self.part_path), mode="w", format="mp4",
+                                      options={"movflags": "+faststart"})
+            self._stream = self._container.add_stream_from_template(template)
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            self.part_path.unlink(missing_ok=True)
+            raise ClipError(f"cannot remux {template.codec_context.name} into {self.part_path}: {exc}") from exc
+        self.width = template.codec_context.width
+        self.height = template.codec_context.height
+
+    def __enter__(self) -> "RemuxWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.close()
+
+    @property
+    def started(self) -> bool:
+        """A keyframe has been written (the clip has content)."""
+        return self._offset is not None
+
+    def write_packets(self, packets, shift_s: float = 0.0) -> None:
+        """Muxes ``packets`` (``av.Packet``, in decode order, of ``template`` or of a stream with the same codec
+        parameters, e.g. an earlier clip of the same camera).
+
+        Args:
+            packets: the packets; their own ``time_base`` is honoured.
+            shift_s: seconds added to these packets' timestamps after the first packet's were moved to 0
+                (concatenating clips: each one's start relative to the first's).
+
+        Raises:
+            ClipError: the writer is closed or the muxer failed.
+        """
+        if self._closed:
+            raise ClipError("write_packets() after close()")
+        tb = self._time_base
+        shift = round(shift_s / tb)
+        for src in packets:
+            dts = src.dts if src.dts is not None else src.pts
+            pts = src.pts if src.pts is not None else dts
+            if dts is None:
+                continue
+            if src.time_base is not None and src.time_base != tb:
+                dts, pts = round(dts * src.time_base / tb), round(pts * src.time_base / tb)
+            if self._offset is None:
+                if not src.is_keyframe:
+                    continue
+                self._offset = dts
+            dts += shift - self._offset
+            pts += shift - self._offset
+            if self._last_dts is not None and dts <= self._last_dts:
+                continue
+            pkt = av.Packet(bytes(src))
+            pkt.dts, pkt.pts = dts, pts
+            pkt.duration = (round(src.duration * src.time_base / tb) if src.duration and src.time_base
+                            else self._default_duration)
+            pkt.is_keyframe = src.is_keyframe
+            pkt.time_base = tb
+            pkt.stream = self._stream
+            try:
+                self._container.mux(pkt)
+            except av.error.FFmpegError as exc:
+                raise ClipError(f"remuxing packet {self.frames} failed: {exc}") from exc
+            self._last_dts = dts
+            self._first_pts = pts if self._first_pts is None else min(self._first_pts, pts)
+            self._end = max(self._end, pts + pkt.duration)
+            self.frames += 1
+
+    def close(self) -> ClipInfo:
+        """Finishes the mp4 (faststart), fsyncs it and renames it to ``path``.
+
+        Raises:
+            ClipError: nothing was written (no keyframe came; the partial file is removed), or finishing failed.
+        """
+        if self._closed:
+            if self.info is None:
+                raise ClipError("close() after abort()")
+            return self.info
+        self._closed = True
+        if self.frames == 0:
+            self._container.close()
+            self.part_path.unlink(missing_ok=True)
+            raise ClipError(f"no keyframe, nothing written to {self.path}")
+        try:
+            self._container.close()
+        except av.error.FFmpegError as exc:
+            self.part_path.unlink(missing_ok=True)
+            raise ClipError(f"finishing {self.path} failed: {exc}") from exc
+        self.info = _finish_file(self.part_path, self.path, self.frames, float((self._end - self._first_pts) * self._time_base),
+                                 self.width, self.height)
+        return self.info
+
+    def abort(self) -> None:
+        """Stops writing and deletes the partial file."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._container.close()
+        except av.error.FFmpegError:  # pragma: no cover - best effort on a clip being thrown away
+            pass
+        self.part_path.unlink(missing_ok=True)
+
+
+def _finish_file(part_path: Path, path: Path, frames: int, duration: float, width: int, height: int) -> ClipInfo:
+    """fsyncs ``part_path``, hashes it and renames it to ``path`` (directory fsynced too)."""
+    with open(part_path, "rb+") as f:
+        os.fsync(f.fileno())
+    size = part_path.stat().st_size
+    digest = _sha256_file(part_path)
+    os.replace(part_path, path)
+    fsync_dir(path.parent)
+    log.debug("clip %s: %d frames, %.2f s, %d bytes", path.name, frames, duration, size)
+    return ClipInfo(path=path, bytes=size, sha256=digest, frames=frames, duration_s=duration,
+                    width=width, height=height, fps=frames / duration if duration > 0 else 0.0)
 
 
 def _draw_boxes(img: np.ndarray, boxes, normalized: bool) -> None:

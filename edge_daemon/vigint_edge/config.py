@@ -12,7 +12,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -117,6 +117,8 @@ class CameraConfig(_Strict):
     masks: list[list[Point]] = Field(default_factory=list,
                                      description="polygons where detections are ignored (bottom-centre inside)")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest wait between reconnect attempts")
+    rtsp_transport: Literal["tcp", "udp", "udp_multicast", "http", "https"] = Field(
+        default="tcp", description="RTSP: how RTP travels (FFmpeg's rtsp_transport); tcp survives NAT and loss")
     # Camera health (vigint_edge.health); times in seconds, grey levels 0..255.
     stall_timeout_s: float = Field(default=10.0, gt=0, le=300,
                                    description="streams: no frame for this long counts as a stall; reconnect")
@@ -191,6 +193,12 @@ class EventConfig(_Strict):
     min_hits: int = Field(default=2, ge=1, description="detector frames a track needs before it can count")
     stationary_after_s: float = Field(default=10.0, gt=0, description="an object still this long stops "
                                       "keeping events open and cannot start new ones")
+    record_minutes: float = Field(default=30.0, ge=0, le=24 * 60,
+                                  description="H.264 cameras: keep this many minutes of the camera's own stream "
+                                  "(remuxed 10-s segments) so the cloud can request a clip of any recent time "
+                                  "range; 0: off")
+    record_max_bytes: int = Field(default=2 * 1024**3, ge=10 * 1024**2,
+                                  description="per camera: the oldest segments go first beyond this size")
 
 
 class SpoolConfig(_Strict):

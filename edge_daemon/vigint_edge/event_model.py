@@ -211,7 +211,7 @@ class EdgeEvent(_Strict):
     tenant_id: Slug
     device_id: Slug
     camera_id: Slug
-    kind: Literal["detection", "camera_health"]
+    kind: Literal["detection", "camera_health", "recording"]
     severity: Literal["alert", "detection"]
     labels: list[Label] = Field(default_factory=list, max_length=100)
     start_time: UtcDatetime

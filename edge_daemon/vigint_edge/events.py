@@ -4,35 +4,43 @@ For each frame: keep it in the pre-roll ring buffer; at the detect rate, gate on
 the region that moved (a square crop, so small distant objects keep their pixels), drop what the per-label
 filters and masks reject, and track the rest (``tracker.py``) through the zones (``zones.py``). A confirmed,
 moving track starts an event whose clip begins ``pre_roll_s`` earlier; stationary objects neither start nor
-extend events; every frame of an active event goes to the H.264 clip writer as it arrives (memory
-stays bounded); ``post_roll_s`` after the last detection, or at ``max_length_s``, the event ends: clip closed,
+extend events; every frame of an active event goes to the clip as it arrives (memory stays bounded): an
+H.264 camera's own packets are remuxed from the last keyframe before the pre-roll on (no re-encoding),
+other codecs are encoded to H.264 on a background thread; ``post_roll_s`` after the last detection, or at ``max_length_s``, the event ends: clip closed,
 best frame encoded as the snapshot, the event record built, and all three put in the durable spool.
+
+H.264 cameras are also recorded continuously (``recorder.py``, ``EventConfig.record_minutes``) so the cloud
+can ask for a clip of any recent time range (``request_clip``).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from vigint_edge.capture import Frame
-from vigint_edge.clip import ClipWriter, encode_snapshot
+from vigint_edge.clip import REMUX_CODECS, ClipError, ClipWriter, RemuxWriter, encode_snapshot
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
 from vigint_edge.detector import Detection, Detector
 from vigint_edge.event_model import (CLIP_NAME, SNAPSHOT_NAME, ClipRef, DetectionRef, EdgeEvent, SnapshotRef,
                                      new_event_id, object_name)
 from vigint_edge.motion import MotionGate
+from vigint_edge.recorder import ClipUnavailable, Recorder
 from vigint_edge.spool import Spool
 from vigint_edge.tracker import Track, Tracker
 from vigint_edge.zones import MaskSet, ZoneSpec, ZoneTracker
 
 log = logging.getLogger(__name__)
+__all__ = ["CameraPipeline", "CameraStats", "ClipUnavailable"]
 MAX_DETECTIONS = 50  # per event message (docs/contracts.md)
 STATIONARY_RECHECK_S = 5.0  # seconds between detector looks at a scene where nothing moves
 
@@ -80,8 +88,8 @@ class _BackgroundClipWriter:
                 except BaseException as exc:  # reported by close()
                     self._error = exc
 
-    def write(self, frame_bgr: np.ndarray, t: float) -> None:
-        self._queue.put((frame_bgr, t))
+    def add(self, frame: Frame, t: float) -> None:
+        self._queue.put((frame.image, t))
 
     def abort(self) -> None:
         """Stops encoding and deletes the partial clip."""
@@ -98,10 +106,30 @@ class _BackgroundClipWriter:
         return self._writer.close()
 
 
+class _RemuxClip:
+    """An event clip cut from the camera's own H.264 packets (no re-encoding); same calls as the encoder."""
+
+    def __init__(self, writer: RemuxWriter):
+        self._writer = writer
+
+    def add(self, frame: Frame, t: float) -> None:
+        self._writer.write_packets(frame.packets)
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+    def close(self):
+        return self._writer.close()
+
+
+def _remuxable(frame: Frame) -> bool:
+    return frame.stream is not None and frame.stream.codec_context.name in REMUX_CODECS
+
+
 @dataclass
 class _ActiveEvent:
     event_id: str
-    writer: _BackgroundClipWriter
+    writer: "_BackgroundClipWriter | _RemuxClip"
     clip_path: Path
     t0: float
     start_wall: object
@@ -115,6 +143,7 @@ class _ActiveEvent:
     zones: set = field(default_factory=set)
     track_ids: set = field(default_factory=set)
     alert: bool = False
+    stream: object = None  # the capture stream the clip's frames come from
 
 
 class CameraPipeline:
@@ -152,6 +181,7 @@ class CameraPipeline:
         self.masks: MaskSet | None = None
         self._last_check_t = float("-inf")
         self._active: _ActiveEvent | None = None
+        self.recorder: Recorder | None = None  # H.264 cameras with record_minutes > 0, from the first frame on
         self.finished: list[EdgeEvent] = []  # events spooled by this pipeline, in order
 
     def reconfigure(self, camera: CameraConfig) -> None:
@@ -166,9 +196,19 @@ class CameraPipeline:
     def process(self, frame: Frame) -> None:
         """Feeds one frame (in capture order)."""
         self.stats.frames += 1
-        self._ring.append(frame)
-        while self._ring and frame.t - self._ring[0].t > self.cfg.pre_roll_s:
-            self._ring.popleft()
+        remux = _remuxable(frame)
+        if self._active is not None and self._active.stream is not frame.stream:
+            self._finish()  # the camera reconnected (new stream) or changed codec: this clip ends here
+        if self._ring and self._ring[-1].stream is not frame.stream:
+            self._ring.clear()  # packets of another connection cannot go into the same clip
+        # H.264 clips are cut from packets, so the ring keeps no pixels for them (1080p frames are 6 MB each).
+        self._ring.append(dataclasses.replace(frame, image=None) if remux else frame)
+        self._trim_ring(frame.t, remux)
+        if remux and self.cfg.record_minutes > 0:
+            if self.recorder is None:
+                self.recorder = Recorder(self.work_dir / "continuous" / self.camera.id, self.cfg.record_minutes,
+                                         self.cfg.record_max_bytes)
+            self.recorder.add(frame)
         if self._active is not None:
             self._write(frame)
         if frame.t + 1e-9 >= self._next_detect_t:
@@ -182,14 +222,78 @@ class CameraPipeline:
                 still_active = frame.t - ev.last_seen_t < 1.0
                 self._finish()
                 if still_active:  # split: the next event starts right here, without re-sending pre-roll
-                    self._ring.clear()
-                    self._ring.append(frame)
+                    self._keep_from_last_keyframe(remux)
                     self._start(frame)
 
+    def _trim_ring(self, now_t: float, remux: bool) -> None:
+        """Keeps ``pre_roll_s`` of frames; for a remuxed clip, back to the keyframe that starts that span."""
+        ring, pre = self._ring, self.cfg.pre_roll_s
+        if not remux:
+            while ring and now_t - ring[0].t > pre:
+                ring.popleft()
+            return
+        while True:  # drop whole GOPs while the next one still starts before the pre-roll
+            j = next((i for i in range(1, len(ring)) if ring[i].key), None)
+            if j is None or now_t - ring[j].t < pre:
+                return
+            for _ in range(j):
+                ring.popleft()
+
+    def _keep_from_last_keyframe(self, remux: bool) -> None:
+        """After a split: the next clip starts at the current frame (encoded) or at the last keyframe, which
+        the previous clip also holds (remuxed: a clip cannot start between keyframes)."""
+        if not remux:
+            last = self._ring[-1]
+            self._ring.clear()
+            self._ring.append(last)
+            return
+        keys = [i for i, f in enumerate(self._ring) if f.key]
+        for _ in range(keys[-1] if keys else 0):
+            self._ring.popleft()
+
     def finish(self) -> None:
-        """Ends the active event, if any (the source ended or the daemon is stopping)."""
+        """Ends the active event, if any, and the continuous recording's segment (the source ended or the daemon
+        is stopping)."""
         if self._active is not None:
             self._finish()
+        if self.recorder is not None:
+            self.recorder.close()
+
+    def request_clip(self, start: datetime, end: datetime) -> EdgeEvent:
+        """Cuts a clip of ``start``..``end`` (UTC) from the continuous recording and spools it as an event of
+        kind ``"recording"`` (severity detection, no labels), like any event. Thread-safe: called from the
+        command worker while the camera thread keeps recording. May wait up to one segment (10 s) for the
+        recording of ``end`` to be finished.
+
+        Returns:
+            The spooled ``EdgeEvent``.
+
+        Raises:
+            ClipUnavailable: recording is off for this camera (not H.264, or ``record_minutes`` 0), or the
+                range was not recorded (too old, in the future, the camera was down).
+        """
+        recorder = self.recorder
+        if recorder is None:
+            raise ClipUnavailable(
+                f"camera {self.camera.id} is not recorded continuously"
+                + (" (record_minutes is 0)" if self.cfg.record_minutes <= 0 else
+                   " (its stream is not H.264, or no frame has arrived yet)"))
+        event_id = new_event_id(start)
+        clip_path = self.work_dir / f"{event_id}.mp4"
+        info, first_image, clip_start = recorder.cut(start, end, clip_path)
+        snapshot = encode_snapshot(first_image)
+        t, d = self.device.tenant_id, self.device.device_id
+        end_wall = clip_start + timedelta(seconds=info.duration_s)
+        event = EdgeEvent(
+            event_id=event_id, tenant_id=t, device_id=d, camera_id=self.camera.id, kind="recording",
+            severity="detection", labels=[], start_time=clip_start, end_time=end_wall,
+            clip=ClipRef.from_info(info, object_name(t, d, event_id, CLIP_NAME)),
+            snapshot=SnapshotRef.for_jpeg(snapshot, object_name(t, d, event_id, SNAPSHOT_NAME), clip_start),
+        )
+        self.spool.put(event, info.path, snapshot)
+        log.info("camera %s: requested clip %s..%s spooled as %s (%.1f s)", self.camera.id,
+                 start.isoformat(), end.isoformat(), event_id, info.duration_s)
+        return event
 
     # -------------------------------------------------------------------------------------- detection
     def _detect(self, frame: Frame) -> None:
@@ -270,9 +374,12 @@ class CameraPipeline:
         event_id = new_event_id(first.wall)
         h, w = frame.image.shape[:2]
         clip_path = self.work_dir / f"{event_id}.mp4"
-        writer = _BackgroundClipWriter(ClipWriter(clip_path, width=w, height=h, fps=self.fps))
+        if _remuxable(frame):
+            writer = _RemuxClip(RemuxWriter(clip_path, frame.stream))
+        else:
+            writer = _BackgroundClipWriter(ClipWriter(clip_path, width=w, height=h, fps=self.fps))
         self._active = _ActiveEvent(event_id=event_id, writer=writer, clip_path=clip_path, t0=first.t,
-                                    start_wall=first.wall, last_seen_t=frame.t)
+                                    start_wall=first.wall, last_seen_t=frame.t, stream=frame.stream)
         for f in self._ring:  # pre-roll, including this frame
             self._write(f)
         log.info("camera %s: event %s started", self.camera.id, event_id)
@@ -281,7 +388,7 @@ class CameraPipeline:
         ev = self._active
         if ev.last_frame is not None and frame.t <= ev.last_frame.t:
             return
-        ev.writer.write(frame.image, frame.t - ev.t0)
+        ev.writer.add(frame, frame.t - ev.t0)
         ev.last_frame = frame
 
     def _observe(self, frame: Frame, tracks: list[Track]) -> None:
@@ -324,7 +431,11 @@ class CameraPipeline:
             ev.writer.abort()
             log.info("camera %s: event %s dropped: nothing was detected in it", self.camera.id, ev.event_id)
             return
-        info = ev.writer.close()
+        try:
+            info = ev.writer.close()
+        except ClipError as exc:  # the event still goes out, with its snapshot and without a clip
+            log.warning("camera %s: event %s has no clip: %s", self.camera.id, ev.event_id, exc)
+            info = None
         _, image, dets, snap_wall = ev.best
         snapshot = encode_snapshot(image, boxes=[(d.label, d.score, d.box) for d in dets])
         t, d = self.device.tenant_id, self.device.device_id
@@ -346,14 +457,14 @@ class CameraPipeline:
             max_count=ev.max_count,
             detections=refs,
             zones=sorted(ev.zones),
-            clip=ClipRef.from_info(info, object_name(t, d, ev.event_id, CLIP_NAME)),
+            clip=ClipRef.from_info(info, object_name(t, d, ev.event_id, CLIP_NAME)) if info else None,
             snapshot=SnapshotRef.for_jpeg(snapshot, object_name(t, d, ev.event_id, SNAPSHOT_NAME), snap_wall),
         )
-        self.spool.put(event, info.path, snapshot)
+        self.spool.put(event, info.path if info else None, snapshot)
         self.stats.events += 1
         self.finished.append(event)
-        log.info("camera %s: event %s ended (%s, %.1f s, %d frames) and was spooled",
-                 self.camera.id, ev.event_id, ",".join(labels), info.duration_s, info.frames)
+        log.info("camera %s: event %s ended (%s, %.1f s, %d frames) and was spooled", self.camera.id,
+                 ev.event_id, ",".join(labels), info.duration_s if info else 0.0, info.frames if info else 0)
 
 
 def _clamp(v: float) -> float:
