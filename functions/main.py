@@ -28,7 +28,8 @@ def _pubsub_message(cloud_event) -> tuple[bytes, dict, str | None]:
 
 @functions_framework.http
 def edge_api(request):
-    """HTTPS API of the edge devices (``/v1/uploads``, ``/v1/publish-credentials``, ``/v1/heartbeat``)."""
+    """HTTPS API of the edge devices (``/v1/uploads``, ``/v1/publish-credentials``, ``/v1/heartbeat``,
+    ``/v1/enroll``, ``/v1/commands/{command_id}/result``); ``vigint.edge_api.handle`` routes on the path."""
     return _edge_api.handle(method=request.method, path=request.path, headers=request.headers,
                             body=request.get_data(cache=False))
 

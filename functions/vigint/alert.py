@@ -10,7 +10,8 @@ alert.threshold``, the tenant has recipients or a webhook, and the camera's last
 ``channels`` (``["email", "webhook"]``, a subset, or none).
 
 ``camera_health`` events (a camera offline or tampered with, a device that stopped sending heartbeats) go
-the same way with their own e-mail template (``health_email.*``).
+the same way with their own e-mail template (``health_email.*``). ``recording`` events (clips the tenant asked
+for) never alert: the decision is ``alerted: false`` with the reason ``"requested recording"``.
 
 Exactly once per recipient: before sending, ``tenants/{t}/events/{e}/deliveries/{sha256(recipient)[:32]}`` is
 created with ``create()`` (status ``sending``); after the SMTP server accepts the message it becomes
@@ -106,6 +107,8 @@ def decide(*, tenant: Mapping[str, Any], event: Mapping[str, Any], last_alert_at
         ``(alerted, reason, channels)``; ``reason`` is a sentence for the event document, ``channels`` a
         subset of ``["email", "webhook"]`` (empty when not alerted).
     """
+    if event.get("kind") == "recording":
+        return False, "requested recording", []
     policy = tenant.get("alert") or {}
     threshold = int(policy.get("threshold", 1))
     level = int((event.get("analysis") or {}).get("threat_level", 0))

@@ -10,6 +10,9 @@ judges the clip (``vigint.gemini``), shown as video or as at most 1 fps of still
   ``VIGINT_GEMINI_MONTHLY_TOKEN_CAP``) is used up: ``"detections_only"`` with ``skipped = "token_cap"``;
 * ``camera_health`` events: a verdict from the reported condition (``labels``: ``offline``, ``tampered``,
   ``online``...), Gemini is not asked;
+* ``recording`` events (clips the tenant asked for with the ``request_clip`` command): not analysed,
+  ``analysis.status = "not_analyzed"`` with ``reason = "requested recording"`` (threat level 0); Gemini is not
+  asked and no tokens are spent;
 * Gemini failed for good (after tenacity's retries) or answered nonsense: ``"error"`` with ``error`` saying
   why; the alert says "analysis unavailable".
 
@@ -41,6 +44,7 @@ PUBLISHED_FLAG = "published.analyzed"
 VEHICLES = frozenset({"car", "truck", "bus", "motorcycle", "bicycle"})
 MAX_FRAME_SOURCE_BYTES = 64 * 1024 * 1024  # largest clip we download to cut stills from
 ANALYSIS_LEASE_S = 300
+RECORDING_REASON = "requested recording"
 # camera_health condition (label) -> (threat level, title words).
 HEALTH_CONDITIONS = {
     "tampered": (3, "Camera tampered with"),
@@ -60,6 +64,15 @@ def health_verdict(event: Mapping[str, Any]) -> dict:
     summary = (f"The edge device reported a camera health change on {camera}: {condition}. "
                "Check the camera's view, power and network.")
     return {"threat_level": level, "title": f"{words}: {camera}", "summary": summary}
+
+
+def recording_analysis(event: Mapping[str, Any]) -> dict:
+    """The ``analysis`` of a ``recording`` event: not analysed (``status: "not_analyzed"``, ``reason``
+    ``RECORDING_REASON``, threat level 0), so listings and pages still have a title and a summary."""
+    camera = event.get("camera_id", "camera")
+    return {"status": "not_analyzed", "source": "none", "reason": RECORDING_REASON, "threat_level": 0,
+            "title": f"Requested recording: {camera}",
+            "summary": "A clip the tenant asked for (request_clip command); it was not analysed."}
 
 
 def detections_verdict(event: Mapping[str, Any]) -> dict:
@@ -225,6 +238,8 @@ def _analyse(tenant_id: str, event_id: str, event: Mapping[str, Any], analyzer: 
     tokens = 0
     if event.get("kind") == "camera_health":
         analysis = {"status": "detections_only", "source": "detections", **health_verdict(event)}
+    elif event.get("kind") == "recording":
+        analysis = recording_analysis(event)
     else:
         fallback = detections_verdict(event)
         analyzer = analyzer or gemini.default_analyzer()

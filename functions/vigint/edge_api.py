@@ -7,6 +7,10 @@ Routes (all POST, JSON):
   short-lived access token of the publish-only service account minted through IAM Credentials).
 * ``/v1/heartbeat``: records ``last_heartbeat_at`` (and the reported state) on the device; answers the
   configuration of the device's cameras and zones and its pending commands (``vigint.tenant_api.edge_sync``).
+* ``/v1/commands/{command_id}/result``: body ``{"status": "done"|"failed", "detail"?: str, "result"?: object,
+  "event_id"?: str|null}``: the outcome of one of the device's commands (``vigint.commands.record_result``);
+  answers ``{"command_id", "status"}``. The first result is kept (a repeat answers the stored status). Any
+  command id that is not this device's answers the same ``404 {"error": "unknown command"}``.
 * ``/v1/enroll`` (no device credentials yet): body ``{"code": str}``, a one-use enrollment code made by the
   tenant API; answers ``{"tenant_id", "device_id", "key_version", "secret"}`` once
   (``provisioning.redeem_enrollment_code``).
@@ -22,12 +26,12 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from google.cloud import firestore as fs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vigint import clients, config, device_keys, storage
+from vigint import clients, commands, config, device_keys, storage
 from vigint.schema import EVENT_FILES, EVENT_ID_PATTERN, SLUG_PATTERN, event_prefix
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,10 @@ log = logging.getLogger(__name__)
 PUBSUB_SCOPE = "https://www.googleapis.com/auth/pubsub"
 TOKEN_LIFETIME_S = 3600  # IAM Credentials' default maximum for generateAccessToken
 MAX_BODY_BYTES = 64 * 1024
+# A command result body: the result object (at most commands.MAX_RESULT_BYTES) plus room for the other fields.
+MAX_RESULT_BODY_BYTES = commands.MAX_RESULT_BYTES + 8 * 1024
+_RESULT_PATH = re.compile(r"^/v1/commands/([^/]*)/result$")
+_UNKNOWN_COMMAND: JsonResponse = ({"error": "unknown command"}, 404, {})
 
 JsonResponse = tuple[dict, int, dict]
 _UNAUTHORIZED: JsonResponse = ({"error": "unauthorized"}, 401, {"WWW-Authenticate": 'Bearer realm="vigint"'})
@@ -108,6 +116,13 @@ class HeartbeatRequest(_Body):
     version: str = Field(default="", max_length=64)
 
 
+class CommandResultRequest(_Body):
+    status: Literal["done", "failed"]
+    detail: str | None = Field(default=None, max_length=commands.MAX_DETAIL_CHARS)
+    result: dict[str, Any] | None = None
+    event_id: str | None = Field(default=None, pattern=EVENT_ID_PATTERN)
+
+
 class EnrollRequest(_Body):
     code: str = Field(min_length=1, max_length=64)
 
@@ -162,7 +177,7 @@ def handle(*, method: str, path: str, headers: Mapping[str, str], body: bytes,
 
     Args:
         method: HTTP method.
-        path: request path, e.g. ``/v1/uploads``.
+        path: request path, e.g. ``/v1/uploads`` or ``/v1/commands/{command_id}/result``.
         headers: request headers (case-insensitive mapping, e.g. werkzeug's).
         body: raw request body.
         token_minter: mints publisher tokens outside the emulator (default ``IamTokenMinter()``).
@@ -173,7 +188,10 @@ def handle(*, method: str, path: str, headers: Mapping[str, str], body: bytes,
     """
     routes = {"/v1/uploads": _uploads, "/v1/publish-credentials": _publish_credentials, "/v1/heartbeat": _heartbeat,
               "/v1/enroll": _enroll}
-    route = routes.get(path.rstrip("/") or "/")
+    path = path.rstrip("/") or "/"
+    route, params = routes.get(path), {}
+    if route is None and (match := _RESULT_PATH.match(path)):
+        route, params = _command_result, {"command_id": match.group(1)}
     if route is None:
         return {"error": "not found"}, 404, {}
     if method != "POST":
@@ -181,7 +199,7 @@ def handle(*, method: str, path: str, headers: Mapping[str, str], body: bytes,
     device = None if route is _enroll else authenticate(headers)
     if device is None and route is not _enroll:
         return _UNAUTHORIZED
-    if len(body) > MAX_BODY_BYTES:
+    if len(body) > (MAX_RESULT_BODY_BYTES if route is _command_result else MAX_BODY_BYTES):
         return {"error": "request body too large"}, 413, {}
     try:
         payload = json.loads(body or b"{}")
@@ -191,7 +209,7 @@ def handle(*, method: str, path: str, headers: Mapping[str, str], body: bytes,
         return {"error": f"body is not a JSON object: {exc}", "field": None}, 400, {}
     try:
         return route(device=device, payload=payload, token_minter=token_minter,
-                     now=now or dt.datetime.now(dt.timezone.utc))
+                     now=now or dt.datetime.now(dt.timezone.utc), **params)
     except _BadRequest as exc:
         return exc.response()
 
@@ -260,8 +278,20 @@ def _heartbeat(*, device, payload: dict, now: dt.datetime, **_) -> JsonResponse:
     from vigint.tenant_api import edge_sync
 
     config_ = edge_sync.device_config(device.parent.parent.id, device.id)
-    commands = edge_sync.take_pending_commands(device, now)
-    return {"config": config_, "commands": commands}, 200, {}
+    pending = edge_sync.take_pending_commands(device, now)
+    return {"config": config_, "commands": pending}, 200, {}
+
+
+def _command_result(*, device, payload: dict, now: dt.datetime, command_id: str, **_) -> JsonResponse:
+    req = _validate(CommandResultRequest, payload)
+    result_text = commands.result_json(req.result)
+    if result_text is not None and len(result_text.encode()) > commands.MAX_RESULT_BYTES:
+        raise _BadRequest(413, f"result is larger than {commands.MAX_RESULT_BYTES} bytes as JSON", "result")
+    status = commands.record_result(device, command_id, status=req.status, detail=req.detail, result=req.result,
+                                    event_id=req.event_id, now=now)
+    if status is None:
+        return _UNKNOWN_COMMAND
+    return {"command_id": command_id, "status": status}, 200, {}
 
 
 def _enroll(*, payload: dict, now: dt.datetime, **_) -> JsonResponse:

@@ -99,7 +99,8 @@ class EdgeEvent(_Strict):
     tenant_id: Slug
     device_id: Slug
     camera_id: Slug
-    kind: Literal["detection", "camera_health"]
+    # "recording": a clip the tenant asked for (command request_clip): severity "detection", labels [].
+    kind: Literal["detection", "camera_health", "recording"]
     severity: Literal["alert", "detection"]
     labels: Annotated[list[Label], Field(max_length=100)]
     start_time: UtcTime

@@ -1,7 +1,8 @@
 """``tenant_api``: the HTTPS API tenants' users (and their tools) call with per-user API keys.
 
 Resources (all JSON; ``GET /openapi.json`` describes every route, parameter, body and answer):
-``/v1/tenant``, ``/v1/api-keys``, ``/v1/devices`` (+ enrollment codes, revoke, rotate-key, commands),
+``/v1/tenant``, ``/v1/api-keys``, ``/v1/devices`` (+ enrollment codes, revoke, rotate-key, commands
+and their results),
 ``/v1/cameras`` (with zones), ``/v1/events``, ``/v1/alerts`` (+ ack, unacknowledged-count),
 ``/v1/analytics/counts``, ``/v1/usage``. Authentication: ``Authorization: Bearer <API key>``
 (``vigint.api_keys``); ``viewer`` keys read, ``admin`` keys also write. A key sees only its own tenant;

@@ -1,9 +1,5 @@
-"""Handlers: devices (``/v1/devices``), enrollment codes, key rotation, revocation and commands.
-
-Commands wait in ``tenants/{t}/devices/{d}/commands/{auto id}`` (type, status "pending"|"delivered",
-created_at, created_by, delivered_at) until the device's next heartbeat hands them over
-(``vigint.tenant_api.edge_sync``).
-"""
+"""Handlers: devices (``/v1/devices``), enrollment codes, key rotation and revocation (commands:
+``vigint.tenant_api.commands``)."""
 
 from __future__ import annotations
 
@@ -54,7 +50,12 @@ def _device_ref(req: Request):
     return pipeline.tenant_ref(req.tenant_id).collection("devices").document(req.params["device_id"])
 
 
-def _existing(req: Request) -> tuple[Any, dict]:
+def existing_device(req: Request) -> tuple[Any, dict]:
+    """``(DocumentReference, data)`` of the path's device in the key's tenant.
+
+    Raises:
+        ApiError: 404 ``device not found`` (also for another tenant's device).
+    """
     ref = _device_ref(req)
     snap = ref.get()
     if not snap.exists:
@@ -71,13 +72,13 @@ def list_devices(req: Request):
 
 def get_device(req: Request):
     """``GET /v1/devices/{device_id}``."""
-    _, doc = _existing(req)
+    _, doc = existing_device(req)
     return device_out(req.params["device_id"], doc, req.now), 200
 
 
 def revoke_device(req: Request):
     """``POST /v1/devices/{device_id}/revoke``: the device's requests and messages are refused from now on."""
-    ref, doc = _existing(req)
+    ref, doc = existing_device(req)
     if doc.get("status") != "revoked":
         ref.update({"status": "revoked", "revoked_at": req.now})
         log.info("device %s/%s revoked by key %s", req.tenant_id, ref.id, req.principal.key_id)
@@ -86,7 +87,7 @@ def revoke_device(req: Request):
 
 def rotate_key(req: Request):
     """``POST /v1/devices/{device_id}/rotate-key``: new secret (shown once); the old one stops working."""
-    ref, doc = _existing(req)
+    ref, doc = existing_device(req)
     if doc.get("status") != "active":
         raise ApiError(409, "device is revoked")
     creds = provisioning.rotate_device_key(req.tenant_id, ref.id)
@@ -106,17 +107,6 @@ def create_enrollment_code(req: Request):
     except provisioning.ProvisioningError as exc:
         raise ApiError(409 if "exists" in str(exc) else 400, str(exc), "device_id") from None
     return m.EnrollmentCodeOut(code=out["code"], device_id=out["device_id"], expires_at=out["expires_at"]), 201
-
-
-def create_command(req: Request):
-    """``POST /v1/devices/{device_id}/commands``: queued for the device's next heartbeat."""
-    ref, doc = _existing(req)
-    if doc.get("status") != "active":
-        raise ApiError(409, "device is revoked")
-    body: m.CommandIn = req.body
-    record = {"type": body.type, "status": "pending", "created_at": req.now, "created_by": req.principal.name}
-    _, cref = ref.collection("commands").add(record)
-    return m.CommandOut(command_id=cref.id, **record), 201
 
 
 PARAMS = {"device_id": SLUG_PATTERN}

@@ -5,9 +5,10 @@ commands queued for it (docs/contracts.md, "edge_api").
 "zones": [{"name", "points", "labels", "enter_s", "exit_s", "loiter_s"}]}], "updated_at": RFC3339|null}``
 (``labels``/``alert_labels``/``min_score`` null: keep the device's own defaults), or ``{}`` when the
 tenant has configured no camera for this device in the cloud (the device keeps its local configuration). ``commands`` is
-``[{"command_id", "type", "created_at"}]``, oldest first; each is marked ``delivered`` as it is handed
+``[{"command_id", "type", "created_at", "params"}]`` (``vigint.commands.wire``; ``params`` ``{}`` or, for
+``request_clip``, ``{"camera_id", "start", "end"}``), oldest first; each is marked ``delivered`` as it is handed
 over, so it is handed over once (a heartbeat answer lost in transit loses its commands: they are
-advisory, e.g. ``reload_config``).
+advisory, e.g. ``reload_config``; the device reports the outcome with ``POST /v1/commands/{id}/result``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 
 from google.cloud import firestore as fs
 
-from vigint import pipeline
+from vigint import commands, pipeline
 from vigint.tenant_api.cameras import zones_from_store
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def take_pending_commands(device_ref, now: dt.datetime) -> list[dict]:
     for snap in snaps:
         doc = snap.to_dict()
         snap.reference.update({"status": "delivered", "delivered_at": now})
-        out.append({"command_id": snap.id, "type": doc.get("type"), "created_at": _rfc3339(doc.get("created_at"))})
+        out.append(commands.wire(snap.id, doc))
     if out:
         log.info("heartbeat: %d command(s) handed to %s/%s", len(out), device_ref.parent.parent.id, device_ref.id)
     return out

@@ -223,17 +223,54 @@ class DeviceCredentials(_Out):
 
 
 class CommandIn(_In):
-    """``POST /v1/devices/{device_id}/commands``: handed to the device on its next heartbeat."""
+    """``POST /v1/devices/{device_id}/commands``: handed to the device on its next heartbeat.
 
-    type: Literal["reload_config", "restart"]
+    ``reload_config``, ``restart`` and ``report_status`` take no parameters. ``request_clip`` needs
+    ``camera_id``, ``start`` and ``end``: ``end > start``, at most ``MAX_CLIP_REQUEST_S`` seconds apart,
+    ``start`` at most ``MAX_CLIP_REQUEST_AGE_S`` seconds in the past, ``end`` at most
+    ``MAX_CLIP_REQUEST_AHEAD_S`` seconds in the future; when the tenant has configured cameras for the device,
+    ``camera_id`` must be one of them. The device answers with a ``recording`` event.
+    """
+
+    type: Literal["reload_config", "restart", "report_status", "request_clip"]
+    camera_id: Slug | None = Field(default=None, description="request_clip: the camera to cut the clip from")
+    start: Instant | None = Field(default=None, description="request_clip: start of the clip (RFC 3339)")
+    end: Instant | None = Field(default=None, description="request_clip: end of the clip (RFC 3339)")
+
+
+MAX_CLIP_REQUEST_S = 600
+MAX_CLIP_REQUEST_AGE_S = 7 * 24 * 3600
+MAX_CLIP_REQUEST_AHEAD_S = 60
 
 
 class CommandOut(_Out):
+    """A command and, once the device reported it, its outcome. ``status``: ``pending`` (queued),
+    ``delivered`` (handed over in a heartbeat answer), ``done`` or ``failed`` (the device's result)."""
+
     command_id: str
     type: str
     status: str
+    params: dict[str, Any] = Field(default_factory=dict, description="request_clip: {camera_id, start, end}")
     created_at: datetime | None = None
     created_by: str | None = None
+    delivered_at: datetime | None = None
+    completed_at: datetime | None = None
+    detail: str | None = Field(default=None, description="the device's short report (at most 500 characters)")
+    result: dict[str, Any] | None = Field(default=None, description="the device's result object")
+    event_id: str | None = Field(default=None, description="the event the command produced (request_clip: "
+                                                           "the recording event)")
+
+
+class CommandPage(_Out):
+    commands: list[CommandOut]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: no more")
+
+
+class CommandsQuery(_In):
+    """``GET /v1/devices/{device_id}/commands``: newest first."""
+
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=512, description="next_cursor of the previous page")
 
 
 # ------------------------------------------------------------------------------------------ cameras

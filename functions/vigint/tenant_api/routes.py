@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vigint.tenant_api import analytics, cameras, devices, events, openapi, tenant
+from vigint.tenant_api import analytics, cameras, commands, devices, events, openapi, tenant
 from vigint.tenant_api import models as m
 from vigint.tenant_api.http import Route
 
@@ -35,9 +35,14 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/devices/{device_id}/rotate-key", devices.rotate_key,
           "New device secret (shown once); the old one stops working", "devices", role="admin",
           response=m.DeviceCredentials, params=devices.PARAMS),
-    Route("POST", "/v1/devices/{device_id}/commands", devices.create_command,
-          "Queue a command for the device's next heartbeat", "devices", role="admin", body=m.CommandIn,
-          response=m.CommandOut, status=201, params=devices.PARAMS),
+    Route("POST", "/v1/devices/{device_id}/commands", commands.create_command,
+          "Queue a command (with its parameters) for the device's next heartbeat", "devices", role="admin",
+          body=m.CommandIn, response=m.CommandOut, status=201, params=devices.PARAMS),
+    Route("GET", "/v1/devices/{device_id}/commands", commands.list_commands,
+          "The device's commands and their results, newest first, paginated", "devices",
+          query=m.CommandsQuery, response=m.CommandPage, params=devices.PARAMS),
+    Route("GET", "/v1/devices/{device_id}/commands/{command_id}", commands.get_command,
+          "One command and the device's result", "devices", response=m.CommandOut, params=commands.PARAMS),
     # cameras
     Route("GET", "/v1/cameras", cameras.list_cameras, "Cameras and their zones", "cameras",
           query=m.CamerasQuery, response=m.CameraList),
