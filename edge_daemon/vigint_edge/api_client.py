@@ -5,16 +5,22 @@ Connection errors, timeouts, 429 and 5xx are retried with exponential backoff an
 bounded number of times; then ``TransientApiError`` is raised. Any other 4xx is final at once:
 ``AuthError`` for 401/403 (the device's credentials, not one event, are the problem) and
 ``PermanentApiError`` otherwise. Neither the secret nor a signed URL is ever logged or put in an exception.
+
+Command results (``POST /v1/commands/{command_id}/result``) use fewer attempts and shorter waits
+(``result_max_attempts``, ``result_backoff_max_s``): a result is advisory and must not hold up the heartbeat
+that delivered the command.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from datetime import datetime
 from typing import Any, Literal
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -25,9 +31,14 @@ from tenacity import (
 
 log = logging.getLogger(__name__)
 
+COMMAND_ID_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"  # a Firestore auto id is 20 of these; no "/" or ".."
+MAX_RESULT_DETAIL_CHARS = 500
+MAX_RESULT_BYTES = 64 * 1024  # the result object, as compact UTF-8 JSON
+
 __all__ = [
     "ApiError",
     "AuthError",
+    "CommandResult",
     "EdgeApiClient",
     "PermanentApiError",
     "PublishCredentials",
@@ -106,6 +117,36 @@ class PublishCredentials(BaseModel):
     expires_at: datetime | None = None
 
 
+class CommandResult(BaseModel):
+    """The body of ``POST /v1/commands/{command_id}/result``.
+
+    Attributes:
+        status: ``"done"`` or ``"failed"``.
+        detail: a human-readable line, at most 500 characters.
+        result: any JSON object, at most 64 KiB as compact UTF-8 JSON.
+        event_id: the event the command produced (``request_clip``), else None.
+
+    Raises:
+        pydantic.ValidationError: on construction with a bad field (``ValueError`` subclass), including a
+            ``result`` larger than 64 KiB.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["done", "failed"]
+    detail: str = Field(default="", max_length=MAX_RESULT_DETAIL_CHARS)
+    result: dict[str, Any] = Field(default_factory=dict)
+    event_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$")
+
+    @field_validator("result")
+    @classmethod
+    def _small(cls, result: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(result, separators=(",", ":"), default=str).encode("utf-8"))
+        if size > MAX_RESULT_BYTES:
+            raise ValueError(f"result is {size} bytes of JSON, more than {MAX_RESULT_BYTES}")
+        return result
+
+
 def _retry_after(exc: BaseException) -> float:
     resp = getattr(exc, "response", None)
     if resp is None:
@@ -172,11 +213,14 @@ class EdgeApiClient:
         max_attempts: attempts per call for transient failures.
         backoff_initial_s: first retry wait in seconds.
         backoff_max_s: longest retry wait in seconds.
+        result_max_attempts: attempts per command result (``command_result``).
+        result_backoff_max_s: longest wait between command-result attempts, seconds.
     """
 
     def __init__(self, base_url: str, tenant_id: str, device_id: str, secret: str,
                  session: requests.Session | None = None, timeout: float = 10, *, max_attempts: int = 5,
-                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0) -> None:
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, result_max_attempts: int = 3,
+                 result_backoff_max_s: float = 2.0) -> None:
         if not secret:
             raise ValueError("device secret is empty")
         self.base_url = base_url.rstrip("/")
@@ -188,6 +232,8 @@ class EdgeApiClient:
         self.max_attempts = max_attempts
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
+        self.result_max_attempts = result_max_attempts
+        self.result_backoff_max_s = result_backoff_max_s
 
     def __repr__(self) -> str:
         return f"EdgeApiClient({self.base_url!r}, tenant={self.tenant_id!r}, device={self.device_id!r})"
@@ -247,6 +293,35 @@ class EdgeApiClient:
         """
         return self._post("/v1/heartbeat", payload)
 
+    def command_result(self, command_id: str, result: CommandResult | dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/commands/{command_id}/result``: the outcome of a command from a heartbeat answer.
+
+        Retried on transient failures at most ``result_max_attempts`` times, waits capped at
+        ``result_backoff_max_s`` seconds (so with the default 10 s timeout at most about 35 s in all).
+
+        Args:
+            command_id: the command's id from the heartbeat answer.
+            result: a ``CommandResult`` or a dict of its fields; a longer ``detail`` is cut to 500 characters.
+
+        Returns:
+            The answer, ``{"command_id": str, "status": "done"|"failed"}``.
+
+        Raises:
+            ValueError: ``command_id`` is not a plain id, or ``result`` is not a valid ``CommandResult``
+                (e.g. ``result`` larger than 64 KiB).
+            PermanentApiError: 404 (the cloud does not know the command; ``status`` is 404), 400, or a
+                malformed answer; retrying will not help.
+            AuthError: 401/403.
+            TransientApiError: retries exhausted.
+        """
+        if not isinstance(command_id, str) or not re.match(COMMAND_ID_PATTERN, command_id):
+            raise ValueError(f"command_id {command_id!r} is not a plain id ({COMMAND_ID_PATTERN})")
+        if isinstance(result, dict):
+            result = {**result, "detail": str(result.get("detail") or "")[:MAX_RESULT_DETAIL_CHARS]}
+        body = CommandResult.model_validate(result).model_dump(mode="json")
+        return self._post(f"/v1/commands/{command_id}/result", body, max_attempts=self.result_max_attempts,
+                          backoff_max_s=self.result_backoff_max_s)
+
     # ------------------------------------------------------------------------------------ transport
     def _headers(self) -> dict[str, str]:
         return {
@@ -255,8 +330,11 @@ class EdgeApiClient:
             "X-Vigint-Device": self.device_id,
         }
 
-    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, path: str, body: dict[str, Any], *, max_attempts: int | None = None,
+              backoff_max_s: float | None = None) -> dict[str, Any]:
         url = self.base_url + path
+        attempts = max_attempts or self.max_attempts
+        backoff_max_s = self.backoff_max_s if backoff_max_s is None else backoff_max_s
 
         def once() -> requests.Response:
             resp = self.session.post(url, json=body, headers=self._headers(), timeout=self.timeout)
@@ -265,10 +343,10 @@ class EdgeApiClient:
             return resp
 
         try:
-            resp = retrying(self.max_attempts, self.backoff_initial_s, self.backoff_max_s)(once)
+            resp = retrying(attempts, min(self.backoff_initial_s, backoff_max_s), backoff_max_s)(once)
         except requests.RequestException as exc:
             status = exc.response.status_code if getattr(exc, "response", None) is not None else None
-            raise TransientApiError(f"{path}: {_describe(exc)} after {self.max_attempts} attempts",
+            raise TransientApiError(f"{path}: {_describe(exc)} after {attempts} attempts",
                                     status=status) from None
         if resp.status_code >= 400:
             try:

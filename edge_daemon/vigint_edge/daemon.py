@@ -1,26 +1,44 @@
 """The composition root: builds every part of the edge daemon from its configuration and runs it.
 
 Threads: one per camera (capture → motion gate → detector → events → spool), one for delivery (spool →
-signed uploads → publish), one for heartbeats. Everything a component needs comes through its constructor,
-so tests swap parts here and nowhere else.
+signed uploads → publish), one for heartbeats, one for health checks and, started on the first
+``request_clip``, one for commands that take a while. Everything a component needs comes through its
+constructor, so tests swap parts here and nowhere else.
+
+Heartbeat answers (``apply_heartbeat_answer``) carry camera settings and commands. Changed settings go to the
+camera's pipeline, and the shared detector's label filter becomes the union of every camera's labels, so a
+label the cloud adds is detected from the next frame on. Each command's outcome is posted to
+``POST /v1/commands/{command_id}/result`` (``EdgeApiClient.command_result``; a 404 or retries running out is
+logged, never raised):
+
+* ``restart``: done, then the daemon stops with exit status 75 (systemd starts it again).
+* ``reload_config``: done (camera settings are applied from every heartbeat anyway).
+* ``report_status``: done, ``result`` = ``status_report()`` (no secret: camera sources are redacted).
+* ``request_clip``: on the command thread, ``CameraPipeline.request_clip(start, end)`` of that camera; done with
+  the spooled recording's ``event_id``, or failed with ``"unknown camera"`` or the ``ClipUnavailable`` reason.
+* unknown types and bad params: failed (``remote_config.parse_commands`` gives the detail).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import platform
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 from pathlib import Path
 
-from vigint_edge import __version__, remote_config
-from vigint_edge.api_client import EdgeApiClient
+from vigint_edge import __version__, events, remote_config
+from vigint_edge.api_client import ApiError, EdgeApiClient
 from vigint_edge.capture import SourceUnavailable, VideoSource, redact
 from vigint_edge.config import CameraConfig, EdgeConfig
 from vigint_edge.delivery import Deliverer
 from vigint_edge.detector import Detector, load_detector
 from vigint_edge.events import CameraPipeline
+from vigint_edge.remote_config import ClipCommand, PlainCommand
 from vigint_edge.health import HealthMonitor
 from vigint_edge.model_convert import default_model_path
 from vigint_edge.publisher import EventPublisher
@@ -64,6 +82,9 @@ class EdgeDaemon:
     status_server: StatusServer | None = None
     notifier: Notifier = field(default_factory=Notifier.from_env)
     _next_watchdog: float = field(default=0.0, init=False, repr=False)
+    _started: float = field(default_factory=time.monotonic, init=False, repr=False)
+    _jobs: queue.Queue = field(default_factory=queue.Queue, init=False, repr=False)
+    _worker: threading.Thread | None = field(default=None, init=False, repr=False)
 
     def run(self) -> int:
         """Runs until ``stop`` is set (or, with ``exit_when_done``, until sources end and the spool is empty).
@@ -109,6 +130,9 @@ class EdgeDaemon:
             t.join(10)
         delivery_stop.set()
         delivery.join(30)
+        if self._worker is not None:
+            self._jobs.put(None)
+            self._worker.join(30)
         if self.status_server is not None:
             self.status_server.stop()
         remaining = len(self.spool.pending())
@@ -211,18 +235,152 @@ class EdgeDaemon:
                 return
 
     def apply_heartbeat_answer(self, answer: dict) -> None:
-        """Applies the cloud's camera settings (zones, labels, thresholds) and commands from a heartbeat."""
+        """Applies the cloud's camera settings (zones, labels, thresholds) and runs the commands of a heartbeat
+        answer (see the module doc). Never raises for a command's failure; long commands run on the command
+        thread, so this returns within the result retries' bound (``EdgeApiClient.command_result``)."""
+        answer = answer or {}
         current = {cid: p.camera for cid, p in self.pipelines.items()}
-        for cid, camera in remote_config.camera_updates(answer or {}, current).items():
+        updates = remote_config.camera_updates(answer, current)
+        for cid, camera in updates.items():
             self.pipelines[cid].reconfigure(camera)
             log.info("camera %s: settings from the cloud applied (%d zone(s))", cid, len(camera.zones))
-        for command in remote_config.commands(answer or {}):
-            if command == "restart":
-                log.warning("restart requested by the cloud: stopping (systemd starts the daemon again)")
-                self.restart_requested = True
-                self.stop.set()
-            elif command == "reload_config":
-                log.info("reload_config requested by the cloud: settings are re-read on every heartbeat")
+        if updates:
+            self._update_detector_labels()
+        commands, rejected = remote_config.parse_commands(answer)
+        for bad in rejected:
+            self._post_result(bad.command_id, "failed", bad.detail)
+        for command in commands:
+            self._run_command(command)
+
+    def _update_detector_labels(self) -> None:
+        """The shared detector returns the union of every camera's labels (each pipeline filters its own)."""
+        setter = getattr(self.detector, "set_labels_of_interest", None)
+        if setter is None:
+            return
+        setter({label for p in self.pipelines.values() for label in p.camera.labels})
+
+    # --------------------------------------------------------------------------------------- commands
+    def _run_command(self, command: PlainCommand | ClipCommand) -> None:
+        cid = command.command_id
+        log.info("command %s: %s", cid, command.type)
+        if command.type == "restart":
+            self._post_result(cid, "done", "restarting")
+            log.warning("restart requested by the cloud: stopping (systemd starts the daemon again)")
+            self.restart_requested = True
+            self.stop.set()
+        elif command.type == "reload_config":
+            self._post_result(cid, "done", "camera settings are applied from every heartbeat")
+            log.info("reload_config requested by the cloud: settings are re-read on every heartbeat")
+        elif command.type == "report_status":
+            try:
+                report = self.status_report()
+            except Exception as exc:  # noqa: BLE001 - answer the command whatever happened
+                log.exception("command %s: status report failed", cid)
+                self._post_result(cid, "failed", f"status report failed: {type(exc).__name__}")
+                return
+            self._post_result(cid, "done", "status report", result=report)
+        elif command.type == "request_clip":
+            if command.params.camera_id not in self.pipelines:
+                self._post_result(cid, "failed", "unknown camera")
+                return
+            self._submit(lambda: self._request_clip(command))
+
+    def _request_clip(self, command: ClipCommand) -> None:
+        """On the command thread: asks the camera's pipeline for the recording and posts the outcome."""
+        p = command.params
+        # events.ClipUnavailable is the pipeline's "not recorded" answer (looked up here so that a pipeline
+        # without request_clip yet fails the command cleanly instead of breaking this handler).
+        unavailable = getattr(events, "ClipUnavailable", ())
+        try:
+            event = self.pipelines[p.camera_id].request_clip(p.start, p.end)
+        except unavailable as exc:
+            log.info("command %s: no clip of %s for %s..%s: %s", command.command_id, p.camera_id, p.start, p.end,
+                     exc)
+            self._post_result(command.command_id, "failed", str(exc) or "clip unavailable")
+            return
+        except Exception as exc:  # noqa: BLE001 - answer the command whatever happened
+            log.exception("command %s: request_clip on camera %s failed", command.command_id, p.camera_id)
+            self._post_result(command.command_id, "failed", f"clip failed: {type(exc).__name__}: {exc}")
+            return
+        wake = getattr(self.deliverer, "wake", None)
+        if wake is not None:
+            wake()
+        spooled = event.model_dump(mode="json", include={"camera_id", "kind", "start_time", "end_time"})
+        self._post_result(command.command_id, "done", f"recording {event.event_id} spooled", result=spooled,
+                          event_id=event.event_id)
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        """Runs ``job`` on the command thread (started on first use), one job at a time, in order."""
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="commands", daemon=True)
+            self._worker.start()
+        self._jobs.put(job)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception:  # noqa: BLE001 - the next command still runs
+                log.exception("command job failed")
+
+    def _post_result(self, command_id: str, status: str, detail: str, *, result: dict[str, Any] | None = None,
+                     event_id: str | None = None) -> bool:
+        """Posts a command's outcome; logs and gives up on any failure. Returns True when the cloud took it."""
+        body = {"status": status, "detail": detail, "result": result or {}, "event_id": event_id}
+        try:
+            try:
+                self.api.command_result(command_id, body)
+            except ValueError as exc:  # our own result does not fit the contract (e.g. > 64 KiB): say so
+                log.error("command %s: result not sendable: %s", command_id, exc)
+                self.api.command_result(command_id, {"status": "failed", "detail": f"result not sendable: {exc}"})
+        except ApiError as exc:
+            if exc.status == 404:
+                log.warning("command %s: the cloud does not know this command (%s); result dropped", command_id,
+                            exc)
+            else:
+                log.warning("command %s: could not report %s (%s); giving up", command_id, status, exc)
+            return False
+        except Exception as exc:  # noqa: BLE001 - a result must never break the heartbeat loop
+            log.warning("command %s: could not report %s (%s); giving up", command_id, status, type(exc).__name__)
+            return False
+        log.info("command %s: reported %s", command_id, status)
+        return True
+
+    def status_report(self) -> dict:
+        """What ``report_status`` answers: ``status()`` plus ``uptime_s`` (seconds since the daemon was built)
+        and ``config``: ``{"device": {"tenant_id", "device_id", "key_version"}, "heartbeat_s", "model":
+        {"path", "device"}, "detector_labels": [str] | None, "cameras": [{"id", "source" (credentials
+        redacted), "enabled", "detect_fps", "labels", "alert_labels", "min_score", "zones": [name]}]}`` and
+        ``versions``: ``{"vigint_edge", "python", "openvino", "opencv-python-headless", "av"}`` (None: not
+        installed). Holds no secret."""
+        report = self.status()
+        cameras = [self.pipelines[c.id].camera if c.id in self.pipelines else c for c in self.config.cameras]
+        dev = self.config.device
+        labels = getattr(self.detector, "labels_of_interest", None)
+        report["uptime_s"] = round(time.monotonic() - self._started, 1)
+        report["versions"] = _versions()
+        report["config"] = {
+            "device": {"tenant_id": dev.tenant_id, "device_id": dev.device_id, "key_version": dev.key_version},
+            "heartbeat_s": self.config.heartbeat_s,
+            "model": {"path": str(self.config.model.path) if self.config.model.path else None,
+                      "device": self.config.model.device},
+            "detector_labels": sorted(labels) if labels is not None else None,
+            "cameras": [{"id": c.id, "source": redact(c.source), "enabled": c.enabled, "detect_fps": c.detect_fps,
+                         "labels": list(c.labels), "alert_labels": list(c.alert_labels), "min_score": c.min_score,
+                         "zones": [z.name for z in c.zones]} for c in cameras],
+        }
+        return report
+
+
+def _versions() -> dict[str, str | None]:
+    """Versions of the daemon and the libraries that shape its results."""
+    out: dict[str, str | None] = {"vigint_edge": __version__, "python": platform.python_version()}
+    for dist in ("openvino", "opencv-python-headless", "av"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
 
 
 def build_daemon(config: EdgeConfig, secret: str, *, detector: Detector | None = None,

@@ -210,7 +210,7 @@ class OpenVINOSSDDetector:
         self.device = device
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
-        self.labels_of_interest = set(labels_of_interest) if labels_of_interest is not None else None
+        self.labels_of_interest = frozenset(labels_of_interest) if labels_of_interest is not None else None
         meta = self._sidecar_meta(model_path)
         labels_given = labels
         if labels is None:
@@ -260,6 +260,23 @@ class OpenVINOSSDDetector:
             logger.warning("ignoring unreadable model metadata %s", meta_path)
             return {}
         return meta if isinstance(meta, dict) else {}
+
+    def set_labels_of_interest(self, labels: set[str] | frozenset[str] | None) -> None:
+        """Replaces the label filter (e.g. when the cloud adds a label to a camera); takes effect from the next
+        decoded frame. Thread-safe: the filter is swapped as one immutable set.
+
+        Args:
+            labels: Labels to return from now on (empty: none); None returns every label.
+
+        Raises:
+            TypeError: ``labels`` is a string (a set of labels was meant).
+        """
+        if isinstance(labels, str):
+            raise TypeError("labels must be a set of label names, not one string")
+        new = frozenset(labels) if labels is not None else None
+        if new != self.labels_of_interest:
+            logger.info("detector: labels of interest now %s", "all" if new is None else ", ".join(sorted(new)))
+        self.labels_of_interest = new
 
     @property
     def latency_ms(self) -> float:
@@ -328,8 +345,9 @@ class OpenVINOSSDDetector:
             return []
         pixel = np.clip(pixel, 0, [width, height, width, height]).astype(np.float64)
         names = [label_for(self.labels, int(c)) for c in class_ids]
-        if self.labels_of_interest is not None:
-            wanted = np.array([n in self.labels_of_interest for n in names], dtype=bool)
+        wanted_labels = self.labels_of_interest  # read once: set_labels_of_interest may swap it meanwhile
+        if wanted_labels is not None:
+            wanted = np.array([n in wanted_labels for n in names], dtype=bool)
             pixel, best_score, class_ids = pixel[wanted], best_score[wanted], class_ids[wanted]
             names = [n for n, w in zip(names, wanted) if w]
         valid = (pixel[:, 2] > pixel[:, 0]) & (pixel[:, 3] > pixel[:, 1])

@@ -5,6 +5,12 @@ Each problem becomes one ``camera_health`` event (``severity="alert"``, ``labels
 spool like any other event, so it reaches the cloud through the same delivery path. A problem alerts once;
 it is re-armed when the camera is healthy again.
 
+When a camera that was reported offline delivers a frame again, one more ``camera_health`` event says so:
+``labels`` ``["camera_online"]``, ``start_time`` when it went down (its last frame before the outage, as the
+offline event's ``start_time``), ``end_time`` the first frame back, so ``end_time - start_time`` is how long
+it was down in seconds; the snapshot is that first frame. An outage shorter than ``offline_alert_after_s``
+raised no offline event and raises no online event either.
+
 How each problem is recognised (thresholds from the camera's ``CameraConfig``):
 
 * offline: no frame for ``offline_alert_after_s`` seconds, counted from the last frame (or from the start
@@ -38,9 +44,10 @@ from vigint_edge.event_model import SNAPSHOT_NAME, EdgeEvent, SnapshotRef, new_e
 
 log = logging.getLogger(__name__)
 
-__all__ = ["HealthMonitor", "OFFLINE", "BLACK", "TAMPERED", "black_level", "tamper_score", "thumbnail"]
+__all__ = ["HealthMonitor", "OFFLINE", "ONLINE", "BLACK", "TAMPERED", "black_level", "tamper_score", "thumbnail"]
 
 OFFLINE = "camera_offline"
+ONLINE = "camera_online"
 BLACK = "camera_black"
 TAMPERED = "camera_tampered"
 
@@ -122,6 +129,7 @@ class HealthMonitor:
         self._problems = {OFFLINE: _Problem(), BLACK: _Problem(), TAMPERED: _Problem()}
         self.last_black_level: float | None = None
         self.last_tamper_score: float | None = None
+        self.recoveries = 0  # camera_online events raised
         self.closed = False
 
     # ------------------------------------------------------------------------------------ inputs
@@ -130,7 +138,7 @@ class HealthMonitor:
         ``ANALYSE_EVERY_S`` seconds."""
         now = self.clock()
         wall = wall or self.wall()
-        emit: list = []  # (label, since, image, image time, why), spooled outside the lock
+        emit: list = []  # (label, since, image, image time, why, until or None), spooled outside the lock
         with self._lock:
             self._observe_locked(image, now, wall, emit)
         self._emit(emit)
@@ -139,7 +147,11 @@ class HealthMonitor:
         self._last_frame_mono, self._last_frame_wall, self._last_image = now, wall, image
         off = self._problems[OFFLINE]
         if off.alerted:
+            since = off.since_wall or wall
+            down_s = max(0.0, (wall - since).total_seconds())
             log.info("camera %s: frames again; camera_offline cleared", self.camera.id)
+            emit.append((ONLINE, since, image, wall, f"back online after {down_s:.0f} s down", wall))
+            self.recoveries += 1
         off.since_mono, off.since_wall, off.alerted = None, None, False
         if self._last_analysed is not None and now - self._last_analysed < ANALYSE_EVERY_S:
             return
@@ -195,10 +207,11 @@ class HealthMonitor:
                 off.alerted = True
                 off.alerts += 1
                 since = off.since_wall or self._last_frame_wall or self._started_wall
+                off.since_wall = since  # the online event's start_time when frames come back
                 why = f"no frame for {now - last:.0f} s"
                 if self._reason:
                     why += f" ({self._reason})"
-                emit.append((OFFLINE, since, self._last_image, self._last_frame_wall, why))
+                emit.append((OFFLINE, since, self._last_image, self._last_frame_wall, why, None))
         self._emit(emit)
 
     def close(self) -> None:
@@ -242,13 +255,14 @@ class HealthMonitor:
         if not p.alerted and now - p.since_mono >= self.camera.health_hold_s:
             p.alerted = True
             p.alerts += 1
-            emit.append((label, p.since_wall, image, wall, why))
+            emit.append((label, p.since_wall, image, wall, why, None))
 
     def _emit(self, emit: list) -> None:
-        for label, since, image, snap_time, why in emit:
-            log.warning("camera %s: %s: %s", self.camera.id, label, why)
+        for label, since, image, snap_time, why, until in emit:
+            log.log(logging.INFO if label == ONLINE else logging.WARNING, "camera %s: %s: %s", self.camera.id,
+                    label, why)
             try:
-                event, jpeg = self._event(label, since, image, snap_time)
+                event, jpeg = self._event(label, since, image, snap_time, until)
                 self.spool.put(event, None, jpeg)
             except Exception:  # noqa: BLE001 - a health alert must never stop the camera thread
                 log.exception("camera %s: could not spool the %s event", self.camera.id, label)
@@ -260,9 +274,10 @@ class HealthMonitor:
                     log.exception("camera %s: on_event failed", self.camera.id)
 
     def _event(self, label: str, since: datetime | None, image: np.ndarray | None,
-               snap_time: datetime | None) -> tuple[EdgeEvent, bytes | None]:
-        """The health event and its snapshot JPEG (None without a frame)."""
-        now = self.wall()
+               snap_time: datetime | None, until: datetime | None = None) -> tuple[EdgeEvent, bytes | None]:
+        """The health event (``start_time`` ``since``, ``end_time`` ``until`` or now) and its snapshot JPEG
+        (None without a frame)."""
+        now = until or self.wall()
         since = min(since or now, now)
         eid = new_event_id(now)
         t, d = self.device.tenant_id, self.device.device_id

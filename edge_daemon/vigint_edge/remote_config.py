@@ -6,19 +6,99 @@ A camera in the answer that this device also has in its file gets the cloud's la
 minimum score, enabled flag and zones (the file keeps its source, filters and masks); cameras unknown here are ignored
 with a warning. Cloud zones give times in seconds (``enter_s``, ``exit_s``, ``loiter_s``); the edge counts
 inertia in detector frames, so ``inertia = ceil(max(enter_s, exit_s) * detect_fps)`` (at least 1).
+
+Commands are ``[{"command_id", "type", "created_at": RFC3339, "params": {...}}]``, oldest first; types
+``restart``, ``reload_config``, ``report_status`` (params ``{}``) and ``request_clip`` (params
+``{"camera_id", "start", "end"}``, RFC 3339 with a zone). ``parse_commands`` validates them (pydantic) and
+sets apart those the device cannot run (unknown type, bad params) with the detail the daemon reports as their
+failed result; entries without a usable ``command_id`` cannot be answered and are only logged.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
+from datetime import timezone
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from vigint_edge.api_client import COMMAND_ID_PATTERN
 from vigint_edge.config import CameraConfig
 
 log = logging.getLogger(__name__)
-COMMANDS = ("reload_config", "restart")
+COMMANDS = ("reload_config", "restart", "report_status", "request_clip")
+UNKNOWN_TYPE = "unknown command type"
+
+
+class ClipParams(BaseModel):
+    """``request_clip`` params: the recording of ``camera_id`` from ``start`` to ``end`` (UTC, end > start).
+
+    Raises:
+        pydantic.ValidationError: missing or extra field, a time without a zone, end not after start.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: str = Field(min_length=1, max_length=64)
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @model_validator(mode="after")
+    def _utc_and_ordered(self) -> "ClipParams":
+        self.start, self.end = self.start.astimezone(timezone.utc), self.end.astimezone(timezone.utc)
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class _CommandBase(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    command_id: str = Field(pattern=COMMAND_ID_PATTERN)
+    created_at: AwareDatetime | None = None
+
+
+class PlainCommand(_CommandBase):
+    """``restart``, ``reload_config`` or ``report_status``; ``params`` is any object (unused)."""
+
+    type: Literal["reload_config", "restart", "report_status"]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+
+class ClipCommand(_CommandBase):
+    """``request_clip`` with validated ``params``."""
+
+    type: Literal["request_clip"]
+    params: ClipParams
+
+
+#: One command from a heartbeat answer: ``command_id`` (the id in ``POST /v1/commands/{command_id}/result``),
+#: ``type``, ``created_at`` (UTC or None) and ``params``, chosen by ``type``.
+Command = Annotated[PlainCommand | ClipCommand, Field(discriminator="type")]
+_COMMAND = TypeAdapter(Command)
+
+
+class Rejected(NamedTuple):
+    """A command the device cannot run: its id and the detail of its failed result."""
+
+    command_id: str
+    detail: str
 
 
 def camera_updates(answer: dict, cameras: dict[str, CameraConfig]) -> dict[str, CameraConfig]:
@@ -59,13 +139,42 @@ def camera_updates(answer: dict, cameras: dict[str, CameraConfig]) -> dict[str, 
     return out
 
 
-def commands(answer: dict) -> list[str]:
-    """The command types in the answer, known ones only, in order (unknown ones are logged and skipped)."""
-    out = []
-    for c in answer.get("commands") or []:
-        kind = c.get("type")
-        if kind in COMMANDS:
-            out.append(kind)
-        else:
-            log.warning("heartbeat: unknown command %r ignored", kind)
-    return out
+def parse_commands(answer: dict) -> tuple[list[PlainCommand | ClipCommand], list[Rejected]]:
+    """The answer's commands, validated, in order, and those the device cannot run.
+
+    Args:
+        answer: the heartbeat answer (JSON object).
+
+    Returns:
+        ``(commands, rejected)``: ``PlainCommand``/``ClipCommand`` objects to run, and ``Rejected(command_id,
+        detail)`` for commands of an unknown type (detail ``"unknown command type"``) or with bad params
+        (detail names the field and the problem), to be reported failed. Entries without a valid
+        ``command_id`` cannot be answered: they are logged and in neither list.
+    """
+    out: list[PlainCommand | ClipCommand] = []
+    rejected: list[Rejected] = []
+    raw = answer.get("commands") or []
+    for c in raw if isinstance(raw, list) else []:
+        c = c if isinstance(c, dict) else {}
+        cid, kind = c.get("command_id"), c.get("type")
+        if not isinstance(cid, str) or not re.match(COMMAND_ID_PATTERN, cid):
+            log.warning("heartbeat: command without a usable command_id ignored (type %r)", kind)
+            continue
+        if kind not in COMMANDS:
+            log.warning("heartbeat: command %s of unknown type %r skipped", cid, kind)
+            rejected.append(Rejected(cid, UNKNOWN_TYPE))
+            continue
+        try:
+            out.append(_COMMAND.validate_python(c))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
+                                 for e in exc.errors(include_url=False, include_input=False))
+            detail = f"invalid command: {problems}"[:500]
+            log.warning("heartbeat: command %s (%s) skipped: %s", cid, kind, detail)
+            rejected.append(Rejected(cid, detail))
+    return out, rejected
+
+
+def commands(answer: dict) -> list[PlainCommand | ClipCommand]:
+    """The commands the device can run, in order (see ``parse_commands``; the rejected ones are logged)."""
+    return parse_commands(answer)[0]

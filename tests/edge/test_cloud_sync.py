@@ -79,6 +79,9 @@ def test_zones_from_the_tenant_api_reach_the_pipeline_and_restart_stops_the_daem
     daemon.pipelines["lobby"] = CameraPipeline(config.cameras[0], device, config.events, config.motion, None,
                                                spool, tmp_path / "rec")
     daemon.apply_heartbeat_answer(api.heartbeat(daemon.status()))
+    restart_id = r.json()["command_id"]
+    r = requests.get(f"{stack.urls['tenant_api']}/v1/devices/nuc-1/commands/{restart_id}", headers=auth, timeout=10)
+    assert r.status_code == 200 and r.json()["status"] == "done", "the device reported the restart before stopping"
 
     camera = daemon.pipelines["lobby"].camera
     assert [z.name for z in camera.zones] == ["door"]
@@ -93,3 +96,53 @@ def test_zones_from_the_tenant_api_reach_the_pipeline_and_restart_stops_the_daem
     assert not daemon.stop.is_set(), "a command is handed over once"
     assert daemon.pipelines["lobby"].camera.enabled is False
     assert [z.name for z in daemon.pipelines["lobby"].camera.zones] == ["door"]
+
+
+def test_label_added_in_the_cloud_is_detected_from_the_next_frame(stack, tmp_path, default_model_dir, vtest_video):
+    """The detector's label filter starts as the file's labels (only "car"); the operator adds "person" to the
+    camera through the tenant API; after the next heartbeat the real model's person detections come through."""
+    import cv2
+
+    from vigint_edge.daemon import build_daemon
+    from vigint_edge.events import CameraPipeline
+
+    creds = stack.provision("relabel", "nuc-1")
+    key = _admin(stack, "apikey", "create", "--tenant", "relabel", "--role", "admin", "--name", "Ops")["key"]
+    auth = {"Authorization": f"Bearer {key}"}
+    r = requests.post(f"{stack.urls['tenant_api']}/v1/cameras", headers=auth, timeout=10,
+                      json={"camera_id": "lobby", "device_id": "nuc-1", "labels": ["car"]})
+    assert r.status_code == 201, r.text
+    config = EdgeConfig.model_validate({
+        "device": {"tenant_id": "relabel", "device_id": "nuc-1", "api_url": stack.urls["edge_api"]},
+        "cameras": [{"id": "lobby", "source": str(vtest_video), "labels": ["car"]}],
+        "model": {"path": str(default_model_dir / "model.xml")},
+        "spool": {"dir": str(tmp_path / "spool")}, "status": {"enabled": False},
+    })
+    daemon = build_daemon(config, creds["secret"])  # the real composition root: detector filter from the file
+    daemon.pipelines["lobby"] = CameraPipeline(config.cameras[0], config.device, config.events, config.motion,
+                                               daemon.detector, daemon.spool, tmp_path / "rec")
+    cap = cv2.VideoCapture(str(vtest_video))
+    frames = []
+    for i in range(201):
+        ok, img = cap.read()
+        assert ok
+        if i in (100, 200):
+            frames.append(img)
+    cap.release()
+
+    def labels() -> set[str]:
+        return {d.label for f in frames for d in daemon.detector.detect(f)}
+
+    assert "person" not in labels()
+    daemon.apply_heartbeat_answer(daemon.api.heartbeat(daemon.status()))
+    assert "person" not in labels(), "the cloud says car only, as the file"
+    r = requests.patch(f"{stack.urls['tenant_api']}/v1/cameras/lobby", headers=auth, timeout=10,
+                       json={"labels": ["car", "person"]})
+    assert r.status_code == 200, r.text
+    daemon.apply_heartbeat_answer(daemon.api.heartbeat(daemon.status()))
+    assert daemon.pipelines["lobby"].camera.labels == ["car", "person"]
+    assert "person" in labels(), "person detections come through without a restart"
+    r = requests.patch(f"{stack.urls['tenant_api']}/v1/cameras/lobby", headers=auth, timeout=10,
+                       json={"labels": ["person"]})
+    daemon.apply_heartbeat_answer(daemon.api.heartbeat(daemon.status()))
+    assert labels() == {"person"}, "a label removed in the cloud is no longer detected either"

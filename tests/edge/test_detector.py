@@ -95,6 +95,20 @@ def test_labels_of_interest_and_threshold(default_model_dir, frame100):
     assert all(d.score >= 0.9 for d in strict.detect(frame100))
 
 
+def test_labels_of_interest_change_at_run_time(default_model_dir, frame100):
+    det = load_detector(default_model_dir, labels_of_interest={"car"}, num_threads=1)
+    assert "person" not in {d.label for d in det.detect(frame100)}
+    det.set_labels_of_interest({"car", "person"})
+    found = det.detect(frame100)
+    assert sum(d.label == "person" for d in found) >= 3, "vtest frame 100 shows several people"
+    det.set_labels_of_interest(set())
+    assert det.detect(frame100) == []
+    det.set_labels_of_interest(None)
+    assert len(det.detect(frame100)) >= len(found)
+    with pytest.raises(TypeError):
+        det.set_labels_of_interest("person")
+
+
 def test_user_label_map_renames_classes(default_model_dir, frame100, tmp_path):
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps({"1": "human", "3": "automobile"}))

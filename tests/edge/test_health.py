@@ -12,7 +12,16 @@ import pytest
 
 from vigint_edge.config import CameraConfig, DeviceConfig
 from vigint_edge.event_model import EdgeEvent
-from vigint_edge.health import BLACK, OFFLINE, TAMPERED, HealthMonitor, black_level, tamper_score, thumbnail
+from vigint_edge.health import (
+    BLACK,
+    OFFLINE,
+    ONLINE,
+    TAMPERED,
+    HealthMonitor,
+    black_level,
+    tamper_score,
+    thumbnail,
+)
 from vigint_edge.spool import Spool
 
 DEVICE = DeviceConfig(tenant_id="demo", device_id="nuc-1", api_url="http://127.0.0.1:9")
@@ -164,13 +173,55 @@ def test_camera_down_raises_offline_after_the_delay_with_the_last_frame(tmp_path
     assert events[0].snapshot is not None and events[0].snapshot.time == T0 + timedelta(seconds=1.5)
     assert mon.state()["state"] == "offline" and mon.state()["connected"] is False
     assert "secret" not in caplog.text and "cannot open rtsp://***@cam.local/stream" in caplog.text
-    # Frames again: cleared; another outage alerts again.
+    # Frames again: cleared (and said so, see below); another outage alerts again.
     mon.source_state(True, "connected")
     _feed(mon, clock, vtest_frames[4:6])
     assert mon.state()["state"] == "ok"
     clock.t += 31
     mon.check()
-    assert [e.labels for e in _events(spool)] == [[OFFLINE], [OFFLINE]]
+    assert [e.labels for e in _events(spool)] == [[OFFLINE], [ONLINE], [OFFLINE]]
+
+
+def test_camera_back_after_an_offline_alert_raises_online_with_the_time_it_was_down(tmp_path, vtest_frames,
+                                                                                     caplog):
+    mon, spool, clock, woken = _monitor(tmp_path, offline_alert_after_s=30.0)
+    _feed(mon, clock, vtest_frames[:4])  # last frame at t = 1.5 s
+    mon.source_state(False, "camera lobby: stream stalled")
+    clock.t += 40
+    mon.check()
+    assert [e.labels for e in _events(spool)] == [[OFFLINE]]
+    clock.t += 60  # still down: nothing more
+    mon.check()
+    assert len(_events(spool)) == 1
+    mon.source_state(True, "connected")  # connected is not enough: frames must come
+    assert len(_events(spool)) == 1
+    back = T0 + timedelta(seconds=clock.t - 1000.0)
+    with caplog.at_level(logging.INFO, logger="vigint_edge.health"):
+        _feed(mon, clock, vtest_frames[4:10])  # six frames: still one online event
+    events = _events(spool)
+    assert [e.labels for e in events] == [[OFFLINE], [ONLINE]]
+    online = events[1]
+    assert (online.kind, online.camera_id, online.clip) == ("camera_health", "lobby", None)
+    assert online.start_time == T0 + timedelta(seconds=1.5), "down since its last frame, as the offline event"
+    assert online.end_time == back, "up again at the first new frame"
+    assert (online.end_time - online.start_time).total_seconds() == pytest.approx(100.5)
+    assert online.snapshot is not None and online.snapshot.time == back
+    assert woken == events
+    assert "back online after 100 s down" in caplog.text
+    assert mon.state()["state"] == "ok" and mon.recoveries == 1
+
+
+def test_a_blip_shorter_than_the_offline_delay_raises_neither_offline_nor_online(tmp_path, vtest_frames):
+    mon, spool, clock, _ = _monitor(tmp_path, offline_alert_after_s=30.0)
+    _feed(mon, clock, vtest_frames[:4])
+    mon.source_state(False, "camera lobby: stream stalled")
+    clock.t += 20
+    mon.check()
+    mon.source_state(True, "connected")
+    _feed(mon, clock, vtest_frames[4:10])
+    clock.t += 5
+    mon.check()
+    assert _events(spool) == [] and mon.recoveries == 0
 
 
 def test_camera_that_never_delivers_raises_offline_without_snapshot(tmp_path):
