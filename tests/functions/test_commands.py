@@ -229,8 +229,10 @@ def test_result_refusals(fenv, tapi, edge):
     r = edge.post(url(other_dev_cmd["command_id"]), headers=_edge_auth(other_dev), json=done)
     assert (r.status_code, r.get_json()["status"]) == (200, "done")
 
-    bad = [({"status": "ok"}, "status", 400), ({}, "status", 400), ({"status": "done", "detail": "x" * 501}, "detail", 400),
-           ({"status": "done", "result": [1, 2]}, "result", 400), ({"status": "done", "event_id": "no"}, "event_id", 400),
+    bad = [({"status": "ok"}, "status", 400), ({}, "status", 400),
+           ({"status": "done", "detail": "x" * 501}, "detail", 400),
+           ({"status": "done", "result": [1, 2]}, "result", 400),
+           ({"status": "done", "event_id": "no"}, "event_id", 400),
            ({"status": "done", "extra": 1}, "extra", 400),
            ({"status": "done", "result": {"blob": "x" * (64 * 1024)}}, "result", 413)]
     for body, field, status in bad:
@@ -263,7 +265,8 @@ def test_tenant_command_listing_paginates_and_is_tenant_scoped(fenv, tapi):
 
     page1 = tapi.get("/v1/devices/nuc-1/commands?limit=2", headers=a["viewer"]).get_json()
     assert [c["command_id"] for c in page1["commands"]] == ids[:0:-1] and page1["next_cursor"]
-    page2 = tapi.get(f"/v1/devices/nuc-1/commands?limit=2&cursor={page1['next_cursor']}", headers=a["viewer"]).get_json()
+    page2 = tapi.get(f"/v1/devices/nuc-1/commands?limit=2&cursor={page1['next_cursor']}",
+                     headers=a["viewer"]).get_json()
     assert [c["command_id"] for c in page2["commands"]] == ids[:1] and page2["next_cursor"] is None
     for query, field in [("limit=101", "limit"), ("limit=0", "limit"), ("cursor=nonsense", "cursor"), ("x=1", "x")]:
         r = tapi.get(f"/v1/devices/nuc-1/commands?{query}", headers=a["viewer"])
