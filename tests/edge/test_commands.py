@@ -4,6 +4,7 @@ tenant API, the device gets it in its heartbeat answer, runs it and posts the ou
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -29,9 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 CAMERA_PASSWORD = "s3cr3t-cam-pw"
 
 
-def _admin(stack, *args) -> str:
-    import json
-
+def _admin(stack, *args) -> dict:
     env = {**os.environ, **stack.env, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'functions'}"}
     out = subprocess.run([sys.executable, "-m", "vigint.admin", *args], env=env, cwd=REPO, capture_output=True,
                          text=True, check=True)
@@ -254,8 +253,6 @@ def test_result_body_is_bounded():
         api.command_result("abc", {"status": "failed", "detail": "y" * 2000})
         with pytest.raises(ValueError):
             api.command_result("../heartbeat", {"status": "done"})
-    import json
-
     body = json.loads(srv.requests[0][2])
     assert body == {"status": "failed", "detail": "y" * 500, "result": {}, "event_id": None}
     assert len(srv.requests) == 1
