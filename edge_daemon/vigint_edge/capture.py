@@ -9,12 +9,12 @@ stream (no re-encoding; ``clip.RemuxWriter``) and other codecs are re-encoded.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator
 
@@ -29,12 +29,14 @@ log = logging.getLogger(__name__)
 _QUEUE_FRAMES = 8  # frames buffered between the stream reader and the consumer
 
 
-@dataclass
 class Frame:
     """One decoded frame.
 
     Attributes:
-        image: HxWx3 uint8 BGR (OpenCV order).
+        image: HxWx3 uint8 BGR (OpenCV order). Converted from the decoder's picture on first use only, so
+            frames nobody looks at (between detector frames, remuxed into clips) cost no colour conversion.
+            None for a frame whose pixels were dropped (``without_pixels``).
+        av_frame: the decoder's picture (``av.VideoFrame``, usually yuv420p), or None.
         t: seconds since the source opened.
         wall: capture time, UTC.
         index: frame number since the source opened.
@@ -44,17 +46,32 @@ class Frame:
             without packets.
     """
 
-    image: np.ndarray
-    t: float
-    wall: datetime
-    index: int
-    packets: list = field(default_factory=list)
-    stream: object = None
+    __slots__ = ("_image", "av_frame", "t", "wall", "index", "packets", "stream")
+
+    def __init__(self, image: np.ndarray | None = None, t: float = 0.0, wall: datetime | None = None,
+                 index: int = 0, packets: list | None = None, stream=None, av_frame=None):
+        self._image = image
+        self.av_frame = av_frame
+        self.t = t
+        self.wall = wall
+        self.index = index
+        self.packets = packets if packets is not None else []
+        self.stream = stream
+
+    @property
+    def image(self) -> np.ndarray | None:
+        if self._image is None and self.av_frame is not None:
+            self._image = self.av_frame.to_ndarray(format="bgr24")
+        return self._image
 
     @property
     def key(self) -> bool:
         """One of ``packets`` is a keyframe (a remuxed clip can start here)."""
         return any(p.is_keyframe for p in self.packets)
+
+    def without_pixels(self) -> "Frame":
+        """The same frame with only its times and packets (what a remuxed clip needs)."""
+        return Frame(None, self.t, self.wall, self.index, self.packets, self.stream)
 
 
 class SourceUnavailable(RuntimeError):
@@ -136,7 +153,7 @@ class VideoSource:
         anchor_mono = time.monotonic()
         index = 0
         try:
-            for image, packets in _decode(container, stream):
+            for picture, packets in _decode(container, stream):
                 if self.stop.is_set() or (self.max_frames is not None and index >= self.max_frames):
                     return
                 t = index / self.fps
@@ -144,7 +161,7 @@ class VideoSource:
                     delay = anchor_mono + t - time.monotonic()
                     if delay > 0 and self.stop.wait(delay):
                         return
-                yield Frame(image=image, t=t, wall=anchor_wall + timedelta(seconds=t), index=index,
+                yield Frame(av_frame=picture, t=t, wall=anchor_wall + timedelta(seconds=t), index=index,
                             packets=packets, stream=stream)
                 index += 1
         except av.error.FFmpegError as exc:
@@ -227,8 +244,8 @@ class VideoSource:
                         break
                     if item is None:
                         break
-                    image, packets, wall, mono = item
-                    yield Frame(image=image, t=mono - start, wall=wall, index=index, packets=packets,
+                    picture, packets, wall, mono = item
+                    yield Frame(av_frame=picture, t=mono - start, wall=wall, index=index, packets=packets,
                                 stream=stream)
                     index += 1
                     if self.max_frames is not None and index >= self.max_frames:
@@ -243,10 +260,10 @@ class VideoSource:
 
     def _read_loop(self, container, stream, frames: queue.Queue, abandon: threading.Event) -> None:
         try:
-            for image, packets in _decode(container, stream):
+            for picture, packets in _decode(container, stream):
                 if abandon.is_set() or self.stop.is_set():
                     break
-                _put_dropping_oldest(frames, (image, packets, datetime.now(timezone.utc), time.monotonic()),
+                _put_dropping_oldest(frames, (picture, packets, datetime.now(timezone.utc), time.monotonic()),
                                      self._count_drop)
         except Exception as exc:  # noqa: BLE001 - reported to the consumer as the end of this connection
             log.warning("camera %s: reading the stream failed: %s", self.camera.id, redact(str(exc)))
@@ -261,16 +278,18 @@ class VideoSource:
         self.dropped += 1
 
 
-def _decode(container, stream) -> Iterator[tuple[np.ndarray, list]]:
-    """``(bgr_image, packets)`` per decoded frame, in presentation order; ``packets`` are the compressed packets
-    demuxed since the previous frame came out (decode order; with a decoder delay of a few frames they
-    run ahead of the image they come with, which does not matter for cutting clips at keyframes).
+def _decode(container, stream) -> Iterator[tuple[object, list]]:
+    """``(av.VideoFrame, packets)`` per decoded frame, in presentation order; ``packets`` are the compressed
+    packets (decode order) whose decode timestamp is at or before the frame's presentation timestamp and that
+    no earlier frame took. Without B-frames that is exactly the frame's own packet, so the frame that carries a
+    keyframe packet is the keyframe's picture, whatever the decoder's delay; with B-frames the reference
+    packets come with the first frame that needs them.
 
     Raises:
         av.error.FFmpegError: the stream could not be read (network error, timeout, corrupt data).
     """
     stream.thread_type = "AUTO"  # FFmpeg's frame and slice threads: decoding runs beside inference
-    pending: list = []
+    pending: collections.deque = collections.deque()
     for packet in container.demux(stream):
         if packet.size:
             pending.append(packet)
@@ -279,8 +298,10 @@ def _decode(container, stream) -> Iterator[tuple[np.ndarray, list]]:
         except av.error.InvalidDataError:  # a damaged packet (lost RTP data): skip it, as players do
             continue
         for frame in decoded:
-            yield frame.to_ndarray(format="bgr24"), pending
-            pending = []
+            taken = []
+            while pending and (frame.pts is None or pending[0].dts is None or pending[0].dts <= frame.pts):
+                taken.append(pending.popleft())
+            yield frame, taken
 
 
 def _put_dropping_oldest(frames: queue.Queue, item, on_drop: Callable[[], None] | None = None) -> None:

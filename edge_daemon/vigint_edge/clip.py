@@ -157,27 +157,41 @@ class ClipWriter:
         elif not self._closed:
             self.close()
 
-    def write(self, frame_bgr: np.ndarray, t: float) -> None:
+    def write(self, frame_bgr, t: float) -> None:
         """Encodes one frame.
 
         Args:
-            frame_bgr: ``uint8`` array of shape ``(height, width, 3)`` in BGR order (OpenCV's layout).
+            frame_bgr: ``uint8`` array of shape ``(height, width, 3)`` in BGR order (OpenCV's layout), or a
+                decoder's ``av.VideoFrame`` of ``width`` x ``height`` (encoded as it is when yuv420p, which
+                skips two colour conversions; other formats are converted).
             t: capture time in seconds since the clip start, from a monotonic clock. Timestamps are made
                 relative to the first frame's ``t`` (the clip starts at 0). A ``t`` equal to the previous
                 one after rounding to the 90 kHz clock is nudged forward one tick (no duplicate pts).
 
         Raises:
-            ValueError: wrong shape/dtype, or ``t`` earlier than the previous frame's.
+            ValueError: wrong shape/dtype/size, or ``t`` earlier than the previous frame's.
             ClipError: the writer is closed or the encoder failed.
         """
         if self._closed:
             raise ClipError("write() after close()")
-        if not isinstance(frame_bgr, np.ndarray) or frame_bgr.dtype != np.uint8 \
+        if isinstance(frame_bgr, av.VideoFrame):
+            if (frame_bgr.width, frame_bgr.height) != (self.width, self.height):
+                raise ValueError(f"frame must be {self.width}x{self.height}, got "
+                                 f"{frame_bgr.width}x{frame_bgr.height}")
+            frame = frame_bgr
+            if frame.format.name != "yuv420p" or (self.out_width, self.out_height) != (self.width, self.height):
+                frame = frame.reformat(width=self.out_width, height=self.out_height, format="yuv420p")
+        elif not isinstance(frame_bgr, np.ndarray) or frame_bgr.dtype != np.uint8 \
                 or frame_bgr.shape != (self.height, self.width, 3):
             raise ValueError(
                 f"frame must be uint8 of shape ({self.height}, {self.width}, 3); got "
                 f"{getattr(frame_bgr, 'dtype', type(frame_bgr).__name__)} {getattr(frame_bgr, 'shape', '')}"
             )
+        else:
+            if frame_bgr.shape[:2] != (self.out_height, self.out_width):
+                frame_bgr = cv2.copyMakeBorder(frame_bgr, 0, self.out_height - self.height, 0,
+                                               self.out_width - self.width, cv2.BORDER_REPLICATE)
+            frame = av.VideoFrame.from_ndarray(frame_bgr, format="bgr24")
         if self._first_t is None:
             self._first_t = float(t)
         pts = round((float(t) - self._first_t) / TIME_BASE)
@@ -185,10 +199,6 @@ class ClipWriter:
             raise ValueError(f"timestamps must not go backwards: t={t} after a later frame")
         if pts == self._last_pts:
             pts += 1
-        if frame_bgr.shape[:2] != (self.out_height, self.out_width):
-            frame_bgr = cv2.copyMakeBorder(frame_bgr, 0, self.out_height - self.height, 0,
-                                           self.out_width - self.width, cv2.BORDER_REPLICATE)
-        frame = av.VideoFrame.from_ndarray(frame_bgr, format="bgr24")
         frame.pts = pts
         frame.time_base = TIME_BASE
         try:

@@ -16,7 +16,6 @@ can ask for a clip of any recent time range (``request_clip``).
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import queue
 import threading
@@ -89,7 +88,7 @@ class _BackgroundClipWriter:
                     self._error = exc
 
     def add(self, frame: Frame, t: float) -> None:
-        self._queue.put((frame.image, t))
+        self._queue.put((frame.av_frame if frame.av_frame is not None else frame.image, t))
 
     def abort(self) -> None:
         """Stops encoding and deletes the partial clip."""
@@ -202,7 +201,7 @@ class CameraPipeline:
         if self._ring and self._ring[-1].stream is not frame.stream:
             self._ring.clear()  # packets of another connection cannot go into the same clip
         # H.264 clips are cut from packets, so the ring keeps no pixels for them (1080p frames are 6 MB each).
-        self._ring.append(dataclasses.replace(frame, image=None) if remux else frame)
+        self._ring.append(frame.without_pixels() if remux else frame)
         self._trim_ring(frame.t, remux)
         if remux and self.cfg.record_minutes > 0:
             if self.recorder is None:
