@@ -46,11 +46,14 @@ MAX_FRAME_SOURCE_BYTES = 64 * 1024 * 1024  # largest clip we download to cut sti
 ANALYSIS_LEASE_S = 300
 RECORDING_REASON = "requested recording"
 # camera_health condition (label) -> (threat level, title words).
+# Condition labels as the edge (vigint_edge/health.py) and retention's stale-device check send them
+# (docs/contracts.md, "Event message").
 HEALTH_CONDITIONS = {
-    "tampered": (3, "Camera tampered with"),
-    "offline": (2, "Camera offline"),
+    "camera_tampered": (3, "Camera tampered with"),
+    "camera_black": (2, "Camera view black"),
+    "camera_offline": (2, "Camera offline"),
     "device_offline": (2, "Device stopped reporting"),
-    "online": (0, "Camera back online"),
+    "camera_online": (0, "Camera back online"),
 }
 
 

@@ -81,14 +81,14 @@ def test_quiet_hours_hold_emails_below_level_3(fenv, smtp_sink):
     from vigint import analyze, provisioning
 
     creds = provisioning.credentials(person["tenant_id"], "nuc-1", 1)
-    tampered = fenv.ingested_event(creds, labels=("tampered",), kind="camera_health", clip=None, snapshot=None,
+    tampered = fenv.ingested_event(creds, labels=("camera_tampered",), kind="camera_health", clip=None, snapshot=None,
                                    detections=[], max_count={})
     analyze.handle_ingested(data=_msg(tampered))
     assert alert.handle_analyzed(data=_msg(tampered), now=night) == "sent:1"
     (mail,) = _to(smtp_sink, recipient)
     assert mail["Subject"] == "[Vigint] Camera health: Camera tampered with: lobby"
     text = mail.get_body(preferencelist=("plain",)).get_content()
-    assert "Condition: tampered" in text and "/v/" in text
+    assert "Condition: camera_tampered" in text and "/v/" in text
 
     # The next morning a person event is e-mailed again.
     morning = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.timezone.utc)

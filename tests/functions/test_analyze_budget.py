@@ -164,9 +164,28 @@ def test_camera_health_event_gets_its_own_verdict_without_gemini(fenv, gemini):
     from vigint import analyze
 
     creds = fenv.provision()
-    ev = fenv.ingested_event(creds, labels=("tampered",), kind="camera_health", clip=None, snapshot=None,
+    ev = fenv.ingested_event(creds, labels=("camera_tampered",), kind="camera_health", clip=None, snapshot=None,
                              detections=[], max_count={})
     assert analyze.handle_ingested(data=_msg(ev)) == "analyzed:detections_only"
     a = _doc(ev)["analysis"]
     assert (a["threat_level"], a["title"]) == (3, "Camera tampered with: lobby")
     assert gemini.requests == []
+
+
+@pytest.mark.parametrize("label, level, title", [
+    ("camera_offline", 2, "Camera offline: lobby"),
+    ("camera_black", 2, "Camera view black: lobby"),
+    ("camera_online", 0, "Camera back online: lobby"),
+])
+def test_each_edge_health_condition_has_its_verdict(fenv, gemini, label, level, title):
+    """The labels exactly as vigint_edge.health sends them (a mismatch once gave every one the generic level 2)."""
+    from vigint import analyze
+    from vigint_edge import health
+
+    assert label in {health.OFFLINE, health.BLACK, health.ONLINE}
+    creds = fenv.provision()
+    ev = fenv.ingested_event(creds, labels=(label,), kind="camera_health", clip=None, snapshot=None,
+                             detections=[], max_count={})
+    analyze.handle_ingested(data=_msg(ev))
+    a = _doc(ev)["analysis"]
+    assert (a["threat_level"], a["title"]) == (level, title)
