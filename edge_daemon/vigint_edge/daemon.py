@@ -92,11 +92,10 @@ class EdgeDaemon:
         Returns:
             0 when everything spooled was delivered, 1 when events remain in the spool.
         """
-        lock = threading.Lock()
         work_dir = self.config.spool.dir / "recording"
         for cam in self.config.cameras:
             self.pipelines[cam.id] = CameraPipeline(cam, self.config.device, self.config.events, self.config.motion,
-                                                    self.detector, self.spool, work_dir, detector_lock=lock)
+                                                    self.detector, self.spool, work_dir)
             self.health[cam.id] = HealthMonitor(cam, self.config.device, self.spool,
                                                 on_event=lambda _e: self.deliverer.wake())
         self._start_status_server()

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Optional, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -72,6 +72,29 @@ class Detector(Protocol):
             Detections, best score first, boxes in pixels of ``frame_bgr``.
         """
         ...
+
+    def detect_async(self, frame_bgr: np.ndarray, callback: "DetectCallback") -> None:
+        """Starts detection on one frame; ``callback(detections, error)`` is called once when it is done
+        (``error`` None on success), possibly on another thread, possibly before this returns."""
+        ...
+
+
+DetectCallback = Callable[[Optional[list[Detection]], Optional[BaseException]], None]
+
+
+class SyncDetector:
+    """Base for detectors without a queue of their own: ``detect_async`` runs ``detect`` at once."""
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def detect_async(self, frame_bgr: np.ndarray, callback: DetectCallback) -> None:
+        try:
+            found = self.detect(frame_bgr)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller
+            callback(None, exc)
+            return
+        callback(found, None)
 
 
 def nms_per_class(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou: float) -> np.ndarray:
@@ -175,7 +198,8 @@ class OpenVINOSSDDetector:
     def __init__(self, model_path: Path, device: str = "CPU", labels: dict[int, str] | None = None,
                  score_threshold: float = 0.4, nms_iou: float = 0.5, labels_of_interest: set[str] | None = None,
                  num_threads: int | None = None, class_id_offset: int | None = None,
-                 inference_precision: str | None = None, core: Any = None):
+                 inference_precision: str | None = None, core: Any = None,
+                 performance_hint: str = "THROUGHPUT"):
         """Reads and compiles the model.
 
         Args:
@@ -192,6 +216,9 @@ class OpenVINOSSDDetector:
             inference_precision: OpenVINO ``INFERENCE_PRECISION_HINT`` (``"f32"``, ``"bf16"``, ``"f16"``);
                 the device's default if None (on CPUs with AMX/AVX512-BF16 that default is bf16).
             core: An ``openvino.Core`` to share between detectors; a new one if None.
+            performance_hint: OpenVINO ``PERFORMANCE_HINT``: ``"THROUGHPUT"`` (the default: parallel
+                streams, what ``detect_async`` and several cameras use best; one ``detect`` at a time runs
+                on part of the cores) or ``"LATENCY"`` (one stream on all cores: fastest single ``detect``).
 
         Raises:
             FileNotFoundError: ``model_path`` does not exist.
@@ -204,6 +231,8 @@ class OpenVINOSSDDetector:
         model_path = Path(model_path)
         if not model_path.is_file():
             raise FileNotFoundError(f"model file {model_path} does not exist")
+        if performance_hint not in ("THROUGHPUT", "LATENCY"):
+            raise ValueError(f"performance_hint must be THROUGHPUT or LATENCY, got {performance_hint!r}")
         if not 0.0 <= score_threshold <= 1.0:
             raise ValueError(f"score_threshold {score_threshold} is not in 0..1")
         self.model_path = model_path
@@ -235,7 +264,7 @@ class OpenVINOSSDDetector:
         self.kind, ports = classify_outputs(list(model.outputs))
         self._out_index = {key: [i for i, o in enumerate(model.outputs) if o.get_node() == p.get_node()
                                  and o.get_index() == p.get_index()][0] for key, p in ports.items()}
-        config: dict[str, Any] = {hints.performance_mode(): hints.PerformanceMode.LATENCY}
+        config: dict[str, Any] = {hints.performance_mode(): getattr(hints.PerformanceMode, performance_hint)}
         if num_threads and device.upper() == "CPU":
             config[props.inference_num_threads()] = int(num_threads)
         if inference_precision:
@@ -245,7 +274,9 @@ class OpenVINOSSDDetector:
         self._lock = threading.Lock()
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self._async_queue = None
-        self._async_callback: Callable[[list[Detection], Any], None] | None = None
+        self._async_lock = threading.Lock()
+        # OpenVINO's own count for the hint (THROUGHPUT on 2 cores: 2 streams -> 2 requests), at least 2.
+        self.async_jobs = max(2, int(self._compiled.get_property(props.optimal_number_of_infer_requests())))
         logger.info("detector %s on %s: input %dx%d %s, outputs %s", model_path.name, device,
                     self.input_size[0], self.input_size[1], self._input_type, self.kind)
 
@@ -376,49 +407,43 @@ class OpenVINOSSDDetector:
 
     # ---------------------------------------------------------------------------------------- async
 
-    def set_async_callback(self, callback: Callable[[list[Detection], Any], None], jobs: int = 2) -> None:
-        """Enables ``detect_async``: results go to ``callback(detections, userdata)`` on an OpenVINO thread.
+    def detect_async(self, frame_bgr: np.ndarray, callback: DetectCallback) -> None:
+        """Starts detection on a frame through OpenVINO's ``AsyncInferQueue`` (``async_jobs`` infer requests
+        shared by every caller, so several cameras infer at once); blocks only while all requests are busy.
+        ``callback(detections, error)`` runs on an OpenVINO thread when the result is ready (completion
+        order, not submission order); a decoding failure is passed as ``error``.
 
-        Args:
-            callback: Called once per ``detect_async`` call, in completion order (not submission order).
-            jobs: Number of infer requests run in parallel (``openvino.AsyncInferQueue`` size).
+        Raises:
+            ValueError: The frame is not an ``H x W x 3`` uint8 array (raised here, before submitting).
         """
         import openvino as ov
 
-        self._async_callback = callback
-        self._async_queue = ov.AsyncInferQueue(self._compiled, jobs)
-
-        def done(request, userdata):
-            shape, started, user = userdata
-            outputs = [request.get_output_tensor(i).data.copy() for i in range(len(self._compiled.outputs))]
-            try:
-                detections = self.decode(outputs, shape)
-            except Exception:  # never let an exception die silently on OpenVINO's thread
-                logger.exception("decoding an async detection failed")
-                return
-            self._latencies.append((time.perf_counter() - started) * 1000.0)
-            assert self._async_callback is not None
-            self._async_callback(detections, user)
-
-        self._async_queue.set_callback(done)
-
-    def detect_async(self, frame_bgr: np.ndarray, userdata: Any = None) -> None:
-        """Starts detection on a frame; blocks only while all infer requests are busy.
-
-        Raises:
-            RuntimeError: ``set_async_callback`` was not called.
-            ValueError: The frame is not an ``H x W x 3`` uint8 array.
-        """
-        if self._async_queue is None:
-            raise RuntimeError("call set_async_callback() before detect_async()")
         started = time.perf_counter()
         tensor = self.preprocess(frame_bgr)
-        self._async_queue.start_async({0: tensor}, (frame_bgr.shape, started, userdata))
+        with self._async_lock:
+            if self._async_queue is None:
+                self._async_queue = ov.AsyncInferQueue(self._compiled, self.async_jobs)
+                self._async_queue.set_callback(self._async_done)
+            self._async_queue.start_async({0: tensor}, (frame_bgr.shape, started, callback))
+
+    def _async_done(self, request, userdata) -> None:
+        shape, started, callback = userdata
+        try:
+            outputs = [request.get_output_tensor(i).data.copy() for i in range(len(self._compiled.outputs))]
+            detections = self.decode(outputs, shape)
+        except Exception as exc:  # noqa: BLE001 - never let an exception die silently on OpenVINO's thread
+            logger.exception("decoding an async detection failed")
+            callback(None, exc)
+            return
+        self._latencies.append((time.perf_counter() - started) * 1000.0)
+        callback(detections, None)
 
     def wait_all(self) -> None:
         """Waits until every ``detect_async`` call has delivered its callback."""
-        if self._async_queue is not None:
-            self._async_queue.wait_all()
+        with self._async_lock:
+            queue = self._async_queue
+        if queue is not None:
+            queue.wait_all()
 
 
 def load_detector(model_path: Path, device: str = "CPU", labels_path: Path | None = None, **kw) -> Detector:

@@ -53,6 +53,7 @@ class CameraStats:
     motion_skipped: int = 0
     events: int = 0
     detector_ms_total: float = 0.0
+    detector_errors: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -126,6 +127,23 @@ def _remuxable(frame: Frame) -> bool:
 
 
 @dataclass
+class _Inflight:
+    """A frame at the detector: ``done`` is its ``detect_async`` callback (any thread)."""
+
+    frame: Frame
+    region: tuple[int, int, int, int] | None
+    started: float
+    finished: float = 0.0
+    found: list[Detection] | None = None
+    error: BaseException | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+
+    def done(self, found: list[Detection] | None, error: BaseException | None) -> None:
+        self.found, self.error, self.finished = found, error, time.perf_counter()
+        self.ready.set()
+
+
+@dataclass
 class _ActiveEvent:
     event_id: str
     writer: "_BackgroundClipWriter | _RemuxClip"
@@ -153,14 +171,14 @@ class CameraPipeline:
         device: tenant and device ids for event records and object names.
         events: pre/post roll, maximum length, confirmation hits.
         motion: the motion gate's settings.
-        detector: any ``Detector``; calls are serialised with ``detector_lock`` when given.
+        detector: any ``Detector``; shared by cameras (its ``detect_async`` queue runs their frames in
+            parallel).
         spool: where finished events go.
         work_dir: where clips are written while their event is active.
-        detector_lock: shared by cameras that share one detector.
     """
 
     def __init__(self, camera: CameraConfig, device: DeviceConfig, events: EventConfig, motion: MotionConfig,
-                 detector: Detector, spool: Spool, work_dir: Path, detector_lock: threading.Lock | None = None):
+                 detector: Detector, spool: Spool, work_dir: Path):
         self.camera = camera
         self.device = device
         self.cfg = events
@@ -168,7 +186,8 @@ class CameraPipeline:
         self.spool = spool
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = detector_lock or threading.Lock()
+        self._inflight: collections.deque[_Inflight] = collections.deque()
+        self._max_inflight = max(1, int(getattr(detector, "async_jobs", 1)))
         self.motion = MotionGate(motion)
         self.stats = CameraStats()
         self.fps = 10.0
@@ -202,7 +221,7 @@ class CameraPipeline:
             self._ring.clear()  # packets of another connection cannot go into the same clip
         # H.264 clips are cut from packets, so the ring keeps no pixels for them (1080p frames are 6 MB each).
         self._ring.append(frame.without_pixels() if remux else frame)
-        self._trim_ring(frame.t, remux)
+        self._trim_ring(self._inflight[0].frame.t if self._inflight else frame.t, remux)
         if remux and self.cfg.record_minutes > 0:
             if self.recorder is None:
                 self.recorder = Recorder(self.work_dir / "continuous" / self.camera.id, self.cfg.record_minutes,
@@ -212,7 +231,8 @@ class CameraPipeline:
             self._write(frame)
         if frame.t + 1e-9 >= self._next_detect_t:
             self._next_detect_t = max(self._next_detect_t + 1.0 / self.camera.detect_fps, frame.t)
-            self._detect(frame)
+            self._submit(frame)
+        self._drain(wait=False)
         if self._active is not None:
             ev = self._active
             if frame.t - ev.last_seen_t > self.cfg.post_roll_s:
@@ -253,6 +273,7 @@ class CameraPipeline:
     def finish(self) -> None:
         """Ends the active event, if any, and the continuous recording's segment (the source ended or the daemon
         is stopping)."""
+        self._drain(wait=True)
         if self._active is not None:
             self._finish()
         if self.recorder is not None:
@@ -295,13 +316,16 @@ class CameraPipeline:
         return event
 
     # -------------------------------------------------------------------------------------- detection
-    def _detect(self, frame: Frame) -> None:
+    def _submit(self, frame: Frame) -> None:
+        """Motion gate, then the detector on the region that moved, asynchronously (``detect_async``): the
+        result is applied by ``_drain`` in frame order while the next frames are decoded and written."""
         if not self.camera.enabled:
             return
         moving = self.motion.update(frame.image)
         tracks = self.tracker.tracks.values()
         settled = all(tr.stationary for tr in tracks)  # also true when there are none
-        if not moving and settled and frame.t - self._last_check_t < STATIONARY_RECHECK_S:
+        if not moving and settled and not self._inflight \
+                and frame.t - self._last_check_t < STATIONARY_RECHECK_S:
             # Nothing moved and every object is parked: look again only now and then (Frigate checks
             # stationary objects at an interval too), so a static scene costs almost nothing.
             self.stats.motion_skipped += 1
@@ -312,16 +336,39 @@ class CameraPipeline:
             self.zones = ZoneTracker([ZoneSpec(**z.model_dump()) for z in self.camera.zones], w, h)
             self.masks = MaskSet([list(map(list, m)) for m in self.camera.masks], w, h)
         region = self._region(w, h)
-        started = time.perf_counter()
-        with self.lock:
-            if region is None:
-                found = self.detector.detect(frame.image)
-            else:
-                x1, y1, x2, y2 = region
+        job = _Inflight(frame=frame, region=region, started=time.perf_counter())
+        self._inflight.append(job)
+        image = frame.image if region is None else frame.image[region[1]:region[3], region[0]:region[2]]
+        self.detector.detect_async(image, job.done)
+
+    def _drain(self, wait: bool) -> None:
+        """Applies finished detections in frame order; with ``wait``, all of them, else only those ready and,
+        beyond the detector's parallel requests, the oldest (so at most that many frames are in flight)."""
+        limit = 0 if wait else self._max_inflight
+        while self._inflight:
+            job = self._inflight[0]
+            if not job.ready.is_set():
+                if len(self._inflight) <= limit:
+                    return
+                job.ready.wait()
+            self._inflight.popleft()
+            self.stats.detector_ms_total += (job.finished - job.started) * 1000
+            self.stats.detect_frames += 1
+            if job.error is not None:
+                self.stats.detector_errors += 1
+                log.warning("camera %s: detection failed on frame %d: %s", self.camera.id, job.frame.index,
+                            job.error)
+                continue
+            found = job.found
+            if job.region is not None:
+                x1, y1 = job.region[:2]
                 found = [Detection(d.label, d.score, (d.box[0] + x1, d.box[1] + y1, d.box[2] + x1, d.box[3] + y1))
-                         for d in self.detector.detect(frame.image[y1:y2, x1:x2])]
-        self.stats.detector_ms_total += (time.perf_counter() - started) * 1000
-        self.stats.detect_frames += 1
+                         for d in found]
+            self._apply(job.frame, found)
+
+    def _apply(self, frame: Frame, found: list[Detection]) -> None:
+        """Tracking, zones and the event for one detector frame."""
+        h, w = frame.image.shape[:2]
         seen = self.tracker.update(self._filter(found, w * h), frame.t)
         self.zones.forget(set(self.tracker.tracks))
         counting = []

@@ -119,13 +119,14 @@ def test_user_label_map_renames_classes(default_model_dir, frame100, tmp_path):
 
 def test_async_matches_sync(detector, frame100):
     results = []
-    detector.set_async_callback(lambda dets, user: results.append((user, dets)), jobs=2)
+    assert detector.async_jobs >= 2
     for i in range(4):
-        detector.detect_async(frame100, userdata=i)
+        detector.detect_async(frame100, lambda dets, err, i=i: results.append((i, dets, err)))
     detector.wait_all()
-    assert sorted(u for u, _ in results) == [0, 1, 2, 3]
+    assert sorted(u for u, _, _ in results) == [0, 1, 2, 3]
+    assert all(err is None for _, _, err in results)
     sync = detector.detect(frame100)
-    for _, dets in results:
+    for _, dets, _ in results:
         assert [d.label for d in dets] == [d.label for d in sync]
         np.testing.assert_allclose([d.box for d in dets], [d.box for d in sync], atol=0.5)
 

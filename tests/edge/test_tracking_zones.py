@@ -12,7 +12,7 @@ import pytest
 
 from vigint_edge.capture import Frame
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
-from vigint_edge.detector import Detection, load_detector
+from vigint_edge.detector import Detection, SyncDetector, load_detector
 from vigint_edge.events import CameraPipeline
 from vigint_edge.spool import Spool
 from vigint_edge.tracker import Tracker
@@ -163,7 +163,7 @@ def test_a_person_standing_still_is_not_re_alerted(vtest_frames, detector, tmp_p
 
 
 def test_a_static_scene_never_reaches_the_detector(tmp_path):
-    class Counting:
+    class Counting(SyncDetector):
         calls = 0
         input_size = (300, 300)
 
@@ -178,7 +178,7 @@ def test_a_static_scene_never_reaches_the_detector(tmp_path):
 
 
 def test_an_event_split_at_max_length_right_before_the_source_ends_is_not_lost_or_broken(tmp_path):
-    class Walker:  # a person crossing the picture, 4 px per frame
+    class Walker(SyncDetector):  # a person crossing the picture, 4 px per frame
         input_size = (300, 300)
 
         def __init__(self):
