@@ -159,6 +159,12 @@ class CameraConfig(_Strict):
         """The label's filter, or the defaults with the camera's ``min_score``."""
         return self.filters.get(label) or ObjectFilter()
 
+    @property
+    def lowest_score(self) -> float:
+        """The lowest score any label of this camera can pass with (camera or per-label ``min_score``): what
+        the shared detector must still return."""
+        return min([self.min_score] + [f.min_score for f in self.filters.values() if f.min_score is not None])
+
     def min_score_for(self, label: str) -> float:
         f = self.filters.get(label)
         return f.min_score if f is not None and f.min_score is not None else self.min_score

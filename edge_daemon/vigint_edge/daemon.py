@@ -244,19 +244,22 @@ class EdgeDaemon:
             self.pipelines[cid].reconfigure(camera)
             log.info("camera %s: settings from the cloud applied (%d zone(s))", cid, len(camera.zones))
         if updates:
-            self._update_detector_labels()
+            self._update_detector_filter()
         commands, rejected = remote_config.parse_commands(answer)
         for bad in rejected:
             self._post_result(bad.command_id, "failed", bad.detail)
         for command in commands:
             self._run_command(command)
 
-    def _update_detector_labels(self) -> None:
-        """The shared detector returns the union of every camera's labels (each pipeline filters its own)."""
+    def _update_detector_filter(self) -> None:
+        """The shared detector returns the union of every camera's labels down to the lowest score any camera
+        accepts (each pipeline then applies its own labels and scores)."""
+        cameras = [p.camera for p in self.pipelines.values()]
+        if hasattr(self.detector, "score_threshold"):
+            self.detector.score_threshold = min(c.lowest_score for c in cameras)
         setter = getattr(self.detector, "set_labels_of_interest", None)
-        if setter is None:
-            return
-        setter({label for p in self.pipelines.values() for label in p.camera.labels})
+        if setter is not None:
+            setter({label for c in cameras for label in c.labels})
 
     # --------------------------------------------------------------------------------------- commands
     def _run_command(self, command: PlainCommand | ClipCommand) -> None:
@@ -394,7 +397,7 @@ def build_daemon(config: EdgeConfig, secret: str, *, detector: Detector | None =
         labels_of_interest = {label for cam in config.cameras for label in cam.labels}
         detector = load_detector(model_path, config.model.device, labels_path=config.model.labels_path,
                                  labels_of_interest=labels_of_interest,
-                                 score_threshold=min(cam.min_score for cam in config.cameras))
+                                 score_threshold=min(cam.lowest_score for cam in config.cameras))
     spool = Spool(Path(config.spool.dir), max_bytes=config.spool.max_bytes)
     dev = config.device
     api = EdgeApiClient(dev.api_url, dev.tenant_id, dev.device_id, secret)

@@ -324,8 +324,7 @@ class CameraPipeline:
         moving = self.motion.update(frame.image)
         tracks = self.tracker.tracks.values()
         settled = all(tr.stationary for tr in tracks)  # also true when there are none
-        if not moving and settled and not self._inflight \
-                and frame.t - self._last_check_t < STATIONARY_RECHECK_S:
+        if not moving and settled and frame.t - self._last_check_t < STATIONARY_RECHECK_S:
             # Nothing moved and every object is parked: look again only now and then (Frigate checks
             # stationary objects at an interval too), so a static scene costs almost nothing.
             self.stats.motion_skipped += 1

@@ -146,3 +146,14 @@ def test_label_added_in_the_cloud_is_detected_from_the_next_frame(stack, tmp_pat
                        json={"labels": ["person"]})
     daemon.apply_heartbeat_answer(daemon.api.heartbeat(daemon.status()))
     assert labels() == {"person"}, "a label removed in the cloud is no longer detected either"
+    # A lower minimum score from the cloud lowers the shared detector's floor too (it was the file's 0.5).
+    assert daemon.detector.score_threshold == 0.5
+    before = [d.score for f in frames for d in daemon.detector.detect(f)]
+    r = requests.patch(f"{stack.urls['tenant_api']}/v1/cameras/lobby", headers=auth, timeout=10,
+                       json={"min_score": 0.3})
+    assert r.status_code == 200, r.text
+    daemon.apply_heartbeat_answer(daemon.api.heartbeat(daemon.status()))
+    assert daemon.pipelines["lobby"].camera.min_score == 0.3
+    after = [d.score for f in frames for d in daemon.detector.detect(f)]
+    assert daemon.detector.score_threshold == 0.3 and min(before) >= 0.5
+    assert len(after) > len(before) and min(after) < 0.5, "detections between 0.3 and 0.5 now come through"

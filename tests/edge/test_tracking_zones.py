@@ -177,6 +177,24 @@ def test_a_static_scene_never_reaches_the_detector(tmp_path):
     assert pipe.stats.motion_skipped >= 45
 
 
+def test_a_static_scene_stays_quiet_with_the_real_async_detector(tmp_path, default_model_dir):
+    """The same through OpenVINO's AsyncInferQueue: a result still in flight must not make the motion gate
+    look again (it once did, and a static camera cost a detection on every detect frame)."""
+    from vigint_edge.detector import OpenVINOSSDDetector
+
+    class Counting(OpenVINOSSDDetector):
+        calls = 0
+
+        def detect_async(self, frame, callback):
+            Counting.calls += 1
+            super().detect_async(frame, callback)
+
+    grey = np.full((240, 320, 3), 90, np.uint8)
+    pipe = _run([grey] * 100, Counting(default_model_dir / "model.xml"), tmp_path)
+    assert Counting.calls == 2, Counting.calls
+    assert pipe.stats.detect_frames == 2 and pipe.stats.motion_skipped >= 45
+
+
 def test_an_event_split_at_max_length_right_before_the_source_ends_is_not_lost_or_broken(tmp_path):
     class Walker(SyncDetector):  # a person crossing the picture, 4 px per frame
         input_size = (300, 300)
