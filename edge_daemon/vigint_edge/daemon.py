@@ -165,7 +165,7 @@ class EdgeDaemon:
             for frame in source.frames():
                 if source.fps:
                     pipeline.fps = source.fps
-                monitor.observe(frame.image, frame.wall)
+                monitor.observe(frame, frame.wall)
                 pipeline.process(frame)
                 if self.progress is not None:
                     self.progress(cam.id, frame.index + 1, source.total_frames)

@@ -155,7 +155,7 @@ class _ActiveEvent:
     labels: collections.Counter = field(default_factory=collections.Counter)
     max_count: dict = field(default_factory=dict)
     top_score: float = 0.0
-    best: tuple[float, np.ndarray, list[Detection], object] | None = None  # (rank, image, dets, wall)
+    best: tuple[float, Frame, list[Detection], object] | None = None  # (rank, frame, dets, wall)
     detections: dict = field(default_factory=dict)  # whole second -> DetectionRef (best in that second)
     zones: set = field(default_factory=set)
     track_ids: set = field(default_factory=set)
@@ -321,7 +321,7 @@ class CameraPipeline:
         result is applied by ``_drain`` in frame order while the next frames are decoded and written."""
         if not self.camera.enabled:
             return
-        moving = self.motion.update(frame.image)
+        moving = self.motion.update(frame.gray())
         tracks = self.tracker.tracks.values()
         settled = all(tr.stationary for tr in tracks)  # also true when there are none
         if not moving and settled and frame.t - self._last_check_t < STATIONARY_RECHECK_S:
@@ -330,15 +330,14 @@ class CameraPipeline:
             self.stats.motion_skipped += 1
             return
         self._last_check_t = frame.t
-        h, w = frame.image.shape[:2]
+        w, h = frame.size
         if self.zones is None:
             self.zones = ZoneTracker([ZoneSpec(**z.model_dump()) for z in self.camera.zones], w, h)
             self.masks = MaskSet([list(map(list, m)) for m in self.camera.masks], w, h)
         region = self._region(w, h)
         job = _Inflight(frame=frame, region=region, started=time.perf_counter())
         self._inflight.append(job)
-        image = frame.image if region is None else frame.image[region[1]:region[3], region[0]:region[2]]
-        self.detector.detect_async(image, job.done)
+        self.detector.detect_async(frame.bgr(region), job.done)
 
     def _drain(self, wait: bool) -> None:
         """Applies finished detections in frame order; with ``wait``, all of them, else only those ready and,
@@ -367,7 +366,7 @@ class CameraPipeline:
 
     def _apply(self, frame: Frame, found: list[Detection]) -> None:
         """Tracking, zones and the event for one detector frame."""
-        h, w = frame.image.shape[:2]
+        w, h = frame.size
         seen = self.tracker.update(self._filter(found, w * h), frame.t)
         self.zones.forget(set(self.tracker.tracks))
         counting = []
@@ -417,7 +416,7 @@ class CameraPipeline:
     def _start(self, frame: Frame) -> None:
         first = self._ring[0] if self._ring else frame
         event_id = new_event_id(first.wall)
-        h, w = frame.image.shape[:2]
+        w, h = frame.size
         clip_path = self.work_dir / f"{event_id}.mp4"
         if _remuxable(frame):
             writer = _RemuxClip(RemuxWriter(clip_path, frame.stream))
@@ -454,10 +453,10 @@ class CameraPipeline:
                 ev.alert = True
         dets = [Detection(tr.label, tr.score, tr.box) for tr in tracks]
         alerting = [d for d in dets if d.label in self.camera.alert_labels] or dets
-        rank = sum(d.score for d in alerting) + 0.01 * sum(d.area for d in alerting) / frame.image[..., 0].size
+        w, h = frame.size
+        rank = sum(d.score for d in alerting) + 0.01 * sum(d.area for d in alerting) / (w * h)
         if ev.best is None or rank > ev.best[0]:
-            ev.best = (rank, frame.image.copy(), dets, frame.wall)
-        h, w = frame.image.shape[:2]
+            ev.best = (rank, frame, dets, frame.wall)  # pixels converted once, for the snapshot
         second = int(frame.t)
         best_here = max(dets, key=lambda d: d.score)
         prev = ev.detections.get(second)
@@ -481,8 +480,8 @@ class CameraPipeline:
         except ClipError as exc:  # the event still goes out, with its snapshot and without a clip
             log.warning("camera %s: event %s has no clip: %s", self.camera.id, ev.event_id, exc)
             info = None
-        _, image, dets, snap_wall = ev.best
-        snapshot = encode_snapshot(image, boxes=[(d.label, d.score, d.box) for d in dets])
+        _, best_frame, dets, snap_wall = ev.best
+        snapshot = encode_snapshot(best_frame.image, boxes=[(d.label, d.score, d.box) for d in dets])
         t, d = self.device.tenant_id, self.device.device_id
         labels = [label for label, _ in ev.labels.most_common()]
         refs = [ev.detections[k] for k in sorted(ev.detections)]

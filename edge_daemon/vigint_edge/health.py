@@ -56,6 +56,11 @@ BACKGROUND_TAU_S = 30.0  # time constant of the background's exponential average
 ANALYSE_EVERY_S = 0.25  # frames are analysed at most this often (4 per second)
 
 
+def _pixels(image) -> np.ndarray:
+    """The BGR array of ``image``: itself, or a capture ``Frame``'s (converted on first use)."""
+    return image if isinstance(image, np.ndarray) else image.image
+
+
 def thumbnail(image_bgr: np.ndarray) -> np.ndarray:
     """A ``THUMB_SIZE`` grey thumbnail as float32 (0..255), area-averaged (which also removes noise).
 
@@ -133,9 +138,10 @@ class HealthMonitor:
         self.closed = False
 
     # ------------------------------------------------------------------------------------ inputs
-    def observe(self, image: np.ndarray, wall: datetime | None = None) -> None:
-        """Feeds one frame (BGR uint8). Clears an offline problem; analyses black/tamper at most every
-        ``ANALYSE_EVERY_S`` seconds."""
+    def observe(self, image, wall: datetime | None = None) -> None:
+        """Feeds one frame: BGR uint8 array, or a capture ``Frame`` (its pixels are then converted only when
+        analysed or put in a snapshot, not for every frame). Clears an offline problem; analyses black/tamper
+        at most every ``ANALYSE_EVERY_S`` seconds."""
         now = self.clock()
         wall = wall or self.wall()
         emit: list = []  # (label, since, image, image time, why, until or None), spooled outside the lock
@@ -157,7 +163,7 @@ class HealthMonitor:
             return
         dt = 0.0 if self._last_analysed is None else now - self._last_analysed
         self._last_analysed = now
-        thumb = thumbnail(image)
+        thumb = thumbnail(_pixels(image))
         level = black_level(thumb)
         self.last_black_level = level
         is_black = level <= self.camera.black_frame_threshold
@@ -283,7 +289,7 @@ class HealthMonitor:
         t, d = self.device.tenant_id, self.device.device_id
         jpeg = snapshot = None
         if image is not None:
-            jpeg = encode_snapshot(image)
+            jpeg = encode_snapshot(_pixels(image))
             snapshot = SnapshotRef.for_jpeg(jpeg, object_name(t, d, eid, SNAPSHOT_NAME), snap_time or since)
         event = EdgeEvent(event_id=eid, tenant_id=t, device_id=d, camera_id=self.camera.id, kind="camera_health",
                           severity="alert", labels=[label], start_time=since, end_time=now, snapshot=snapshot)

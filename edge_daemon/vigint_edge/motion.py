@@ -29,7 +29,8 @@ class MotionGate:
         self.last_regions: list[tuple[float, float, float, float]] = []
 
     def update(self, frame_bgr: np.ndarray) -> bool:
-        """Feeds a frame (HxWx3 uint8 BGR); returns True when the changed fraction reaches ``min_area``.
+        """Feeds a frame (HxWx3 uint8 BGR, or HxW uint8 grey such as a decoder's luma plane); returns True when
+        the changed fraction reaches ``min_area``.
 
         The first frame after start counts as motion (nothing to compare with yet). ``last_regions`` then
         holds boxes around what moved, in the frame's pixels.
@@ -39,7 +40,9 @@ class MotionGate:
             self.last_regions = [(0.0, 0.0, float(w), float(h))]
             return True
         small = cv2.resize(frame_bgr, (self.width, max(1, round(h * self.width / w))), interpolation=cv2.INTER_AREA)
-        grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), (5, 5), 0).astype(np.float32)
+        if small.ndim == 3:
+            small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        grey = cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32)
         if self._background is None:
             self._background = grey
             self.last_fraction = 1.0

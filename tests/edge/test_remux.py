@@ -12,6 +12,7 @@ from pathlib import Path
 
 import av
 import cv2
+import numpy as np
 import pytest
 
 from vigint_edge.capture import Frame, VideoSource, _put_dropping_oldest
@@ -193,3 +194,20 @@ def test_split_event_starts_at_the_last_keyframe_without_a_gap(h264_video, detec
         break
     else:
         pytest.fail("no split found")
+
+
+@pytest.mark.parametrize("region", [(101, 33, 451, 383), (0, 0, 300, 300), (468, 276, 768, 576), (3, 5, 304, 306)])
+def test_detector_crops_from_the_decoders_picture_match_the_full_conversion(h264_video, region):
+    """``Frame.bgr(region)`` converts only the region from the 4:2:0 planes; it must give the same pixels (up to
+    rounding) as converting the whole frame and cropping, odd edges included."""
+    cam = CameraConfig(id="door", source=str(h264_video), realtime=False)
+    frame = list(VideoSource(cam, max_frames=30).frames())[-1]
+    crop = frame.bgr(region)
+    full = Frame(av_frame=frame.av_frame).image
+    expected = full[region[1]:region[3], region[0]:region[2]]
+    assert frame._image is None, "the crop must not convert the whole frame"
+    assert crop.shape == expected.shape
+    assert np.abs(crop.astype(int) - expected).mean() < 2.0
+    assert frame.bgr(region, (300, 300)).shape == (300, 300, 3)
+    luma = frame.gray()
+    assert luma.shape == (576, 768) and np.corrcoef(luma.ravel(), cv2.cvtColor(full, cv2.COLOR_BGR2GRAY).ravel())[0, 1] > 0.99
