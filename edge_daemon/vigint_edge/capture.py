@@ -238,12 +238,13 @@ class VideoSource:
                 log.exception("camera %s: state listener failed", self.camera.id)
 
     def _open_stream(self):
-        # FFmpeg's own open and per-read timeouts (PyAV's interrupt callback). FFmpeg may retry a timed-out
-        # read internally, so the watchdog in ``_stream_frames`` enforces ``stall_timeout_s``.
+        # FFmpeg's own open and per-read timeouts (PyAV's interrupt callback). The read timeout is twice the
+        # stall timeout so the watchdog in ``_stream_frames`` always notices a stall first (and says so); the
+        # abandoned reader thread then ends when its blocked read times out.
         options = {"rtsp_transport": self.camera.rtsp_transport} if self.camera.source.startswith("rtsp") else {}
         try:
             container = av.open(self.camera.source, options=options,
-                                timeout=(max(self.camera.stall_timeout_s, 5.0), self.camera.stall_timeout_s))
+                                timeout=(max(self.camera.stall_timeout_s, 5.0), 2 * self.camera.stall_timeout_s))
             stream = container.streams.video[0]
         except (av.error.FFmpegError, OSError, IndexError) as exc:
             reason = f"camera {self.camera.id}: cannot open {redact(self.camera.source)}: {redact(str(exc))}"

@@ -278,6 +278,7 @@ class RemuxWriter:
         self.frames = 0
         self.info: ClipInfo | None = None
         self._offset: int | None = None
+        self._waiting: list = []  # leading packets without timestamps, from a keyframe on
         self._last_dts: int | None = None
         self._first_pts: int | None = None
         self._end = 0  # largest pts + duration written, in the template's time base
@@ -327,35 +328,61 @@ class RemuxWriter:
         tb = self._time_base
         shift = round(shift_s / tb)
         for src in packets:
-            dts = src.dts if src.dts is not None else src.pts
-            pts = src.pts if src.pts is not None else dts
-            if dts is None:
-                continue
-            if src.time_base is not None and src.time_base != tb:
-                dts, pts = round(dts * src.time_base / tb), round(pts * src.time_base / tb)
+            dts, pts = self._times(src)
             if self._offset is None:
-                if not src.is_keyframe:
+                if dts is None:
+                    # RTSP's first packets after connecting carry no decode timestamp (the stream clock is not
+                    # known yet): keep them from the keyframe on and place them once a timestamp arrives.
+                    if src.is_keyframe:
+                        self._waiting = [src]
+                    elif self._waiting:
+                        self._waiting.append(src)
                     continue
-                self._offset = dts
-            dts += shift - self._offset
-            pts += shift - self._offset
-            if self._last_dts is not None and dts <= self._last_dts:
-                continue
-            pkt = av.Packet(bytes(src))
-            pkt.dts, pkt.pts = dts, pts
-            pkt.duration = (round(src.duration * src.time_base / tb) if src.duration and src.time_base
-                            else self._default_duration)
-            pkt.is_keyframe = src.is_keyframe
-            pkt.time_base = tb
-            pkt.stream = self._stream
-            try:
-                self._container.mux(pkt)
-            except av.error.FFmpegError as exc:
-                raise ClipError(f"remuxing packet {self.frames} failed: {exc}") from exc
-            self._last_dts = dts
-            self._first_pts = pts if self._first_pts is None else min(self._first_pts, pts)
-            self._end = max(self._end, pts + pkt.duration)
-            self.frames += 1
+                if self._waiting:
+                    base = dts - len(self._waiting) * self._default_duration
+                    self._offset = base
+                    for i, held in enumerate(self._waiting):
+                        held_dts = base + i * self._default_duration
+                        held_pts = self._times(held)[1]
+                        self._mux_one(held, held_dts + shift - base,
+                                      max(held_dts, held_pts if held_pts is not None else held_dts) + shift - base)
+                    self._waiting = []
+                elif not src.is_keyframe:
+                    continue
+                else:
+                    self._offset = dts
+            elif dts is None:
+                continue  # mid-stream packet without timestamps: a muxer cannot place it
+            self._mux_one(src, dts + shift - self._offset, (pts if pts is not None else dts) + shift - self._offset)
+
+    def _times(self, src) -> tuple[int | None, int | None]:
+        """``(dts, pts)`` of a packet in the writer's time base (None where the packet has none)."""
+        tb = self._time_base
+        dts, pts = src.dts, src.pts
+        if src.time_base is not None and src.time_base != tb:
+            dts = None if dts is None else round(dts * src.time_base / tb)
+            pts = None if pts is None else round(pts * src.time_base / tb)
+        return dts, pts
+
+    def _mux_one(self, src, dts: int, pts: int) -> None:
+        if self._last_dts is not None and dts <= self._last_dts:
+            return
+        tb = self._time_base
+        pkt = av.Packet(bytes(src))
+        pkt.dts, pkt.pts = dts, max(pts, dts)
+        pkt.duration = (round(src.duration * src.time_base / tb) if src.duration and src.time_base
+                        else self._default_duration)
+        pkt.is_keyframe = src.is_keyframe
+        pkt.time_base = tb
+        pkt.stream = self._stream
+        try:
+            self._container.mux(pkt)
+        except av.error.FFmpegError as exc:
+            raise ClipError(f"remuxing packet {self.frames} failed: {exc}") from exc
+        self._last_dts = dts
+        self._first_pts = pkt.pts if self._first_pts is None else min(self._first_pts, pkt.pts)
+        self._end = max(self._end, pkt.pts + pkt.duration)
+        self.frames += 1
 
     def close(self) -> ClipInfo:
         """Finishes the mp4 (faststart), fsyncs it and renames it to ``path``.

@@ -319,3 +319,36 @@ def test_daemon_rtsp_outage_does_not_disturb_a_file_camera(rtsp_server, vtest_vi
         daemon.stop.set()
         runner.join(60)
     assert not runner.is_alive()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_rtsp_stream_is_remuxed_into_a_playable_clip_over_either_transport(rtsp_server, h264_clip, tmp_path,
+                                                                           transport):
+    """The camera's own H.264 over RTSP (interleaved in the TCP connection, or RTP over UDP) goes into an mp4
+    without re-encoding: it starts at a keyframe, every packet is a frame, and the picture is the source's."""
+    import av
+    import numpy as np
+
+    from vigint_edge.clip import RemuxWriter
+
+    stop = threading.Event()
+    cam = CameraConfig(id="door", source=rtsp_server.url, rtsp_transport=transport, stall_timeout_s=5.0)
+    source = VideoSource(cam, stop=stop, max_frames=60)
+    writer = None
+    for frame in source.frames():
+        if writer is None and frame.key:
+            writer = RemuxWriter(tmp_path / "clip.mp4", frame.stream)
+        if writer is not None:
+            writer.write_packets(frame.packets)
+    assert source.codec == "h264" and writer is not None, "no keyframe in 6 s of stream"
+    info = writer.close()
+    with av.open(str(info.path)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert next(c.demux(video=0)).is_keyframe
+    with av.open(str(info.path)) as c:
+        pictures = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+    assert len(pictures) == info.frames >= 20
+    with av.open(str(h264_clip)) as c:
+        source_pictures = [f.to_ndarray(format="bgr24") for f, _ in zip(c.decode(video=0), range(80))]
+    best = max(np.corrcoef(pictures[0].ravel(), s.ravel())[0, 1] for s in source_pictures)
+    assert best > 0.99, "the remuxed picture is not the camera's"
