@@ -225,8 +225,8 @@ class VideoSource:
                 index += 1
         except av.error.FFmpegError as exc:
             log.warning("camera %s: %s: decoding stopped: %s", self.camera.id, self.camera.source, exc)
-        finally:
-            container.close()
+        # No explicit close: frames keep ``stream`` (and through it the container) for remuxing after the source
+        # ends; closing here would free the stream under them. The container closes when the last goes.
 
     # ---------------------------------------------------------------------------------------- streams
     def _set_state(self, connected: bool, reason: str) -> None:
@@ -328,10 +328,8 @@ class VideoSource:
         except Exception as exc:  # noqa: BLE001 - reported to the consumer as the end of this connection
             log.warning("camera %s: reading the stream failed: %s", self.camera.id, redact(str(exc)))
         finally:
-            try:
-                container.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection
-                pass
+            # Not closed explicitly: queued and buffered frames still use its stream (a clip may start on them);
+            # the connection closes when the last frame of it is gone (CPython frees it at once).
             _put_dropping_oldest(frames, None)
 
     def _count_drop(self) -> None:
