@@ -83,7 +83,75 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-class ClipWriter:
+class _Mp4Writer:
+    """What both clip writers share: the ``.part`` file, finishing it (faststart, fsync, rename) or throwing it
+    away, and use as a context manager (an exception escaping the block discards the partial file)."""
+
+    path: Path
+    part_path: Path
+    frames: int
+    info: ClipInfo | None
+    _closed: bool
+    _container: object
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.close()
+
+    def _flush(self) -> None:
+        """Writes what the writer still holds (an encoder's delayed frames)."""
+
+    def _finished(self) -> tuple[float, int, int]:  # pragma: no cover - each writer has its own
+        """``(duration_s, width, height)`` of the finished clip."""
+        raise NotImplementedError
+
+    def close(self) -> ClipInfo:
+        """Finishes the mp4 (faststart), fsyncs it and renames it to ``path``.
+
+        Returns:
+            The finished clip's ``ClipInfo`` (also kept as ``self.info``).
+
+        Raises:
+            ClipError: no frame was written (a remuxed clip: no keyframe came; the partial file is removed), or
+                finishing the file failed.
+        """
+        if self._closed:
+            if self.info is None:
+                raise ClipError("close() after abort()")
+            return self.info
+        self._closed = True
+        if self.frames == 0:
+            self._container.close()
+            self.part_path.unlink(missing_ok=True)
+            raise ClipError(f"no frames (no keyframe) written to {self.path}")
+        try:
+            self._flush()
+            self._container.close()
+        except av.error.FFmpegError as exc:
+            self.part_path.unlink(missing_ok=True)
+            raise ClipError(f"finishing {self.path} failed: {exc}") from exc
+        duration, width, height = self._finished()
+        self.info = _finish_file(self.part_path, self.path, self.frames, duration, width, height)
+        return self.info
+
+    def abort(self) -> None:
+        """Stops writing and deletes the partial file (nothing is left at ``path`` or ``.part``)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._container.close()
+        except av.error.FFmpegError:  # pragma: no cover - best effort on a clip being thrown away
+            pass
+        self.part_path.unlink(missing_ok=True)
+
+
+class ClipWriter(_Mp4Writer):
     """Encodes BGR frames into an H.264 mp4 file.
 
     Args:
@@ -148,15 +216,6 @@ class ClipWriter:
             raise ValueError(f"cannot configure libx264 (crf={crf}, preset={preset!r}): {exc}") from exc
         self._stream = stream
 
-    def __enter__(self) -> "ClipWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.abort()
-        elif not self._closed:
-            self.close()
-
     def write(self, frame_bgr, t: float) -> None:
         """Encodes one frame.
 
@@ -214,47 +273,14 @@ class ClipWriter:
             packet.duration = self._frame_ticks
             self._container.mux(packet)
 
-    def close(self) -> ClipInfo:
-        """Flushes the encoder, finishes the mp4 (faststart), fsyncs it and renames it to ``path``.
+    def _flush(self) -> None:
+        self._mux(self._stream.encode(None))
 
-        Returns:
-            The finished clip's ``ClipInfo`` (also kept as ``self.info``).
-
-        Raises:
-            ClipError: no frame was written (the partial file is removed), or finishing the file failed.
-        """
-        if self._closed:
-            if self.info is None:
-                raise ClipError("close() after abort()")
-            return self.info
-        self._closed = True
-        if self.frames == 0:
-            self._container.close()
-            self.part_path.unlink(missing_ok=True)
-            raise ClipError(f"no frames written to {self.path}")
-        try:
-            self._mux(self._stream.encode(None))
-            self._container.close()
-        except av.error.FFmpegError as exc:
-            self.part_path.unlink(missing_ok=True)
-            raise ClipError(f"finishing {self.path} failed: {exc}") from exc
-        duration = float((self._last_pts + self._frame_ticks) * TIME_BASE)
-        self.info = _finish_file(self.part_path, self.path, self.frames, duration, self.out_width, self.out_height)
-        return self.info
-
-    def abort(self) -> None:
-        """Stops writing and deletes the partial file (nothing is left at ``path`` or ``.part``)."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._container.close()
-        except av.error.FFmpegError:  # pragma: no cover - best effort on a clip being thrown away
-            pass
-        self.part_path.unlink(missing_ok=True)
+    def _finished(self) -> tuple[float, int, int]:
+        return float((self._last_pts + self._frame_ticks) * TIME_BASE), self.out_width, self.out_height
 
 
-class RemuxWriter:
+class RemuxWriter(_Mp4Writer):
     """Copies a camera's compressed H.264 packets into an mp4 file, without re-encoding.
 
     Packets before the first keyframe are skipped (a decoder cannot start there). Timestamps are moved so the
@@ -296,20 +322,6 @@ class RemuxWriter:
             raise ClipError(f"cannot remux {template.codec_context.name} into {self.part_path}: {exc}") from exc
         self.width = template.codec_context.width
         self.height = template.codec_context.height
-
-    def __enter__(self) -> "RemuxWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.abort()
-        elif not self._closed:
-            self.close()
-
-    @property
-    def started(self) -> bool:
-        """A keyframe has been written (the clip has content)."""
-        return self._offset is not None
 
     def write_packets(self, packets, shift_s: float = 0.0) -> None:
         """Muxes ``packets`` (``av.Packet``, in decode order, of ``template`` or of a stream with the same codec
@@ -384,40 +396,8 @@ class RemuxWriter:
         self._end = max(self._end, pkt.pts + pkt.duration)
         self.frames += 1
 
-    def close(self) -> ClipInfo:
-        """Finishes the mp4 (faststart), fsyncs it and renames it to ``path``.
-
-        Raises:
-            ClipError: nothing was written (no keyframe came; the partial file is removed), or finishing failed.
-        """
-        if self._closed:
-            if self.info is None:
-                raise ClipError("close() after abort()")
-            return self.info
-        self._closed = True
-        if self.frames == 0:
-            self._container.close()
-            self.part_path.unlink(missing_ok=True)
-            raise ClipError(f"no keyframe, nothing written to {self.path}")
-        try:
-            self._container.close()
-        except av.error.FFmpegError as exc:
-            self.part_path.unlink(missing_ok=True)
-            raise ClipError(f"finishing {self.path} failed: {exc}") from exc
-        self.info = _finish_file(self.part_path, self.path, self.frames, float((self._end - self._first_pts) * self._time_base),
-                                 self.width, self.height)
-        return self.info
-
-    def abort(self) -> None:
-        """Stops writing and deletes the partial file."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            self._container.close()
-        except av.error.FFmpegError:  # pragma: no cover - best effort on a clip being thrown away
-            pass
-        self.part_path.unlink(missing_ok=True)
+    def _finished(self) -> tuple[float, int, int]:
+        return float((self._end - self._first_pts) * self._time_base), self.width, self.height
 
 
 def _finish_file(part_path: Path, path: Path, frames: int, duration: float, width: int, height: int) -> ClipInfo:

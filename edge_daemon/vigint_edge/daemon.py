@@ -28,16 +28,16 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
 from pathlib import Path
+from typing import Any, Callable
 
-from vigint_edge import __version__, events, remote_config
+from vigint_edge import __version__, remote_config
 from vigint_edge.api_client import ApiError, EdgeApiClient
 from vigint_edge.capture import SourceUnavailable, VideoSource, redact
 from vigint_edge.config import CameraConfig, EdgeConfig
 from vigint_edge.delivery import Deliverer
 from vigint_edge.detector import Detector, load_detector
-from vigint_edge.events import CameraPipeline
+from vigint_edge.events import CameraPipeline, ClipUnavailable
 from vigint_edge.remote_config import ClipCommand, PlainCommand
 from vigint_edge.health import HealthMonitor
 from vigint_edge.model_convert import default_model_path
@@ -290,12 +290,9 @@ class EdgeDaemon:
     def _request_clip(self, command: ClipCommand) -> None:
         """On the command thread: asks the camera's pipeline for the recording and posts the outcome."""
         p = command.params
-        # events.ClipUnavailable is the pipeline's "not recorded" answer (looked up here so that a pipeline
-        # without request_clip yet fails the command cleanly instead of breaking this handler).
-        unavailable = getattr(events, "ClipUnavailable", ())
         try:
             event = self.pipelines[p.camera_id].request_clip(p.start, p.end)
-        except unavailable as exc:
+        except ClipUnavailable as exc:  # the pipeline's "not recorded" answer
             log.info("command %s: no clip of %s for %s..%s: %s", command.command_id, p.camera_id, p.start, p.end,
                      exc)
             self._post_result(command.command_id, "failed", str(exc) or "clip unavailable")
@@ -304,9 +301,7 @@ class EdgeDaemon:
             log.exception("command %s: request_clip on camera %s failed", command.command_id, p.camera_id)
             self._post_result(command.command_id, "failed", f"clip failed: {type(exc).__name__}: {exc}")
             return
-        wake = getattr(self.deliverer, "wake", None)
-        if wake is not None:
-            wake()
+        self.deliverer.wake()
         spooled = event.model_dump(mode="json", include={"camera_id", "kind", "start_time", "end_time"})
         self._post_result(command.command_id, "done", f"recording {event.event_id} spooled", result=spooled,
                           event_id=event.event_id)

@@ -133,8 +133,6 @@ def test_unknown_type_and_unknown_camera_are_reported_failed(stack, tmp_path):
     assert not site.daemon.stop.is_set()
 
 
-@pytest.mark.skipif(not hasattr(CameraPipeline, "request_clip"),
-                    reason="CameraPipeline.request_clip (events.py) is not there yet")
 def test_request_clip_of_an_unrecorded_range_fails_with_the_pipelines_reason(stack, tmp_path):
     site = Site(stack, tmp_path, "cmd-clip")
     now = datetime.now(timezone.utc)
@@ -150,25 +148,13 @@ def test_request_clip_of_an_unrecorded_range_fails_with_the_pipelines_reason(sta
 
 @pytest.fixture(scope="module")
 def h264_video(vtest_video, tmp_path_factory) -> Path:
-    """The first 30 s of vtest.avi as H.264 mp4 (a camera whose stream can be recorded continuously)."""
-    import cv2
+    """The first 30 s of vtest.avi as an IP camera sends it (H.264, a keyframe every 2 s): recordable."""
+    from vigint_edge.bench import make_h264
 
-    from vigint_edge.clip import ClipWriter
-
-    out = tmp_path_factory.mktemp("commands") / "vtest-30s.mp4"
-    cap = cv2.VideoCapture(str(vtest_video))
-    with ClipWriter(out, 768, 576, 10.0, preset="ultrafast") as w:
-        for i in range(300):
-            ok, img = cap.read()
-            assert ok
-            w.write(img, i / 10)
-    cap.release()
-    return out
+    return make_h264(vtest_video, tmp_path_factory.mktemp("commands") / "vtest-30s.mp4", seconds=30)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not hasattr(CameraPipeline, "request_clip"),
-                    reason="CameraPipeline.request_clip (events.py) is not there yet")
 def test_request_clip_of_a_recorded_range_spools_a_recording_and_reports_its_event(stack, tmp_path, h264_video,
                                                                                    default_model_dir):
     """A running daemon (real capture, real model) watching an H.264 camera at its own pace; the operator asks

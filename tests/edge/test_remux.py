@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from vigint_edge.bench import make_h264
 from vigint_edge.capture import Frame, VideoSource, _put_dropping_oldest
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
 from vigint_edge.detector import load_detector
@@ -27,23 +28,9 @@ GOP = 20  # frames between keyframes (2 s at 10 fps)
 
 @pytest.fixture(scope="module")
 def h264_video(vtest_video, tmp_path_factory) -> Path:
-    """vtest.avi (795 frames, 10 fps) as H.264 mp4, a keyframe every 2 s, like an IP camera's stream."""
-    out = tmp_path_factory.mktemp("h264") / "vtest.mp4"
-    cap = cv2.VideoCapture(str(vtest_video))
-    with av.open(str(out), "w") as c:
-        s = c.add_stream("libx264", rate=10)
-        s.width, s.height, s.pix_fmt = 768, 576, "yuv420p"
-        s.options = {"preset": "ultrafast", "g": str(GOP), "keyint_min": str(GOP), "bf": "0"}
-        while True:
-            ok, img = cap.read()
-            if not ok:
-                break
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    cap.release()
-    return out
+    """vtest.avi (795 frames, 10 fps) as H.264 mp4 the way IP cameras send it: a keyframe every 2 s (GOP 20
+    frames), no B-frames."""
+    return make_h264(vtest_video, tmp_path_factory.mktemp("h264") / "vtest.mp4")
 
 
 @pytest.fixture(scope="module")

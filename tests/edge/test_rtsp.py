@@ -17,7 +17,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import cv2
 import pytest
 
 from infra.local.stack import free_port
@@ -125,18 +124,10 @@ def _readline_with_timeout(proc: subprocess.Popen, timeout: float) -> str:
 
 @pytest.fixture(scope="module")
 def h264_clip(vtest_video, tmp_path_factory) -> Path:
-    """The first 30 s of vtest.avi as H.264 mp4 (encoded once with our own ClipWriter)."""
-    from vigint_edge.clip import ClipWriter
+    """The first 30 s of vtest.avi as an IP camera sends it (H.264, a keyframe every 2 s, no B-frames)."""
+    from vigint_edge.bench import make_h264
 
-    out = tmp_path_factory.mktemp("rtsp") / "vtest-30s.mp4"
-    cap = cv2.VideoCapture(str(vtest_video))
-    with ClipWriter(out, 768, 576, 10.0, preset="ultrafast") as w:
-        for i in range(300):
-            ok, img = cap.read()
-            assert ok
-            w.write(img, i / 10)
-    cap.release()
-    return out
+    return make_h264(vtest_video, tmp_path_factory.mktemp("rtsp") / "vtest-30s.mp4", seconds=30)
 
 
 @pytest.fixture
