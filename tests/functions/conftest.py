@@ -201,3 +201,37 @@ def fenv(functions_env, monkeypatch, media) -> Fenv:
         subscriber.delete_subscription(request={"subscription": subs[which]})
         publisher.delete_topic(request={"topic": publisher.topic_path(project, topics[which])})
     subscriber.close()
+
+
+@pytest.fixture
+def tapi(fenv):
+    """A Flask test client of the real ``tenant_api`` entry point (functions-framework)."""
+    import functions_framework
+
+    app = functions_framework.create_app(target="tenant_api", source="functions/main.py", signature_type="http")
+    return app.test_client()
+
+
+@pytest.fixture
+def edge(fenv):
+    """A Flask test client of the real ``edge_api`` entry point (functions-framework)."""
+    import functions_framework
+
+    app = functions_framework.create_app(target="edge_api", source="functions/main.py", signature_type="http")
+    return app.test_client()
+
+
+@pytest.fixture
+def gemini(fenv, monkeypatch):
+    """The local Gemini fake (REST wire protocol) with the real google-genai client pointed at it; fast retries."""
+    from tests.fakes.gemini_server import FakeGemini
+    from vigint import clients
+
+    with FakeGemini() as fake:
+        monkeypatch.setenv("GEMINI_API_KEY", "test-key-not-real")
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.base_url)
+        monkeypatch.setenv("VIGINT_GEMINI_MODEL", "gemini-test-model")
+        monkeypatch.setenv("VIGINT_GEMINI_RETRY_ATTEMPTS", "3")
+        monkeypatch.setenv("VIGINT_GEMINI_RETRY_INITIAL_S", "0.05")
+        clients.reset()
+        yield fake

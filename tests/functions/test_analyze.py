@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.fakes.gemini_server import DEFAULT_VERDICT, FakeGemini
+from tests.fakes.gemini_server import DEFAULT_VERDICT
 
 
 def _b64(text: str) -> bytes:
@@ -24,20 +24,6 @@ def _analysis(ev: dict) -> dict:
     from vigint import pipeline
 
     return pipeline.event_ref(ev["tenant_id"], ev["event_id"]).get().to_dict()
-
-
-@pytest.fixture
-def gemini(fenv, monkeypatch):
-    from vigint import clients
-
-    with FakeGemini() as fake:
-        monkeypatch.setenv("GEMINI_API_KEY", "test-key-not-real")
-        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.base_url)
-        monkeypatch.setenv("VIGINT_GEMINI_MODEL", "gemini-test-model")
-        monkeypatch.setenv("VIGINT_GEMINI_RETRY_ATTEMPTS", "3")
-        monkeypatch.setenv("VIGINT_GEMINI_RETRY_INITIAL_S", "0.05")
-        clients.reset()
-        yield fake
 
 
 @pytest.mark.parametrize(

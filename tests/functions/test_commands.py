@@ -10,37 +10,8 @@ import uuid
 
 import pytest
 
-from tests.fakes.gemini_server import FakeGemini
 
 UTC = dt.timezone.utc
-
-
-@pytest.fixture
-def tapi(fenv):
-    import functions_framework
-
-    app = functions_framework.create_app(target="tenant_api", source="functions/main.py", signature_type="http")
-    return app.test_client()
-
-
-@pytest.fixture
-def edge(fenv):
-    import functions_framework
-
-    app = functions_framework.create_app(target="edge_api", source="functions/main.py", signature_type="http")
-    return app.test_client()
-
-
-@pytest.fixture
-def gemini(fenv, monkeypatch):
-    from vigint import clients
-
-    with FakeGemini() as fake:
-        monkeypatch.setenv("GEMINI_API_KEY", "test-key-not-real")
-        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.base_url)
-        monkeypatch.setenv("VIGINT_GEMINI_MODEL", "gemini-test-model")
-        clients.reset()
-        yield fake
 
 
 def _bearer(key: str) -> dict:

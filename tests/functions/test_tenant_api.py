@@ -20,22 +20,6 @@ def _z(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@pytest.fixture
-def tapi(fenv):
-    import functions_framework
-
-    app = functions_framework.create_app(target="tenant_api", source="functions/main.py", signature_type="http")
-    return app.test_client()
-
-
-@pytest.fixture
-def edge(fenv):
-    import functions_framework
-
-    app = functions_framework.create_app(target="edge_api", source="functions/main.py", signature_type="http")
-    return app.test_client()
-
-
 def _bearer(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
 
