@@ -60,8 +60,10 @@ def test_retention_deletes_old_events_objects_and_links_and_keeps_recent_ones(fe
     tenant_id = creds["tenant_id"]
     pipeline.tenant_ref(tenant_id).update({"retention_days": 3})
     old = _alerted_event(fenv, creds, FIXTURE_START)
-    now = FIXTURE_START + dt.timedelta(days=3, hours=1)
-    recent = _alerted_event(fenv, creds, now - dt.timedelta(days=1), camera_id="gate")
+    # Objects carry the real creation time; run "now" far enough ahead that the orphan is past retention. The
+    # recent event (and its link) is one day before that run, whatever day the suite runs on.
+    run_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3, hours=1)
+    recent = _alerted_event(fenv, creds, run_at - dt.timedelta(days=1), camera_id="gate")
     # An orphan upload (its event never got stored) older than the retention.
     orphan = event_prefix(tenant_id, creds["device_id"], "evt_ORPHAN000000") + "clip.mp4"
     clients.storage().bucket(config.settings().bucket).blob(orphan).upload_from_string(b"x", content_type="video/mp4")
@@ -69,9 +71,6 @@ def test_retention_deletes_old_events_objects_and_links_and_keeps_recent_ones(fe
     recent_prefix = event_prefix(tenant_id, creds["device_id"], recent["event_id"])
     assert len(_objects(old_prefix)) == 2 and len(_links(tenant_id)) == 2
 
-    # Objects carry the real creation time; run "now" far enough ahead that the orphan is past retention.
-    run_at = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3, hours=1)
-    pipeline.event_ref(tenant_id, recent["event_id"]).update({"end_time": run_at - dt.timedelta(days=1)})
     result = retention.run_housekeeping(now=run_at)
     assert result["deleted"]["events"] >= 1
 
