@@ -131,7 +131,8 @@ class _Inflight:
     """A frame at the detector: ``done`` is its ``detect_async`` callback (any thread)."""
 
     frame: Frame
-    region: tuple[int, int, int, int] | None
+    region: tuple[int, int, int, int] | None  # where the detector input was cut from (None: whole frame)
+    scale: tuple[float, float]  # frame pixels per detector-input pixel
     started: float
     finished: float = 0.0
     found: list[Detection] | None = None
@@ -335,9 +336,15 @@ class CameraPipeline:
             self.zones = ZoneTracker([ZoneSpec(**z.model_dump()) for z in self.camera.zones], w, h)
             self.masks = MaskSet([list(map(list, m)) for m in self.camera.masks], w, h)
         region = self._region(w, h)
-        job = _Inflight(frame=frame, region=region, started=time.perf_counter())
+        size = getattr(self.detector, "input_size", None)
+        if region is None and size is not None:
+            # The whole frame: converted and scaled to the model's input in one step (boxes scaled back).
+            image, scale = frame.bgr(None, size), (w / size[0], h / size[1])
+        else:
+            image, scale = frame.bgr(region), (1.0, 1.0)
+        job = _Inflight(frame=frame, region=region, scale=scale, started=time.perf_counter())
         self._inflight.append(job)
-        self.detector.detect_async(frame.bgr(region), job.done)
+        self.detector.detect_async(image, job.done)
 
     def _drain(self, wait: bool) -> None:
         """Applies finished detections in frame order; with ``wait``, all of them, else only those ready and,
@@ -357,11 +364,10 @@ class CameraPipeline:
                 log.warning("camera %s: detection failed on frame %d: %s", self.camera.id, job.frame.index,
                             job.error)
                 continue
-            found = job.found
-            if job.region is not None:
-                x1, y1 = job.region[:2]
-                found = [Detection(d.label, d.score, (d.box[0] + x1, d.box[1] + y1, d.box[2] + x1, d.box[3] + y1))
-                         for d in found]
+            x1, y1 = job.region[:2] if job.region is not None else (0, 0)
+            sx, sy = job.scale
+            found = [Detection(d.label, d.score, (d.box[0] * sx + x1, d.box[1] * sy + y1,
+                                                  d.box[2] * sx + x1, d.box[3] * sy + y1)) for d in job.found]
             self._apply(job.frame, found)
 
     def _apply(self, frame: Frame, found: list[Detection]) -> None:
