@@ -156,6 +156,14 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
+ROUNDS = 2  # runs of each throughput measurement; the best counts
+
+
+def _best(measure) -> float:
+    """The highest of ``measure(round)`` over ``ROUNDS`` rounds."""
+    return max(measure(i) for i in range(ROUNDS))
+
+
 def run(vtest: Path, model_path: Path, out_md: Path | None, cache: Path, device: str = "CPU") -> dict:
     cache.mkdir(parents=True, exist_ok=True)
     camera = make_h264(vtest, cache / "bench_vtest_h264.mp4")
@@ -165,15 +173,18 @@ def run(vtest: Path, model_path: Path, out_md: Path | None, cache: Path, device:
     r: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        r["decode_fps"] = decode_fps(camera)
-        r["decode_reencode_fps"] = decode_fps(vtest)
-        r["decode_1080p_fps"] = decode_fps(hd)
-        r["model_sync_fps"], r["model_async_fps"] = model_fps(model_path, device, frames)
+        # Best of ``ROUNDS`` for every throughput, baselines and pipeline alike (timeit's rule: the fastest run
+        # is the one the shared machine disturbed least).
+        r["decode_fps"] = _best(lambda _: decode_fps(camera))
+        r["decode_reencode_fps"] = _best(lambda _: decode_fps(vtest))
+        r["decode_1080p_fps"] = _best(lambda _: decode_fps(hd))
+        runs = [model_fps(model_path, device, frames) for _ in range(ROUNDS)]
+        r["model_sync_fps"], r["model_async_fps"] = max(x[0] for x in runs), max(x[1] for x in runs)
         r["model_fps"] = max(r["model_sync_fps"], r["model_async_fps"])
-        r["pipeline_fps"] = pipeline_fps(detector, camera, None, work / "p1")
-        r["pipeline_reencode_fps"] = pipeline_fps(detector, vtest, None, work / "p2")
-        r["pipeline_1080p_fps"] = pipeline_fps(detector, hd, None, work / "p3")
-        r["pipeline_5fps_fps"] = pipeline_fps(detector, camera, 5.0, work / "p4")
+        r["pipeline_fps"] = _best(lambda i: pipeline_fps(detector, camera, None, work / f"p1-{i}"))
+        r["pipeline_reencode_fps"] = _best(lambda i: pipeline_fps(detector, vtest, None, work / f"p2-{i}"))
+        r["pipeline_1080p_fps"] = _best(lambda i: pipeline_fps(detector, hd, None, work / f"p3-{i}"))
+        r["pipeline_5fps_fps"] = _best(lambda i: pipeline_fps(detector, camera, 5.0, work / f"p4-{i}"))
         r["idle_cpu_fraction"] = idle_cpu_fraction(detector, frames[0], work)
     for name in ("", "reencode_", "1080p_"):
         r[f"pipeline_{name}ratio"] = r[f"pipeline_{name}fps"] / min(r[f"decode_{name}fps"], r["model_fps"])
@@ -193,8 +204,8 @@ Command: `make bench` (`vigint-edge bench`). Detector: COCO SSDLite-MobileNetV2 
 Inputs, all from `vtest.avi` (768x576, 10 fps, 795 frames): **camera** = it re-encoded once as H.264 the way
 IP cameras send it (keyframe every 2 s, no B-frames), so clips are remuxed; **re-encode** = `vtest.avi`
 itself (MS-MPEG4, which browsers do not play, so every clip frame is encoded to H.264); **1080p** = 10 s
-upscaled to 1920x1080 H.264 at 25 fps. All figures come from one run; the machine is shared, so read the
-ratios rather than the absolutes.
+upscaled to 1920x1080 H.264 at 25 fps. Each throughput is the best of two runs, all in one `make bench`;
+the machine is shared, so read the ratios rather than the absolutes.
 
 | measure | camera (H.264 768x576) | re-encode (vtest.avi) | 1080p H.264 |
 |---|---|---|---|
