@@ -75,8 +75,10 @@ class Recorder:
     def __init__(self, directory: Path, keep_minutes: float, max_bytes: int, segment_s: float = SEGMENT_S):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.dir.glob("*.part"):
+        for stale in self.dir.glob("*.part"):  # a segment being written when the daemon was killed
             stale.unlink(missing_ok=True)
+        for stale in self.dir.parent.glob(f"cut-{self.dir.name}-*"):  # a cut interrupted the same way
+            shutil.rmtree(stale, ignore_errors=True)
         self.keep = timedelta(minutes=keep_minutes)
         self.max_bytes = max_bytes
         self.segment_s = segment_s
@@ -199,7 +201,7 @@ class Recorder:
                         if segments else "nothing recorded yet")
                 raise ClipUnavailable(f"nothing recorded between {start.isoformat()} and {end.isoformat()} "
                                       f"({kept})")
-            work = Path(tempfile.mkdtemp(prefix="cut-", dir=self.dir.parent))
+            work = Path(tempfile.mkdtemp(prefix=f"cut-{self.dir.name}-", dir=self.dir.parent))
             links = []
             for s in chosen:  # hard links: eviction may delete the originals while we read
                 link = work / s.path.name

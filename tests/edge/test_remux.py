@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import queue
 from datetime import timedelta
 from pathlib import Path
@@ -136,9 +137,12 @@ def test_recording_evicts_oldest_segments_by_size_and_age(h264_video, tmp_path):
     segs = rec.segments()
     assert rec.evicted > 0 and sum(s.bytes for s in segs) <= 2_500_000
     assert segs[-1].end - segs[0].start < timedelta(seconds=40)
-    (tmp_path / "rec" / "123.part").write_bytes(b"half a segment")  # a kill -9 mid-segment
+    (tmp_path / "rec" / "123.part").write_bytes(b"half a segment")  # a kill -9 mid-segment ...
+    (tmp_path / "cut-rec-abc").mkdir()  # ... or mid-cut (hard links of the segments being cut)
+    os.link(segs[0].path, tmp_path / "cut-rec-abc" / segs[0].path.name)
     rec2 = Recorder(tmp_path / "rec", keep_minutes=0.5, max_bytes=10**9, segment_s=4)
     assert not list((tmp_path / "rec").glob("*.part")), "a half-written segment survived a restart"
+    assert not (tmp_path / "cut-rec-abc").exists(), "an interrupted cut's links survived a restart"
     assert [s.path for s in rec2.segments()] == [s.path for s in segs], "finished segments survive a restart"
     # By age: keep 0.5 min of what is recorded next.
     for f in VideoSource(cam, max_frames=200).frames():
