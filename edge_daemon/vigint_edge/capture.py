@@ -45,9 +45,10 @@ class Frame:
             empty for frames made without a demuxer (tests, synthetic input).
         stream: the ``av`` video stream the packets belong to (a new one after each reconnect); None
             without packets.
+        key: one of ``packets`` is a keyframe (a remuxed clip can start here).
     """
 
-    __slots__ = ("_image", "av_frame", "t", "wall", "index", "packets", "stream")
+    __slots__ = ("_image", "av_frame", "t", "wall", "index", "packets", "stream", "key")
 
     def __init__(self, image: np.ndarray | None = None, t: float = 0.0, wall: datetime | None = None,
                  index: int = 0, packets: list | None = None, stream=None, av_frame=None):
@@ -58,6 +59,7 @@ class Frame:
         self.index = index
         self.packets = packets if packets is not None else []
         self.stream = stream
+        self.key = any(p.is_keyframe for p in self.packets)  # a remuxed clip can start here
 
     @property
     def image(self) -> np.ndarray | None:
@@ -122,11 +124,6 @@ class Frame:
         off_x, off_y = region[0] - x1, region[1] - y1
         img = img[off_y:off_y + region[3] - region[1], off_x:off_x + region[2] - region[0]]
         return img if size is None else cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
-
-    @property
-    def key(self) -> bool:
-        """One of ``packets`` is a keyframe (a remuxed clip can start here)."""
-        return any(p.is_keyframe for p in self.packets)
 
     def without_pixels(self) -> "Frame":
         """The same frame with only its times and packets (what a remuxed clip needs)."""

@@ -6,8 +6,10 @@ filters and masks reject, and track the rest (``tracker.py``) through the zones 
 moving track starts an event whose clip begins ``pre_roll_s`` earlier; stationary objects neither start nor
 extend events; every frame of an active event goes to the clip as it arrives (memory stays bounded): an
 H.264 camera's own packets are remuxed from the last keyframe before the pre-roll on (no re-encoding),
-other codecs are encoded to H.264 on a background thread; ``post_roll_s`` after the last detection, or at ``max_length_s``, the event ends: clip closed,
-best frame encoded as the snapshot, the event record built, and all three put in the durable spool.
+other codecs are encoded to H.264 on a background thread. ``post_roll_s`` after the last detection, or at
+``max_length_s``, the event ends: clip closed, best frame encoded as the snapshot, the event record built,
+and all three put in the durable spool. Detection is asynchronous (``detect_async``): a frame is at the
+detector while the next ones are decoded and written, and results are applied in frame order.
 
 H.264 cameras are also recorded continuously (``recorder.py``, ``EventConfig.record_minutes``) so the cloud
 can ask for a clip of any recent time range (``request_clip``).
