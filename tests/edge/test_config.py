@@ -52,6 +52,8 @@ def test_a_good_file_passes(tmp_path):
         (("min_area: 0.001", "min_area: 0.9, max_area: 0.5"), "min_area must be smaller"),
         (("cameras:", "cameras: []\nx:"), "cameras"),
         (("device: {", "device: [{"), "not valid YAML"),
+        (("source: rtsp://user:pw@192.0.2.10/stream1", "source: rtsp://user:pw@192.0.2.10/stream1\n    "
+          "rtsp_transport: quic"), "cameras.0.rtsp_transport"),
     ],
 )
 def test_each_bad_file_names_the_field(tmp_path, change, expected):
