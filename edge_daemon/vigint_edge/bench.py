@@ -114,8 +114,8 @@ def model_fps(model_path: Path, device: str, frames: list[np.ndarray], n: int = 
 
 def pipeline_fps(detector, video: Path, detect_fps: float | None, work: Path) -> float:
     """Frames per second through capture + the whole pipeline (detect at ``detect_fps``; None: every frame)."""
-    source = VideoSource(_camera(video, detect_fps or 30.0))
     cam = _camera(video, detect_fps or 30.0)
+    source = VideoSource(cam)
     dev = DeviceConfig(tenant_id="bench", device_id="bench", api_url="http://127.0.0.1:9")
     pipe = CameraPipeline(cam, dev, EventConfig(), MotionConfig(), detector, Spool(work / "spool", 50 * 1024**3),
                           work / "rec")

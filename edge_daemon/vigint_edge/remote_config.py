@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from vigint_edge.api_client import COMMAND_ID_PATTERN
+from vigint_edge.api_client import COMMAND_ID_PATTERN, MAX_RESULT_DETAIL_CHARS
 from vigint_edge.config import CameraConfig
 
 log = logging.getLogger(__name__)
@@ -169,12 +169,7 @@ def parse_commands(answer: dict) -> tuple[list[PlainCommand | ClipCommand], list
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
                                  for e in exc.errors(include_url=False, include_input=False))
-            detail = f"invalid command: {problems}"[:500]
+            detail = f"invalid command: {problems}"[:MAX_RESULT_DETAIL_CHARS]
             log.warning("heartbeat: command %s (%s) skipped: %s", cid, kind, detail)
             rejected.append(Rejected(cid, detail))
     return out, rejected
-
-
-def commands(answer: dict) -> list[PlainCommand | ClipCommand]:
-    """The commands the device can run, in order (see ``parse_commands``; the rejected ones are logged)."""
-    return parse_commands(answer)[0]
