@@ -188,6 +188,7 @@ class EdgeDaemon:
 
         Returns:
             ``{"version": str, "cameras": {id: {"fps", "detector_ms", "frames", "events", "motion_skipped",
+            "detector_errors",
             "reconnects", "dropped", "connected", "health": HealthMonitor.state()}}, "spool": {"items",
             "bytes", "failed", "evicted_pending", "delivered", "delivery_failed", "delivery_retries",
             "delivered_without_clip"}}``; fps in frames per second, detector_ms in milliseconds, bytes in bytes.
@@ -197,7 +198,7 @@ class EdgeDaemon:
             src, mon = self.sources.get(cid), self.health.get(cid)
             cameras[cid] = {"fps": round(p.stats.fps, 2), "detector_ms": round(p.stats.detector_ms, 2),
                             "frames": p.stats.frames, "events": p.stats.events,
-                            "motion_skipped": p.stats.motion_skipped,
+                            "motion_skipped": p.stats.motion_skipped, "detector_errors": p.stats.detector_errors,
                             "reconnects": src.reconnects if src else 0, "dropped": src.dropped if src else 0,
                             "connected": src.connected if src and src.camera.is_stream else None,
                             "health": mon.state() if mon else None}

@@ -98,6 +98,8 @@ class StatusCollector:
         yield per_camera(GaugeMetricFamily, "vigint_camera_detector_latency_seconds",
                          "Mean detector latency per inference, seconds", "detector_ms", 0.001)
         yield per_camera(CounterMetricFamily, "vigint_camera_events", "Events finished since start", "events")
+        yield per_camera(CounterMetricFamily, "vigint_camera_detector_errors",
+                         "Detector calls that failed (frame skipped) since start", "detector_errors")
         yield per_camera(CounterMetricFamily, "vigint_camera_reconnects",
                          "Stream connections lost or stalled since start", "reconnects")
         yield per_camera(CounterMetricFamily, "vigint_camera_frames_dropped",

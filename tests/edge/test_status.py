@@ -25,6 +25,7 @@ def _status(state="ok", failed=0):
         "version": "0.1.0",
         "cameras": {
             "door": {"fps": 9.8, "detector_ms": 12.5, "frames": 1200, "events": 3, "motion_skipped": 700,
+                     "detector_errors": 4,
                      "reconnects": 2, "dropped": 5, "connected": True,
                      "health": {"state": state, "connected": True, "last_frame_age_s": 0.1,
                                 "alerts": {"camera_offline": 1, "camera_black": 0, "camera_tampered": 0}}},
@@ -50,6 +51,7 @@ def test_metrics_text_carries_every_figure():
     assert samples[("vigint_camera_frames_total", (("camera", "door"),))] == 1200
     assert samples[("vigint_camera_detector_latency_seconds", (("camera", "door"),))] == pytest.approx(0.0125)
     assert samples[("vigint_camera_events_total", (("camera", "door"),))] == 3
+    assert samples[("vigint_camera_detector_errors_total", (("camera", "door"),))] == 4
     assert samples[("vigint_camera_reconnects_total", (("camera", "door"),))] == 2
     assert samples[("vigint_camera_reconnects_total", (("camera", "yard"),))] == 0
     assert samples[("vigint_camera_frames_dropped_total", (("camera", "door"),))] == 5
