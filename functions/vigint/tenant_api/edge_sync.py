@@ -27,12 +27,6 @@ MAX_COMMANDS = 20
 _CAMERA_FIELDS = ("name", "enabled", "labels", "alert_labels", "min_score", "zones")
 
 
-def _rfc3339(t) -> str | None:
-    if not isinstance(t, dt.datetime):
-        return None
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def device_config(tenant_id: str, device_id: str) -> dict:
     """The configuration of the device's cameras (see the module docstring), cameras by id; ``{}`` if none."""
     q = pipeline.tenant_ref(tenant_id).collection("cameras").where(filter=fs.FieldFilter("device_id", "==", device_id))
@@ -48,7 +42,7 @@ def device_config(tenant_id: str, device_id: str) -> dict:
         cam["zones"] = zones_from_store(cam["zones"])
     if not cameras:
         return {}
-    return {"cameras": cameras, "updated_at": _rfc3339(newest)}
+    return {"cameras": cameras, "updated_at": commands.rfc3339(newest)}
 
 
 def take_pending_commands(device_ref, now: dt.datetime) -> list[dict]:
