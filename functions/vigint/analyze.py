@@ -8,8 +8,8 @@ judges the clip (``vigint.gemini``), shown as video or as at most 1 fps of still
 * no Gemini configured: ``analysis.status = "detections_only"``;
 * the tenant's monthly token cap (``tenants/{t}.gemini_monthly_token_cap``, default
   ``VIGINT_GEMINI_MONTHLY_TOKEN_CAP``) is used up: ``"detections_only"`` with ``skipped = "token_cap"``;
-* ``camera_health`` events: a verdict from the reported condition (``labels``: ``offline``, ``tampered``,
-  ``online``...), Gemini is not asked;
+* ``camera_health`` events: a verdict from the reported condition (``labels``: ``camera_offline``,
+  ``camera_tampered``, ``camera_online``... see ``HEALTH_CONDITIONS``), Gemini is not asked;
 * ``recording`` events (clips the tenant asked for with the ``request_clip`` command): not analysed,
   ``analysis.status = "not_analyzed"`` with ``reason = "requested recording"`` (threat level 0); Gemini is not
   asked and no tokens are spent;
