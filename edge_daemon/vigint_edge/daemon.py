@@ -322,8 +322,8 @@ class EdgeDaemon:
                 log.exception("command job failed")
 
     def _post_result(self, command_id: str, status: str, detail: str, *, result: dict[str, Any] | None = None,
-                     event_id: str | None = None) -> bool:
-        """Posts a command's outcome; logs and gives up on any failure. Returns True when the cloud took it."""
+                     event_id: str | None = None) -> None:
+        """Posts a command's outcome; logs and gives up on any failure."""
         body = {"status": status, "detail": detail, "result": result or {}, "event_id": event_id}
         try:
             try:
@@ -337,12 +337,11 @@ class EdgeDaemon:
                             exc)
             else:
                 log.warning("command %s: could not report %s (%s); giving up", command_id, status, exc)
-            return False
+            return
         except Exception as exc:  # noqa: BLE001 - a result must never break the heartbeat loop
             log.warning("command %s: could not report %s (%s); giving up", command_id, status, type(exc).__name__)
-            return False
+            return
         log.info("command %s: reported %s", command_id, status)
-        return True
 
     def status_report(self) -> dict:
         """What ``report_status`` answers: ``status()`` plus ``uptime_s`` (seconds since the daemon was built)
