@@ -285,8 +285,8 @@ class CameraPipeline:
     def request_clip(self, start: datetime, end: datetime) -> EdgeEvent:
         """Cuts a clip of ``start``..``end`` (UTC) from the continuous recording and spools it as an event of
         kind ``"recording"`` (severity detection, no labels), like any event. Thread-safe: called from the
-        command worker while the camera thread keeps recording. May wait up to one segment (10 s) for the
-        recording of ``end`` to be finished.
+        command worker while the camera thread keeps recording. May wait up to two segment lengths (about
+        20 s) for the recording of ``end`` to be finished (``Recorder.cut``).
 
         Returns:
             The spooled ``EdgeEvent``.
