@@ -25,6 +25,8 @@ import av
 import cv2
 import numpy as np
 
+from vigint_edge.capture import reformat
+
 log = logging.getLogger(__name__)
 
 __all__ = ["ClipError", "ClipInfo", "ClipWriter", "RemuxWriter", "encode_snapshot", "fsync_dir",
@@ -239,7 +241,7 @@ class ClipWriter(_Mp4Writer):
                                  f"{frame_bgr.width}x{frame_bgr.height}")
             frame = frame_bgr
             if frame.format.name != "yuv420p" or (self.out_width, self.out_height) != (self.width, self.height):
-                frame = frame.reformat(width=self.out_width, height=self.out_height, format="yuv420p")
+                frame = reformat(frame, width=self.out_width, height=self.out_height, format="yuv420p")
         elif not isinstance(frame_bgr, np.ndarray) or frame_bgr.dtype != np.uint8 \
                 or frame_bgr.shape != (self.height, self.width, 3):
             raise ValueError(

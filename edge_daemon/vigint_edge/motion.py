@@ -2,7 +2,9 @@
 
 Frame differencing against a running average on a small grey image (the approach Frigate's
 ``ImprovedMotionDetector`` refines): downscale, blur, ``absdiff`` with the background, threshold, and the
-changed fraction of the frame is the motion score.
+changed fraction of the frame is the motion score. The downscale is bilinear (Frigate's uses nearest
+neighbour, then blurs as we do): ``INTER_AREA`` at a non-integer factor cost 0.72 ms per 768x576 frame here,
+bilinear 0.09 ms, and the gate runs on every detect frame.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class MotionGate:
         if not self.config.enabled:
             self.last_regions = [(0.0, 0.0, float(w), float(h))]
             return True
-        small = cv2.resize(frame_bgr, (self.width, max(1, round(h * self.width / w))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(frame_bgr, (self.width, max(1, round(h * self.width / w))), interpolation=cv2.INTER_LINEAR)
         if small.ndim == 3:
             small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         grey = cv2.GaussianBlur(small, (5, 5), 0).astype(np.float32)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from vigint_edge.bench import make_h264
-from vigint_edge.capture import Frame, VideoSource, _put_dropping_oldest
+from vigint_edge.capture import Frame, VideoSource, _put_dropping_oldest, reformat
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
 from vigint_edge.detector import load_detector
 from vigint_edge.events import CameraPipeline, ClipUnavailable
@@ -202,3 +202,19 @@ def test_detector_crops_from_the_decoders_picture_match_the_full_conversion(h264
     assert frame.bgr(region, (300, 300)).shape == (300, 300, 3)
     luma = frame.gray()
     assert luma.shape == (576, 768) and np.corrcoef(luma.ravel(), cv2.cvtColor(full, cv2.COLOR_BGR2GRAY).ravel())[0, 1] > 0.99
+
+
+def test_shared_reformatter_follows_each_frames_size_and_the_requested_output(h264_video, tmp_path):
+    """``capture.reformat`` keeps one swscale context per thread; alternating sources, sizes and formats must
+    still give what each frame's own ``reformat`` gives (a stale context would scale to the previous size)."""
+    small = tmp_path / "small.mp4"
+    make_h264(h264_video, small, size=(320, 240), seconds=1)
+    frames = [next(iter(VideoSource(CameraConfig(id=f"cam{i}", source=str(p), realtime=False), max_frames=1).frames()))
+              for i, p in enumerate((h264_video, small))]
+    for _ in range(2):
+        for frame in frames:
+            for kw in ({"format": "bgr24"}, {"width": 300, "height": 300, "format": "bgr24"},
+                       {"width": 160, "height": 120, "format": "yuv420p"}):
+                ours = reformat(frame.av_frame, **kw).to_ndarray()
+                theirs = frame.av_frame.reformat(**kw).to_ndarray()
+                assert ours.shape == theirs.shape and np.array_equal(ours, theirs), kw
