@@ -16,11 +16,14 @@ resource "google_firestore_database" "default" {
 # Composite indexes of the event listings of the tenant API (functions/vigint/tenant_api/events.py): every
 # listing is one tenant's events collection, newest first (start_time DESC, then __name__ DESC, which
 # Firestore appends by itself), with equality / array-contains filters. One index per filtered field;
-# Firestore merges them for queries combining several filters (e.g. camera_id and severity).
+# Firestore merges them for queries combining several filters (e.g. camera_id and severity). The `kind` index
+# also serves GET /v1/analytics/counts (functions/vigint/tenant_api/analytics.py: kind == K, range on start_time,
+# start_time DESC).
 locals {
   event_indexes = {
     camera       = { field = "camera_id", array = false }
     severity     = { field = "severity", array = false }
+    kind         = { field = "kind", array = false }
     label        = { field = "labels", array = true }
     zone         = { field = "zones", array = true }
     alerted      = { field = "alert.alerted", array = false }

@@ -43,14 +43,15 @@ def _tenant(fenv, tenant_id: str | None = None, device_id: str = "nuc-1") -> dic
 
 def _store_event(fenv, creds: dict, start: dt.datetime, *, camera_id: str = "lobby", labels=("person",),
                  zones=(), event_id: str | None = None, threat_level: int | None = None,
-                 alerted: bool | None = None) -> str:
+                 alerted: bool | None = None, **event_kw) -> str:
     """Ingests a real event (media in fake-gcs) through ``ingest``, then records the analysis/alert
-    outcome the later stages would write (those stages have their own tests)."""
+    outcome the later stages would write (those stages have their own tests). ``event_kw``: other
+    event fields (``Fenv.event`` overrides, e.g. ``kind``)."""
     from vigint import pipeline
 
     iso = lambda t: t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
     ev = fenv.ingested_event(creds, event_id=event_id, camera_id=camera_id, labels=labels, zones=list(zones),
-                             start_time=iso(start), end_time=iso(start + dt.timedelta(seconds=2)))
+                             start_time=iso(start), end_time=iso(start + dt.timedelta(seconds=2)), **event_kw)
     update = {}
     if threat_level is not None:
         update["analysis"] = {"status": "ok", "source": "detections", "threat_level": threat_level,
@@ -491,6 +492,45 @@ def test_counts_and_usage(fenv, tapi):
     assert (r.status_code, r.get_json()["field"]) == (400, "month")
 
 
+def test_kind_filters_events_and_counts_count_detections_by_default(fenv, tapi):
+    a = _tenant(fenv)
+    creds = a["creds"]
+    detection = _store_event(fenv, creds, T0, labels=("person",))
+    health = _store_event(fenv, creds, T0 + dt.timedelta(minutes=5), labels=("camera_offline",),
+                          kind="camera_health", clip=None, snapshot=None, detections=[], max_count={})
+    recording = _store_event(fenv, creds, T0 + dt.timedelta(minutes=10), labels=(), kind="recording",
+                             severity="detection")
+
+    def listed(query: str) -> list[tuple[str, str]]:
+        r = tapi.get(f"/v1/events{query}", headers=a["viewer"])
+        assert r.status_code == 200, r.get_json()
+        return [(e["event_id"], e["kind"]) for e in r.get_json()["events"]]
+
+    assert listed("") == [(recording, "recording"), (health, "camera_health"), (detection, "detection")]
+    assert listed("?kind=recording") == [(recording, "recording")]
+    assert listed("?kind=camera_health") == [(health, "camera_health")]
+    assert listed(f"?kind=detection&camera_id=lobby&since={_z(T0)}") == [(detection, "detection")]
+
+    q = f"bucket=hour&since={_z(T0)}&until={_z(T0 + dt.timedelta(hours=1))}"
+
+    def counted(query: str) -> tuple[int, dict]:
+        r = tapi.get(f"/v1/analytics/counts?{q}{query}", headers=a["viewer"])
+        assert r.status_code == 200, r.get_json()
+        [bucket] = r.get_json()["buckets"]
+        assert bucket["total"] == r.get_json()["total"]
+        return r.get_json()["total"], bucket["counts"]
+
+    assert counted("") == (1, {"person": 1})  # detections only
+    assert counted("&kind=detection") == (1, {"person": 1})
+    assert counted("&kind=camera_health") == (1, {"camera_offline": 1})
+    assert counted("&kind=recording&by=camera") == (1, {"lobby": 1})
+
+    for path in ("/v1/events", "/v1/analytics/counts"):
+        r = tapi.get(f"{path}?kind=bogus", headers=a["viewer"])
+        assert (r.status_code, r.get_json()["field"]) == (400, "kind"), path
+        assert r.get_json()["error"].startswith("kind: "), r.get_json()
+
+
 def test_openapi_document_describes_every_route(fenv, tapi):
     from vigint.tenant_api.routes import ROUTES
 
@@ -513,3 +553,7 @@ def test_openapi_document_describes_every_route(fenv, tapi):
             assert "403" in op["responses"]
     assert doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/EventPage"}
+    kinds = {path: next(p["schema"] for p in doc["paths"][path]["get"]["parameters"] if p["name"] == "kind")
+             for path in ("/v1/events", "/v1/analytics/counts")}
+    assert all(k["enum"] == ["detection", "camera_health", "recording"] for k in kinds.values())
+    assert "default" not in kinds["/v1/events"] and kinds["/v1/analytics/counts"]["default"] == "detection"

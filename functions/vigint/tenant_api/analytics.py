@@ -33,10 +33,15 @@ def _floor(t: dt.datetime, bucket: str) -> dt.datetime:
 
 
 def counts(req: Request):
-    """``GET /v1/analytics/counts``: events per time bucket (UTC), split by label, camera or zone.
+    """``GET /v1/analytics/counts``: events per time bucket (UTC), split by label, camera or zone (``CountsOut``).
 
-    An event counts once in ``total`` and once under each of its labels (or zones; an event without
-    zones counts only in ``total``).
+    Counts detections unless ``kind`` is given (``camera_health`` or ``recording``: those events instead), so
+    requested recordings and camera health events do not inflate "detections per hour/day". An event counts
+    once in ``total`` and once under each of its labels (or zones; an event without zones counts only in
+    ``total``). At most ``MAX_COUNT_SCAN`` events are read, newest first (more: ``truncated``).
+
+    Raises:
+        ApiError: 400 (field ``since``) for ``since >= until`` or a range longer than ``MAX_SPAN[bucket]``.
     """
     f: m.CountsQuery = req.query
     until = f.until or req.now
@@ -46,6 +51,7 @@ def counts(req: Request):
     if until - since > MAX_SPAN[f.bucket]:
         raise ApiError(400, f"range longer than {MAX_SPAN[f.bucket].days} days for bucket={f.bucket}", "since")
     q = (pipeline.tenant_ref(req.tenant_id).collection("events")
+         .where(filter=fs.FieldFilter("kind", "==", f.kind))
          .where(filter=fs.FieldFilter("start_time", ">=", since))
          .where(filter=fs.FieldFilter("start_time", "<", until))
          .order_by("start_time", direction=fs.Query.DESCENDING)

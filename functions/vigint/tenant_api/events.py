@@ -6,7 +6,7 @@ stable while new events arrive. The cursor is opaque to clients: base64url of
 
 Which filters Firestore applies and which are applied in memory:
 
-* Firestore: ``since``/``until`` (range on ``start_time``), ``camera_id``, ``severity`` (equality),
+* Firestore: ``since``/``until`` (range on ``start_time``), ``camera_id``, ``severity``, ``kind`` (equality),
   ``label`` (``array_contains`` on ``labels``), ``zone`` (``array_contains`` on ``zones``, only when no
   ``label`` is given: one ``array_contains`` per query), alerts' ``alert.alerted == true`` and
   ``acknowledged=true``.
@@ -161,13 +161,21 @@ def _range(q, since, until):
 
 
 def list_events(req: Request):
-    """``GET /v1/events``."""
+    """``GET /v1/events``: one page of ``EventSummary`` (``EventPage``), filtered by ``EventsQuery``.
+
+    ``kind`` (``detection`` | ``camera_health`` | ``recording``) lists only that kind; without it, all kinds.
+
+    Raises:
+        ApiError: 400 (field ``cursor``) for a cursor that is not one of this API.
+    """
     f: m.EventsQuery = req.query
     q = _range(_events(req.tenant_id), f.since, f.until)
     if f.camera_id:
         q = q.where(filter=fs.FieldFilter("camera_id", "==", f.camera_id))
     if f.severity:
         q = q.where(filter=fs.FieldFilter("severity", "==", f.severity))
+    if f.kind:
+        q = q.where(filter=fs.FieldFilter("kind", "==", f.kind))
     zone_in_memory = bool(f.zone and f.label)
     if f.label:
         q = q.where(filter=fs.FieldFilter("labels", "array_contains", f.label))

@@ -356,6 +356,11 @@ class CamerasQuery(_In):
 # ------------------------------------------------------------------------------------------- events
 
 
+# ``kind`` of an event (``vigint.schema.EdgeEvent``): people/vehicles seen, a camera's or device's health, or a
+# clip the tenant asked for (command ``request_clip``: stored, not analysed, never alerted).
+EventKind = Literal["detection", "camera_health", "recording"]
+
+
 class _Page(_In):
     limit: int = Field(default=50, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=512, description="next_cursor of the previous page")
@@ -370,6 +375,7 @@ class EventsQuery(_Page):
     label: Label | None = None
     zone: ZoneName | None = None
     severity: Literal["alert", "detection"] | None = None
+    kind: EventKind | None = Field(default=None, description="only events of this kind (default: all kinds)")
     min_threat_level: int | None = Field(default=None, ge=0, le=3)
 
 
@@ -444,12 +450,16 @@ class ErasedOut(_Out):
 
 
 class CountsQuery(_In):
-    """``GET /v1/analytics/counts``. Default range: the last 24 h (hour) or 30 days (day)."""
+    """``GET /v1/analytics/counts``. Default range: the last 24 h (hour) or 30 days (day); default kind:
+    detections only."""
 
     bucket: Literal["hour", "day"] = "hour"
     by: Literal["label", "camera", "zone"] = "label"
     since: Instant | None = None
     until: Instant | None = None
+    kind: EventKind = Field(default="detection", description="count only events of this kind (default: "
+                                                             "detections; requested recordings and camera "
+                                                             "health events are not counted)")
 
 
 class CountBucket(_Out):
