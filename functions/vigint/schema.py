@@ -87,6 +87,11 @@ class Snapshot(_Strict):
     time: UtcTime
 
 
+#: ``kind`` of an event: people/vehicles seen, a camera's or device's health, or a clip the tenant asked for
+#: (command ``request_clip``: stored, not analysed, never alerted).
+EventKind = Literal["detection", "camera_health", "recording"]
+
+
 class EdgeEvent(_Strict):
     """An event as published by an edge device on ``edge-events`` (schema version 1).
 
@@ -100,7 +105,7 @@ class EdgeEvent(_Strict):
     device_id: Slug
     camera_id: Slug
     # "recording": a clip the tenant asked for (command request_clip): severity "detection", labels [].
-    kind: Literal["detection", "camera_health", "recording"]
+    kind: EventKind
     severity: Literal["alert", "detection"]
     labels: Annotated[list[Label], Field(max_length=100)]
     start_time: UtcTime

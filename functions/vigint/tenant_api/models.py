@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vigint.schema import EVENT_ID_PATTERN, SLUG_PATTERN
+from vigint.schema import EVENT_ID_PATTERN, SLUG_PATTERN, EventKind
 
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, description="lower-case slug, 2..63 characters")]
 EventId = Annotated[str, Field(pattern=EVENT_ID_PATTERN)]
@@ -356,9 +356,6 @@ class CamerasQuery(_In):
 # ------------------------------------------------------------------------------------------- events
 
 
-# ``kind`` of an event (``vigint.schema.EdgeEvent``): people/vehicles seen, a camera's or device's health, or a
-# clip the tenant asked for (command ``request_clip``: stored, not analysed, never alerted).
-EventKind = Literal["detection", "camera_health", "recording"]
 
 
 class _Page(_In):

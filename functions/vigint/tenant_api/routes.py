@@ -70,8 +70,8 @@ ROUTES: list[Route] = [
     Route("POST", "/v1/alerts/{event_id}/ack", events.ack_alert, "Acknowledge an alert", "alerts",
           role="admin", response=m.AckOut, params=events.PARAMS),
     # analytics
-    Route("GET", "/v1/analytics/counts", analytics.counts, "Event counts per hour or day", "analytics",
-          query=m.CountsQuery, response=m.CountsOut),
+    Route("GET", "/v1/analytics/counts", analytics.counts, "Detection counts per hour or day (kind= for others)",
+          "analytics", query=m.CountsQuery, response=m.CountsOut),
     Route("GET", "/v1/usage", analytics.usage, "Use in one month", "analytics", query=m.UsageQuery,
           response=m.UsageOut),
 ]
