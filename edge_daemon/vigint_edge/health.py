@@ -8,8 +8,10 @@ it is re-armed when the camera is healthy again.
 When a camera that was reported offline delivers a frame again, one more ``camera_health`` event says so:
 ``labels`` ``["camera_online"]``, ``start_time`` when it went down (its last frame before the outage, as the
 offline event's ``start_time``), ``end_time`` the first frame back, so ``end_time - start_time`` is how long
-it was down in seconds; the snapshot is that first frame. An outage shorter than ``offline_alert_after_s``
-raised no offline event and raises no online event either.
+it was down in seconds; the snapshot is that first frame. It is news, not a problem, so its severity is
+``"detection"`` (the problems' is ``"alert"``): a tenant listing events with ``severity=alert`` sees only
+problems. An outage shorter than ``offline_alert_after_s`` raised no offline event and raises no online
+event either.
 
 How each problem is recognised (thresholds from the camera's ``CameraConfig``):
 
@@ -292,5 +294,6 @@ class HealthMonitor:
             jpeg = encode_snapshot(_pixels(image))
             snapshot = SnapshotRef.for_jpeg(jpeg, object_name(t, d, eid, SNAPSHOT_NAME), snap_time or since)
         event = EdgeEvent(event_id=eid, tenant_id=t, device_id=d, camera_id=self.camera.id, kind="camera_health",
-                          severity="alert", labels=[label], start_time=since, end_time=now, snapshot=snapshot)
+                          severity="detection" if label == ONLINE else "alert", labels=[label], start_time=since,
+                          end_time=now, snapshot=snapshot)
         return event, jpeg

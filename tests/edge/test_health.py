@@ -202,6 +202,7 @@ def test_camera_back_after_an_offline_alert_raises_online_with_the_time_it_was_d
     assert [e.labels for e in events] == [[OFFLINE], [ONLINE]]
     online = events[1]
     assert (online.kind, online.camera_id, online.clip) == ("camera_health", "lobby", None)
+    assert (events[0].severity, online.severity) == ("alert", "detection"), "back online is news, not an alert"
     assert online.start_time == T0 + timedelta(seconds=1.5), "down since its last frame, as the offline event"
     assert online.end_time == back, "up again at the first new frame"
     assert (online.end_time - online.start_time).total_seconds() == pytest.approx(100.5)
