@@ -6,8 +6,9 @@ our code runs; locally it is callable as is):
 
 * per tenant, with ``retention_days`` (tenant field, else ``VIGINT_RETENTION_DAYS``, default 30): events
   whose ``end_time`` is older than that are deleted with their deliveries, their links (and access logs)
-  and their GCS objects; links created before the cut-off and any object under ``tenants/{t}/`` created
-  before it (orphans: uploads of events that never got stored) are deleted too. Event and link documents
+  and their GCS objects; links created before the cut-off, device commands created before it (whatever
+  their status: one still pending that long will never be useful) and any object under ``tenants/{t}/``
+  created before it (orphans: uploads of events that never got stored) are deleted too. Event and link documents
   also carry ``expire_at`` so a Firestore TTL policy is the backstop;
 * stale devices: an active device whose ``last_heartbeat_at`` is older than ``N x interval``
   (``VIGINT_STALE_HEARTBEAT_INTERVALS`` x ``VIGINT_HEARTBEAT_INTERVAL_SECONDS``, per-device
@@ -100,7 +101,7 @@ def apply_retention(tenant_id: str, tenant: Mapping[str, Any], now: dt.datetime)
     """Deletes what is older than the tenant's retention. Returns counts (see ``delete_event``)."""
     days = pipeline.retention_days(tenant)
     cutoff = now - dt.timedelta(days=days)
-    counts: dict = {"events": 0, "objects": 0, "links": 0, "documents": 0}
+    counts: dict = {"events": 0, "objects": 0, "links": 0, "documents": 0, "commands": 0}
     old = (pipeline.tenant_ref(tenant_id).collection("events")
            .where(filter=fs.FieldFilter("end_time", "<", cutoff)).stream())
     for snap in old:
@@ -111,6 +112,10 @@ def apply_retention(tenant_id: str, tenant: Mapping[str, Any], now: dt.datetime)
                        .where(filter=fs.FieldFilter("tenant_id", "==", tenant_id))
                        .where(filter=fs.FieldFilter("created_at", "<", cutoff)).stream())
     counts["links"] += _delete_links(stale_links)
+    for device in pipeline.tenant_ref(tenant_id).collection("devices").list_documents():
+        for cmd in device.collection("commands").where(filter=fs.FieldFilter("created_at", "<", cutoff)).stream():
+            cmd.reference.delete()
+            counts["commands"] += 1
     known: dict[str, bool] = {}
 
     def event_kept(name: str) -> bool:  # tenants/{t}/devices/{d}/events/{e}/...: keep objects of kept events
@@ -185,7 +190,7 @@ def run_housekeeping(now: dt.datetime | None = None) -> dict:
         ``{"tenants": n, "deleted": {counts}, "stale_device_events": [ids]}``.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
-    total: dict = {"events": 0, "objects": 0, "links": 0, "documents": 0}
+    total: dict = {"events": 0, "objects": 0, "links": 0, "documents": 0, "commands": 0}
     stale: list[str] = []
     n = 0
     for tenant in clients.firestore().collection("tenants").stream():

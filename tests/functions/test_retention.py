@@ -170,7 +170,7 @@ def test_retention_entry_point(fenv):
     r = client.post("/")
     assert r.status_code == 200
     body = r.get_json()
-    assert body["tenants"] >= 1 and set(body["deleted"]) == {"events", "objects", "links", "documents"}
+    assert body["tenants"] >= 1 and set(body["deleted"]) == {"events", "objects", "links", "documents", "commands"}
     assert client.put("/").status_code == 405
 
 
@@ -211,3 +211,22 @@ def test_erase_camera_on_request_through_the_tenant_api_and_tenant_delete_throug
     assert _all_docs(pipeline.tenant_ref(a["tenant_id"])) == [] and _objects(f"tenants/{a['tenant_id']}/") == []
     assert api_keys.verify(key_a) is None, "the deleted tenant's API keys no longer authenticate"
     assert api_keys.list_keys(a["tenant_id"]) == []
+
+
+def test_retention_deletes_device_commands_older_than_the_retention_and_keeps_recent_ones(fenv):
+    from vigint import pipeline, retention
+
+    creds = fenv.provision()
+    tenant_id = creds["tenant_id"]
+    pipeline.tenant_ref(tenant_id).update({"retention_days": 3})
+    run_at = dt.datetime.now(dt.timezone.utc)
+    commands = pipeline.tenant_ref(tenant_id).collection("devices").document(creds["device_id"]).collection("commands")
+    ages = {"old_done": (4, "done"), "old_pending": (10, "pending"), "recent": (2, "done"), "today": (0, "pending")}
+    for cid, (days, status) in ages.items():
+        commands.document(cid).set({"type": "report_status", "params": {}, "status": status,
+                                    "created_at": run_at - dt.timedelta(days=days, minutes=1)})
+
+    counts = retention.apply_retention(tenant_id, pipeline.tenant_ref(tenant_id).get().to_dict(), run_at)
+
+    assert counts["commands"] == 2
+    assert sorted(d.id for d in commands.list_documents()) == ["recent", "today"]
