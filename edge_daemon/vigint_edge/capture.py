@@ -20,8 +20,8 @@ from typing import Callable, Iterator
 
 import av
 import cv2
-from av.video.reformatter import VideoReformatter
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from tenacity import Retrying, retry_if_exception_type, wait_exponential_jitter
 
 from vigint_edge.config import CameraConfig
@@ -230,6 +230,8 @@ class VideoSource:
         index = 0
         try:
             while (item := frames.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item  # the reader failed unexpectedly: as if decoding had run here
                 if self.stop.is_set() or (self.max_frames is not None and index >= self.max_frames):
                     return
                 t = index / self.fps
@@ -261,6 +263,9 @@ class VideoSource:
                     return
         except av.error.FFmpegError as exc:
             log.warning("camera %s: %s: decoding stopped: %s", self.camera.id, self.camera.source, exc)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            put(exc)
+            return
         put(None)
 
     # ---------------------------------------------------------------------------------------- streams

@@ -8,6 +8,7 @@ import hashlib
 import math
 import os
 import queue
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -218,3 +219,33 @@ def test_shared_reformatter_follows_each_frames_size_and_the_requested_output(h2
                 ours = reformat(frame.av_frame, **kw).to_ndarray()
                 theirs = frame.av_frame.reformat(**kw).to_ndarray()
                 assert ours.shape == theirs.shape and np.array_equal(ours, theirs), kw
+
+
+def test_a_file_readers_unexpected_failure_reaches_the_consumer(h264_video, monkeypatch):
+    """Files are decoded on a reader thread; an error there that is not FFmpeg's (which ends the file with a
+    warning) must be raised to the consumer, not leave it waiting for frames forever."""
+    from vigint_edge import capture
+
+    real = capture._decode
+
+    def failing(container, stream):
+        for i, item in enumerate(real(container, stream)):
+            if i == 3:
+                raise RuntimeError("reader broke")
+            yield item
+
+    monkeypatch.setattr(capture, "_decode", failing)
+    got, errors = [], []
+
+    def consume():
+        try:
+            for frame in VideoSource(CameraConfig(id="door", source=str(h264_video), realtime=False)).frames():
+                got.append(frame.index)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    consumer.join(60)
+    assert not consumer.is_alive(), "the consumer is still waiting for frames"
+    assert errors == ["reader broke"] and got == [0, 1, 2]
