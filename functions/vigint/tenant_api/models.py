@@ -356,8 +356,6 @@ class CamerasQuery(_In):
 # ------------------------------------------------------------------------------------------- events
 
 
-
-
 class _Page(_In):
     limit: int = Field(default=50, ge=1, le=100)
     cursor: str | None = Field(default=None, max_length=512, description="next_cursor of the previous page")
