@@ -8,6 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore as fs
 
 from vigint import clients, config
@@ -69,6 +70,8 @@ def claim(ref, name: str, *, done_field: str | None = None, lease_s: float = CLA
         ``"mine"``, ``"busy"`` or ``"done"``.
 
     Raises:
+        InProgress: every one of the transaction's 10 attempts was aborted by concurrent deliveries writing the
+            same document (the client library's ``ValueError``); let Pub/Sub redeliver.
         google.api_core.exceptions.GoogleAPICallError: Firestore failed (transient).
     """
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -88,7 +91,12 @@ def claim(ref, name: str, *, done_field: str | None = None, lease_s: float = CLA
         tx.update(ref, {f"claims.{name}": now})
         return "mine"
 
-    return txn(clients.firestore().transaction(max_attempts=10))
+    try:
+        return txn(clients.firestore().transaction(max_attempts=10))
+    except ValueError as exc:
+        if isinstance(exc.__cause__, gexc.Aborted):  # the library wraps its last Aborted in a ValueError
+            raise InProgress(f"{ref.path}: claim {name} lost to concurrent deliveries: {exc}") from exc
+        raise
 
 
 def publish_once(ref, flag: str, topic_id: str, tenant_id: str, event_id: str) -> bool:

@@ -84,7 +84,11 @@ def test_replay_under_a_new_message_id_is_dropped_redelivery_is_not(fenv):
 
 def test_concurrent_deliveries_store_one_event_and_publish_once(fenv):
     """The same message delivered by several threads at once; the losers of the publish claim raise
-    (Pub/Sub would redeliver them) and their redelivery changes nothing."""
+    ``InProgress``, also when the emulator aborts their claim transaction on every attempt, and a commit the
+    emulator aborts raises its transient error (both seen on a loaded machine): Pub/Sub redelivers them, and
+    the redeliveries store and publish nothing more."""
+    from google.api_core import exceptions as gexc
+
     from vigint import ingest, pipeline, usage
 
     creds = fenv.provision()
@@ -101,6 +105,10 @@ def test_concurrent_deliveries_store_one_event_and_publish_once(fenv):
             out = ingest.handle_edge_event(data=data, attributes=attrs, message_id="m-1")
         except pipeline.InProgress:
             out = "in_progress"
+        except gexc.GoogleAPICallError:  # transient, e.g. the emulator aborting a contended commit
+            out = "transient"
+        except Exception as exc:  # noqa: BLE001 - any other failure is an outcome the test rejects
+            out = repr(exc)
         with lock:
             outcomes.append(out)
 
@@ -110,11 +118,12 @@ def test_concurrent_deliveries_store_one_event_and_publish_once(fenv):
     for t in threads:
         t.join(60)
     # The delivery that created the document may still find another delivery publishing the follow-on
-    # and answer "in progress" (Pub/Sub then redelivers it): at most one "created", never two publishes.
+    # and answer "in progress" (Pub/Sub then redelivers it): "created" at most once (maybe never), one publish.
     assert outcomes.count("created") <= 1, outcomes
-    assert set(outcomes) <= {"created", "duplicate", "in_progress"}
-    for _ in range(outcomes.count("in_progress")):  # the redeliveries
-        assert ingest.handle_edge_event(data=data, attributes=attrs, message_id="m-1") == "duplicate"
+    assert set(outcomes) <= {"created", "duplicate", "in_progress", "transient"}, outcomes
+    redelivered = [ingest.handle_edge_event(data=data, attributes=attrs, message_id="m-1")
+                   for _ in range(outcomes.count("in_progress") + outcomes.count("transient"))]
+    assert set(redelivered) <= {"created", "duplicate"} and (outcomes + redelivered).count("created") <= 1
     assert len(_events(creds["tenant_id"])) == 1
     assert len(fenv.pull("ingested")) == 1
     counters = usage.get(creds["tenant_id"])
