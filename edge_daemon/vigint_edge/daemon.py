@@ -253,14 +253,13 @@ class EdgeDaemon:
             self._run_command(command)
 
     def _update_detector_filter(self) -> None:
-        """The shared detector returns the union of every camera's labels down to the lowest score any camera
-        accepts (each pipeline then applies its own labels and scores)."""
-        cameras = [p.camera for p in self.pipelines.values()]
+        """Applies ``detector_filter`` of the cameras' current settings to the shared detector."""
+        labels, score = detector_filter([p.camera for p in self.pipelines.values()])
         if hasattr(self.detector, "score_threshold"):
-            self.detector.score_threshold = min(c.lowest_score for c in cameras)
+            self.detector.score_threshold = score
         setter = getattr(self.detector, "set_labels_of_interest", None)
         if setter is not None:
-            setter({label for c in cameras for label in c.labels})
+            setter(labels)
 
     # --------------------------------------------------------------------------------------- commands
     def _run_command(self, command: PlainCommand | ClipCommand) -> None:
@@ -369,6 +368,12 @@ class EdgeDaemon:
         return report
 
 
+def detector_filter(cameras: list[CameraConfig]) -> tuple[set[str], float]:
+    """What the detector shared by ``cameras`` returns: the union of their labels, down to the lowest score any
+    of them accepts (each pipeline then applies its own labels and scores)."""
+    return {label for c in cameras for label in c.labels}, min(c.lowest_score for c in cameras)
+
+
 def _versions() -> dict[str, str | None]:
     """Versions of the daemon and the libraries that shape its results."""
     out: dict[str, str | None] = {"vigint_edge": __version__, "python": platform.python_version()}
@@ -389,10 +394,9 @@ def build_daemon(config: EdgeConfig, secret: str, *, detector: Detector | None =
     """
     if detector is None:
         model_path = config.model.path or default_model_path()
-        labels_of_interest = {label for cam in config.cameras for label in cam.labels}
+        labels_of_interest, score = detector_filter(config.cameras)
         detector = load_detector(model_path, config.model.device, labels_path=config.model.labels_path,
-                                 labels_of_interest=labels_of_interest,
-                                 score_threshold=min(cam.lowest_score for cam in config.cameras))
+                                 labels_of_interest=labels_of_interest, score_threshold=score)
     spool = Spool(Path(config.spool.dir), max_bytes=config.spool.max_bytes)
     dev = config.device
     api = EdgeApiClient(dev.api_url, dev.tenant_id, dev.device_id, secret)
