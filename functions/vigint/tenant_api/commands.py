@@ -3,8 +3,8 @@
 A command waits in ``tenants/{t}/devices/{d}/commands/{command_id}`` (layout in ``vigint.commands``) until the
 device's next heartbeat hands it over (``vigint.tenant_api.edge_sync``); the device reports the outcome
 through ``edge_api`` (``POST /v1/commands/{command_id}/result``). Listing is newest first (``created_at``
-descending, then id descending), with the opaque cursor of the event listings
-(``vigint.tenant_api.events.encode_cursor`` of the last command's ``created_at`` and id).
+descending, then id descending), paged like the event listings (``vigint.tenant_api.events.scan_page``, its
+cursor made of the last command's ``created_at`` and id).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from vigint.tenant_api import models as m
 from vigint.tenant_api.cameras import cameras_col
 from vigint.tenant_api.devices import PARAMS as DEVICE_PARAMS
 from vigint.tenant_api.devices import existing_device
-from vigint.tenant_api.events import decode_cursor, encode_cursor
+from vigint.tenant_api.events import scan_page
 from vigint.tenant_api.http import ApiError, Request, not_found
 
 log = logging.getLogger(__name__)
@@ -87,14 +87,7 @@ def list_commands(req: Request):
     """``GET /v1/devices/{device_id}/commands``: the device's commands, newest first, ``limit`` per page."""
     ref, _ = existing_device(req)
     q: m.CommandsQuery = req.query
-    query = ref.collection("commands").order_by("created_at", direction=fs.Query.DESCENDING).order_by(
-        "__name__", direction=fs.Query.DESCENDING)
-    if q.cursor:
-        t, command_id = decode_cursor(q.cursor)
-        query = query.start_after({"created_at": t, "__name__": command_id})
-    snaps = list(query.limit(q.limit + 1).stream())
-    page = snaps[:q.limit]
-    nxt = encode_cursor(page[-1].get("created_at"), page[-1].id) if len(snaps) > q.limit else None
+    page, nxt = scan_page(ref.collection("commands"), limit=q.limit, cursor=q.cursor, order_field="created_at")
     return m.CommandPage(commands=[command_out(s.id, s.to_dict()) for s in page], next_cursor=nxt), 200
 
 

@@ -90,24 +90,30 @@ def _get(doc: dict, path: str) -> Any:
     return cur
 
 
-def scan_page(query, *, limit: int, cursor: str | None, keep=None) -> tuple[list, str | None]:
-    """One page of ``query`` (already filtered, not yet ordered) in the API's order.
+def scan_page(query, *, limit: int, cursor: str | None, keep=None,
+              order_field: str = "start_time") -> tuple[list, str | None]:
+    """One page of ``query`` (already filtered, not yet ordered) in the API's order: ``order_field``
+    descending, then document id descending.
 
     Args:
-        query: a Firestore query on one tenant's events.
+        query: a Firestore query on one tenant's events (or a device's commands, ``order_field="created_at"``).
         limit: page size (1..100).
         cursor: the previous page's ``next_cursor``.
         keep: optional in-memory predicate ``f(doc dict) -> bool``.
+        order_field: the timestamp field the listing is ordered by, also the cursor's time.
 
     Returns:
         ``(snapshots, next_cursor)``.
+
+    Raises:
+        ApiError: 400 (field ``cursor``) for a cursor that is not one of this API.
     """
-    q = query.order_by("start_time", direction=fs.Query.DESCENDING).order_by(
+    q = query.order_by(order_field, direction=fs.Query.DESCENDING).order_by(
         "__name__", direction=fs.Query.DESCENDING)
     after: Any = None
     if cursor:
-        t, event_id = decode_cursor(cursor)
-        after = {"start_time": t, "__name__": event_id}
+        t, doc_id = decode_cursor(cursor)
+        after = {order_field: t, "__name__": doc_id}
     found: list = []
     scanned = 0
     batch = limit + 1 if keep is None else 100
@@ -122,16 +128,12 @@ def scan_page(query, *, limit: int, cursor: str | None, keep=None) -> tuple[list
                 found.append(snap)
                 if len(found) == limit + 1:
                     page = found[:limit]
-                    return page, _cursor_of(page[-1])
+                    return page, encode_cursor(page[-1].get(order_field), page[-1].id)
             if keep is not None and scanned >= MAX_SCAN:
-                return found, _cursor_of(last)
+                return found, encode_cursor(last.get(order_field), last.id)
         if len(snaps) < batch:
             return found, None
         after = last
-
-
-def _cursor_of(snap) -> str:
-    return encode_cursor(snap.get("start_time"), snap.id)
 
 
 def _summary(snap) -> m.EventSummary:
