@@ -32,13 +32,14 @@ from google.cloud import firestore as fs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vigint import clients, commands, config, device_keys, storage
-from vigint.schema import EVENT_FILES, EVENT_ID_PATTERN, SLUG_PATTERN, event_prefix
+from vigint.schema import EVENT_FILES, EVENT_ID_PATTERN, SLUG_PATTERN, event_file_rule, event_prefix
 
 log = logging.getLogger(__name__)
 
 PUBSUB_SCOPE = "https://www.googleapis.com/auth/pubsub"
 TOKEN_LIFETIME_S = 3600  # IAM Credentials' default maximum for generateAccessToken
 MAX_BODY_BYTES = 64 * 1024
+MAX_UPLOAD_FILES = 32  # files signed in one /v1/uploads call (an end message: clip, snapshot, the last segments)
 # A command result body: the result object (at most commands.MAX_RESULT_BYTES) plus room for the other fields.
 MAX_RESULT_BODY_BYTES = commands.MAX_RESULT_BYTES + 8 * 1024
 _RESULT_PATH = re.compile(r"^/v1/commands/([^/]*)/result$")
@@ -107,7 +108,7 @@ class UploadFile(_Body):
 
 class UploadsRequest(_Body):
     event_id: str = Field(pattern=EVENT_ID_PATTERN)
-    files: list[UploadFile] = Field(min_length=1, max_length=len(EVENT_FILES))
+    files: list[UploadFile] = Field(min_length=1, max_length=MAX_UPLOAD_FILES)
 
 
 class HeartbeatRequest(_Body):
@@ -230,9 +231,10 @@ def _uploads(*, device, payload: dict, now: dt.datetime, **_) -> JsonResponse:
     seen: set[str] = set()
     uploads = []
     for i, f in enumerate(req.files):
-        allowed = EVENT_FILES.get(f.name)
+        allowed = event_file_rule(f.name)
         if allowed is None:
-            raise _BadRequest(400, f"file name must be one of {sorted(EVENT_FILES)}", f"files.{i}.name")
+            raise _BadRequest(400, f"file name must be one of {sorted(EVENT_FILES)}, segments/NNNNN.ts or "
+                                   "snapshots/NNNNN.jpg", f"files.{i}.name")
         if f.name in seen:
             raise _BadRequest(400, f"{f.name} listed twice", f"files.{i}.name")
         seen.add(f.name)

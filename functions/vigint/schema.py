@@ -9,6 +9,7 @@ event at another device's or tenant's objects).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -22,6 +23,28 @@ EVENT_FILES: dict[str, tuple[str, int]] = {
     "clip.mp4": ("video/mp4", 512 * 1024 * 1024),
     "snapshot.jpg": ("image/jpeg", 10 * 1024 * 1024),
 }
+
+# Schema version 2 (docs/contracts.md, "Event lifecycle"): HLS media segments and one snapshot per message.
+SEGMENT_NAME_PATTERN = r"^segments/[0-9]{5}\.ts$"
+SNAPSHOT_NAME_PATTERN = r"^snapshots/[0-9]{5}\.jpg$"
+SEGMENT_CONTENT_TYPE = "video/mp2t"
+MAX_SEGMENT_BYTES = 32 * 1024 * 1024
+
+
+def event_file_rule(name: str) -> tuple[str, int] | None:
+    """The content type and size limit (bytes) of an event file name, or None if the name is not allowed.
+
+    Names: ``clip.mp4``, ``snapshot.jpg`` (``EVENT_FILES``), ``segments/NNNNN.ts`` (``video/mp2t``, 32 MiB)
+    and ``snapshots/NNNNN.jpg`` (``image/jpeg``, 10 MiB), as in docs/contracts.md.
+    """
+    if name in EVENT_FILES:
+        return EVENT_FILES[name]
+    if re.match(SEGMENT_NAME_PATTERN, name):
+        return SEGMENT_CONTENT_TYPE, MAX_SEGMENT_BYTES
+    if re.match(SNAPSHOT_NAME_PATTERN, name):
+        return EVENT_FILES["snapshot.jpg"]
+    return None
+
 
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
 EventId = Annotated[str, Field(pattern=EVENT_ID_PATTERN)]

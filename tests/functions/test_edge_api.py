@@ -93,6 +93,16 @@ def test_uploads_are_under_the_device_prefix_and_put_works(fenv, api, media):
         ({"event_id": "evt_0123456789", "files": _files(), "extra": 1}, 400, "extra"),
         ({"event_id": "evt_0123456789", "files": _files(clip_bytes=512 * 1024 * 1024 + 1)}, 413, "files.0.bytes"),
         ({"event_id": "evt_0123456789", "files": _files(snap_bytes=10 * 1024 * 1024 + 1)}, 413, "files.1.bytes"),
+        ({"event_id": "evt_0123456789", "files": [{"name": "segments/1.ts", "content_type": "video/mp2t",
+                                                   "bytes": 1}]}, 400, "files.0.name"),
+        ({"event_id": "evt_0123456789", "files": [{"name": "segments/../00001.ts", "content_type": "video/mp2t",
+                                                   "bytes": 1}]}, 400, "files.0.name"),
+        ({"event_id": "evt_0123456789", "files": [{"name": "segments/00001.ts", "content_type": "video/mp4",
+                                                   "bytes": 1}]}, 400, "files.0.content_type"),
+        ({"event_id": "evt_0123456789", "files": [{"name": "segments/00001.ts", "content_type": "video/mp2t",
+                                                   "bytes": 32 * 1024 * 1024 + 1}]}, 413, "files.0.bytes"),
+        ({"event_id": "evt_0123456789", "files": [{"name": "snapshots/00001.jpg", "content_type": "image/jpeg",
+                                                   "bytes": 10 * 1024 * 1024 + 1}]}, 413, "files.0.bytes"),
     ],
 )
 def test_uploads_rejects_bad_requests(fenv, api, payload, status, field):
@@ -101,6 +111,19 @@ def test_uploads_rejects_bad_requests(fenv, api, payload, status, field):
     assert r.status_code == status, r.get_json()
     assert r.get_json()["field"] == field
     assert "url" not in r.get_data(as_text=True)
+
+
+def test_lifecycle_files_are_signed_under_the_event_prefix(fenv, api):
+    """Schema version 2 names: HLS segments and per-message snapshots (docs/contracts.md, "Event lifecycle")."""
+    creds = fenv.provision()
+    files = [{"name": "segments/00000.ts", "content_type": "video/mp2t", "bytes": 1000},
+             {"name": "segments/00001.ts", "content_type": "video/mp2t", "bytes": 1000},
+             {"name": "snapshots/00003.jpg", "content_type": "image/jpeg", "bytes": 100}]
+    r = api.post("/v1/uploads", headers=_auth(creds), json={"event_id": "evt_0123456789", "files": files})
+    assert r.status_code == 200, r.get_json()
+    prefix = f"tenants/{creds['tenant_id']}/devices/{creds['device_id']}/events/evt_0123456789/"
+    assert [u["object"] for u in r.get_json()["uploads"]] == [prefix + f["name"] for f in files]
+    assert [u["headers"]["Content-Type"] for u in r.get_json()["uploads"]] == [f["content_type"] for f in files]
 
 
 def _verify_v4(url: str, public_key, method: str, headers: dict) -> bool:
