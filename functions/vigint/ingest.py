@@ -18,6 +18,16 @@ should the scheduled retention miss it. A second message for a stored event is:
   ``events-ingested`` message went out (flag ``published.ingested``) -> ``"duplicate"``;
 * a replay (same signed data published again as a new message): dropped, reason ``replayed``;
 * different data under the same event id: dropped, reason ``event_id_conflict``.
+
+Schema version 2 (attribute ``schema_version`` ``"2"``, docs/contracts.md "Event lifecycle"): a
+``detection`` event arrives as ``start`` / updates / ``end`` with the same event id, each a whole
+snapshot of the event so far (``vigint.schema.LifecycleMessage``), in any order, twice or with gaps. After
+the same checks, ``ingest_lifecycle`` applies each ``(event_id, seq)`` once: in one transaction it creates
+``messages/{seq:06d}`` (the same seq with other data: dropped as ``event_id_conflict``; with the same data: a
+duplicate, which only makes sure its follow-on went out), creates the message's new
+``segments/{index:05d}`` documents, and merges the state into the event document (``merge_state``: the
+highest seq wins for the cumulative fields, ``ended`` is sticky). A version 1 message is stored as a whole,
+ended event (``ended: true``, ``phase: "end"``, no segments).
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from google.cloud import firestore as fs
 from pydantic import ValidationError
 
 from vigint import clients, config, device_keys, pipeline, usage
-from vigint.schema import EVENT_ID_PATTERN, SLUG_PATTERN, EdgeEvent
+from vigint.schema import EVENT_ID_PATTERN, SLUG_PATTERN, EdgeEvent, LifecycleMessage
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +63,9 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
         now: current time (UTC), for tests; default the clock.
 
     Returns:
-        What happened: ``"created"``, ``"duplicate"`` or ``"dropped:<reason>"`` (reasons: ``bad_attributes``,
+        What happened: ``"created"``, ``"duplicate"`` or ``"dropped:<reason>"``; for schema version 2 also
+        ``"applied"`` (a newer state merged into a stored event) and ``"stored"`` (an older seq: its
+        segments and message kept, the state not changed). Reasons: ``bad_attributes``,
         ``unsupported_schema_version``, ``unknown_device``, ``device_not_active``, ``stale_key_version``,
         ``bad_signature``, ``invalid_json``, ``invalid_body``, ``attributes_mismatch``, ``stale_event``,
         ``future_event``, ``replayed``, ``event_id_conflict``).
@@ -74,11 +86,16 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
     if not (re.match(SLUG_PATTERN, tenant_id) and re.match(SLUG_PATTERN, device_id)
             and re.match(EVENT_ID_PATTERN, event_id)):
         return drop("bad_attributes")
-    if attrs.get("schema_version") != "1":
+    version = attrs.get("schema_version")
+    if version not in ("1", "2"):
         return drop("unsupported_schema_version")
     try:
         key_version = int(attrs.get("key_version", ""))
-    except ValueError:
+        seq_attr = int(attrs["seq"]) if version == "2" else None
+    except (ValueError, KeyError):
+        return drop("bad_attributes")
+    if version == "2" and (attrs.get("phase") not in ("start", "update", "end") or not 0 <= seq_attr <= 1_000_000
+                           or attrs["seq"] != str(seq_attr)):
         return drop("bad_attributes")
 
     tenant = pipeline.tenant_ref(tenant_id)
@@ -97,7 +114,7 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
         return drop("bad_signature")
 
     try:
-        event = EdgeEvent.parse(data)
+        event = EdgeEvent.parse(data) if version == "1" else LifecycleMessage.parse(data)
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         if first["type"] == "json_invalid":
@@ -105,6 +122,8 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
         ctx["error"] = f"{'.'.join(map(str, first['loc']))}: {first['msg']}"[:300]
         return drop("invalid_body")
     if (event.tenant_id, event.device_id, event.event_id) != (tenant_id, device_id, event_id):
+        return drop("attributes_mismatch")
+    if version == "2" and (event.phase, event.seq) != (attrs["phase"], seq_attr):
         return drop("attributes_mismatch")
 
     s = config.settings()
@@ -121,10 +140,15 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
     ref = pipeline.event_ref(tenant_id, event_id)
     tenant_snap = tenant.get()
     tenant_doc = tenant_snap.to_dict() if tenant_snap.exists else {}
+    if isinstance(event, LifecycleMessage):
+        return ingest_lifecycle(event, digest=digest, message_id=message_id, tenant=tenant_doc, now=now, drop=drop)
     doc = event.model_dump()
     doc.update({"ingested_at": fs.SERVER_TIMESTAMP, "status": "ingested", "message_id": message_id,
                 "message_sha256": digest, "published": {"ingested": False},
-                "expire_at": event.end_time + dt.timedelta(days=pipeline.retention_days(tenant_doc))})
+                "expire_at": event.end_time + dt.timedelta(days=pipeline.retention_days(tenant_doc)),
+                # A version 1 message is a whole event: stored as the end of an event without segments.
+                "schema_version": 1, "phase": "end", "ended": True, "chain_root": event_id,
+                "timeline": {"ingested": now, "end": event.end_time}})
     batch = clients.firestore().batch()
     batch.create(ref, doc)
     usage.add(tenant_id, now=now, batch=batch, events=1, clip_bytes=event.clip.bytes if event.clip else 0)
@@ -144,4 +168,182 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
         outcome = "duplicate"
         log.info("ingest: event %s/%s already stored (redelivery)", tenant_id, event_id)
     pipeline.publish_once(ref, PUBLISHED_FLAG, s.ingested_topic, tenant_id, event_id)
+    return outcome
+
+
+# ------------------------------------------------------------------------------------------ schema version 2
+
+MESSAGE_FLAG = "published"  # on messages/{seq:06d}: the follow-on of this message went out
+# Fields of the event state a version 2 message carries whole; the highest seq applied wins.
+STATE_FIELDS = ("camera_id", "kind", "severity", "labels", "start_time", "end_time", "first_seen",
+                "alert_first_seen", "confirmed_at", "alert_confirmed_at", "sent_at", "top_score", "max_count",
+                "detections", "zones", "snapshot", "continues")
+END_FIELDS = ("clip", "segment_count", "interrupted")
+
+
+def message_ref(tenant_id: str, event_id: str, seq: int):
+    """``tenants/{t}/events/{e}/messages/{seq:06d}``: one applied version 2 message."""
+    return pipeline.event_ref(tenant_id, event_id).collection("messages").document(f"{seq:06d}")
+
+
+def segment_ref(tenant_id: str, event_id: str, index: int):
+    """``tenants/{t}/events/{e}/segments/{index:05d}``: one stored HLS segment of the event."""
+    return pipeline.event_ref(tenant_id, event_id).collection("segments").document(f"{index:05d}")
+
+
+def _is_stored_event(doc: Mapping) -> bool:
+    """False for no document and for a placeholder that only carries ``continued_by`` (a continuation
+    arrived before the event it continues)."""
+    return "seq" in doc and "event_id" in doc
+
+
+def merge_state(existing: Mapping, msg: LifecycleMessage, *, now: dt.datetime) -> tuple[dict, bool, bool]:
+    """The changes a version 2 message makes to its event document.
+
+    Args:
+        existing: the stored event document ({} or a placeholder if the event is not stored yet).
+        msg: the message.
+        now: when it was received (UTC): ``timeline.ingested`` of a new event.
+
+    Returns:
+        ``(fields, applied, notify)``: ``fields`` maps Firestore field paths to values (for
+        ``update``; for a new event, the whole document with dotted timeline paths expanded by the caller);
+        ``applied`` is True when the message's state replaced the stored one (a higher seq, or a new event);
+        ``notify`` is True when the message created the event, changed its labels or severity, or ended it.
+    """
+    created = not _is_stored_event(existing)
+    old_seq = -1 if created else int(existing.get("seq", -1))
+    applied = msg.seq > old_seq
+    state = msg.model_dump(include=set(STATE_FIELDS))
+    was_ended = bool(existing.get("ended")) and not created
+    fields: dict = {}
+    if applied:
+        if not created and existing.get("severity") == "alert":  # severity never falls
+            state["severity"] = "alert"
+        for name in ("alert_first_seen", "alert_confirmed_at"):  # once an alert, the alert's times stay
+            if state[name] is None and not created and existing.get(name) is not None:
+                state[name] = existing[name]
+        fields.update(state)
+        fields["seq"] = msg.seq
+        fields["phase"] = "end" if (was_ended or msg.phase == "end") else msg.phase
+        fields["timeline.first_seen"] = state["alert_first_seen"] or state["first_seen"]
+        fields["timeline.confirmed"] = state["alert_confirmed_at"] or state["confirmed_at"]
+    if msg.phase == "end" and not was_ended:
+        fields.update(msg.model_dump(include=set(END_FIELDS)))
+        fields["ended"] = True
+        fields["phase"] = "end"
+        fields["timeline.end"] = msg.end_time
+    if msg.seq == 0:
+        fields["timeline.start_published"] = msg.sent_at
+    if created:
+        fields.update({"schema_version": 2, "event_id": msg.event_id, "tenant_id": msg.tenant_id,
+                       "device_id": msg.device_id, "status": "ingested", "ingested_at": fs.SERVER_TIMESTAMP,
+                       "timeline.ingested": now})
+        fields.setdefault("ended", False)
+        for name in END_FIELDS:
+            fields.setdefault(name, None if name != "interrupted" else False)
+    changed = applied and not created and (
+        list(existing.get("labels") or []) != list(fields["labels"])
+        or existing.get("severity") != fields["severity"])
+    notify = created or changed or (msg.phase == "end" and not was_ended)
+    return fields, applied, notify
+
+
+def _expand(fields: Mapping) -> dict:
+    """``{"a.b": v}`` -> ``{"a": {"b": v}}`` for a ``set`` (``update`` takes the dotted paths as they are)."""
+    out: dict = {}
+    for path, value in fields.items():
+        cur = out
+        *head, last = path.split(".")
+        for part in head:
+            cur = cur.setdefault(part, {})
+        cur[last] = value
+    return out
+
+
+def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | None, tenant: Mapping,
+                     now: dt.datetime, drop) -> str:
+    """Applies one verified version 2 message (see the module docstring); publishes its follow-on.
+
+    One transaction reads the event, the message's ``messages/{seq:06d}``, its segments' documents and the
+    continued event, then writes them: so concurrent deliveries of the messages of one event end in one event
+    document with the right final state. The event document takes one write per message (one per 2-4 s
+    segment), within Firestore's sustained limit of about one write per second per document
+    (https://cloud.google.com/firestore/docs/best-practices#high_read_write_and_delete_rates); that is why the
+    segments and messages have documents of their own.
+
+    Returns:
+        ``"created"``, ``"applied"``, ``"stored"``, ``"duplicate"`` or ``"dropped:event_id_conflict"``.
+
+    Raises:
+        vigint.pipeline.InProgress: the transaction lost to concurrent deliveries 10 times (redelivered).
+        google.api_core.exceptions.GoogleAPICallError: Firestore/Pub/Sub failed (transient).
+    """
+    s = config.settings()
+    tenant_id, event_id, seq = msg.tenant_id, msg.event_id, msg.seq
+    ref = pipeline.event_ref(tenant_id, event_id)
+    msg_ref = message_ref(tenant_id, event_id, seq)
+    seg_refs = {seg.index: segment_ref(tenant_id, event_id, seg.index) for seg in msg.segments}
+    prev_ref = pipeline.event_ref(tenant_id, msg.continues) if msg.continues else None
+    retention = dt.timedelta(days=pipeline.retention_days(tenant))
+
+    @fs.transactional
+    def txn(tx) -> tuple[str, dict]:
+        refs = [ref, msg_ref, *seg_refs.values()] + ([prev_ref] if prev_ref is not None else [])
+        snaps = {snap.reference.path: snap for snap in tx.get_all(refs)}
+        known = snaps[msg_ref.path]
+        if known.exists:
+            stored = known.to_dict() or {}
+            return ("duplicate" if stored.get("message_sha256") == digest else "conflict"), stored
+        ev_snap = snaps[ref.path]
+        existing = (ev_snap.to_dict() or {}) if ev_snap.exists else {}
+        created = not _is_stored_event(existing)
+        if not created and (existing.get("device_id") != msg.device_id or existing.get("schema_version") != 2):
+            return "conflict", {}
+        fields, applied, notify = merge_state(existing, msg, now=now)
+        fields["expire_at"] = max(msg.end_time, pipeline.as_utc(existing.get("end_time")) or msg.end_time) + retention
+        fix_ref = None
+        if created:
+            prev = (snaps[prev_ref.path].to_dict() or {}) if prev_ref is not None else {}
+            # The continued event's root; the continued event itself if it is not stored yet.
+            fields["chain_root"] = (prev.get("chain_root") or msg.continues) if msg.continues else event_id
+            follower = existing.get("continued_by")
+            if follower and fields["chain_root"] != event_id:
+                fix_ref = pipeline.event_ref(tenant_id, follower)
+                if not fix_ref.get(transaction=tx).exists:
+                    fix_ref = None
+        # --- writes (every read is above) ---
+        if created:
+            tx.set(ref, _expand(fields), merge=True)
+            usage.add(tenant_id, now=now, batch=tx, events=1)
+        else:
+            tx.update(ref, fields)
+        if fix_ref is not None:  # its continuation arrived first and took this event for the root
+            tx.update(fix_ref, {"chain_root": fields["chain_root"]})
+        if msg.phase == "end" and msg.clip is not None and not existing.get("ended"):
+            usage.add(tenant_id, now=now, batch=tx, clip_bytes=msg.clip.bytes)
+        if prev_ref is not None and (snaps[prev_ref.path].to_dict() or {}).get("continued_by") != event_id:
+            tx.set(prev_ref, {"continued_by": event_id}, merge=True)
+        for seg in msg.segments:
+            if not snaps[seg_refs[seg.index].path].exists:
+                tx.create(seg_refs[seg.index], {**seg.model_dump(exclude={"content_type"}),
+                                                "received_at": fs.SERVER_TIMESTAMP, "seq": seq,
+                                                "expire_at": msg.end_time + retention})
+        stored = {"phase": msg.phase, "seq": seq, "message_sha256": digest, "message_id": message_id,
+                  "received_at": fs.SERVER_TIMESTAMP, MESSAGE_FLAG: False, "notify": notify, "applied": applied,
+                  "expire_at": msg.end_time + retention}
+        tx.create(msg_ref, stored)
+        return ("created" if created else "applied" if applied else "stored"), stored
+
+    try:
+        outcome, stored = txn(clients.firestore().transaction(max_attempts=10))
+    except ValueError as exc:
+        if isinstance(exc.__cause__, gexc.Aborted):  # the library wraps its last Aborted in a ValueError
+            raise pipeline.InProgress(f"{tenant_id}/{event_id}: message {seq} lost to concurrent deliveries") from exc
+        raise
+    if outcome == "conflict":
+        return drop("event_id_conflict")
+    log.info("ingest: event %s/%s message %d (%s): %s", tenant_id, event_id, seq, msg.phase, outcome)
+    if stored.get("notify") and not stored.get(MESSAGE_FLAG):
+        pipeline.publish_once(msg_ref, MESSAGE_FLAG, s.ingested_topic, tenant_id, event_id, extra={"seq": seq})
     return outcome

@@ -28,8 +28,11 @@ def event_ref(tenant_id: str, event_id: str):
     return tenant_ref(tenant_id).collection("events").document(event_id)
 
 
-def publish_follow_on(topic_id: str, tenant_id: str, event_id: str) -> str:
+def publish_follow_on(topic_id: str, tenant_id: str, event_id: str, extra: Mapping[str, Any] | None = None) -> str:
     """Publishes ``{"tenant_id", "event_id"}`` (same two attributes) to a follow-on topic and waits.
+
+    ``extra`` adds fields to the data (schema version 2: ``seq`` on ``events-ingested``, ``verdict`` on
+    ``events-analyzed``); the attributes stay the two ids.
 
     Returns:
         The Pub/Sub message id.
@@ -39,7 +42,7 @@ def publish_follow_on(topic_id: str, tenant_id: str, event_id: str) -> str:
     """
     client = clients.publisher()
     topic = client.topic_path(config.settings().project, topic_id)
-    data = json.dumps({"tenant_id": tenant_id, "event_id": event_id}).encode()
+    data = json.dumps({"tenant_id": tenant_id, "event_id": event_id, **(extra or {})}).encode()
     return client.publish(topic, data, tenant_id=tenant_id, event_id=event_id).result(timeout=PUBLISH_TIMEOUT_S)
 
 
@@ -99,13 +102,15 @@ def claim(ref, name: str, *, done_field: str | None = None, lease_s: float = CLA
         raise
 
 
-def publish_once(ref, flag: str, topic_id: str, tenant_id: str, event_id: str) -> bool:
+def publish_once(ref, flag: str, topic_id: str, tenant_id: str, event_id: str,
+                 extra: Mapping[str, Any] | None = None) -> bool:
     """Publishes the follow-on message unless the event document records it was already published.
 
     The flag (a boolean field on the event document, e.g. ``published.ingested``) is set after the
     publish succeeds, so a crash in between leads to one more publish on redelivery, never to none.
     Concurrent deliveries are serialised by ``claim``: the one that loses raises ``InProgress`` (and is
-    redelivered by Pub/Sub, when the flag is set).
+    redelivered by Pub/Sub, when the flag is set). ``ref`` may be any document holding the flag (e.g. a
+    version 2 message's ``messages/{seq:06d}``); ``extra`` as in ``publish_follow_on``.
 
     Returns:
         True if a message was published now; False if it had been published before.
@@ -119,7 +124,7 @@ def publish_once(ref, flag: str, topic_id: str, tenant_id: str, event_id: str) -
         return False
     if state == "busy":
         raise InProgress(f"{tenant_id}/{event_id}: {flag} is being published by another delivery")
-    publish_follow_on(topic_id, tenant_id, event_id)
+    publish_follow_on(topic_id, tenant_id, event_id, extra)
     ref.update({flag: True})
     return True
 

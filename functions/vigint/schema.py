@@ -1,4 +1,5 @@
-"""The edge event message, schema version 1 (docs/contracts.md, "Event message").
+"""The edge event messages: schema version 1 (docs/contracts.md, "Event message") and version 2, the event
+lifecycle (docs/contracts.md, "Event lifecycle (schema version 2)": ``LifecycleMessage``).
 
 ``EdgeEvent`` is strict: unknown fields are rejected, identifiers must match the contract's patterns,
 ``end_time >= start_time``, labels are distinct, times carry a UTC offset, clip and snapshot may be
@@ -159,5 +160,115 @@ class EdgeEvent(_Strict):
 
         Raises:
             pydantic.ValidationError: not JSON, or not a valid event.
+        """
+        return cls.model_validate_json(data)
+
+
+# ------------------------------------------------------------------------------------------ schema version 2
+
+MAX_SEGMENT_INDEX = 99_999  # segments/{index:05d}.ts: five digits
+MAX_SEGMENTS_PER_MESSAGE = 64
+LifecyclePhase = Literal["start", "update", "end"]
+
+
+class Segment(_Strict):
+    """One HLS media segment of an event (MPEG-TS, H.264, 2-4 s, starting at a keyframe).
+
+    Attributes:
+        index: 0-based position in the event (``segments/{index:05d}.ts``).
+        object: ``tenants/{t}/devices/{d}/events/{e}/segments/{index:05d}.ts``.
+        bytes: size in bytes (at most 32 MiB).
+        start_s: seconds from the event clip's start (``start_time``) to the segment's first frame.
+        duration_s: length in seconds.
+    """
+
+    index: int = Field(ge=0, le=MAX_SEGMENT_INDEX)
+    object: str = Field(max_length=1024)
+    content_type: Literal["video/mp2t"]
+    bytes: int = Field(ge=0, le=MAX_SEGMENT_BYTES)
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    start_s: float = Field(ge=0.0)
+    duration_s: float = Field(gt=0.0, le=600.0)
+
+
+class LifecycleMessage(_Strict):
+    """One message of a ``detection`` event's lifecycle on ``edge-events`` (schema version 2).
+
+    Every message is a whole snapshot of the event so far (cumulative labels, times, counts, detections,
+    zones, the latest snapshot) plus the segments that are new in it. ``start`` has ``seq`` 0, each later
+    message ``seq`` + 1, the ``end`` the highest. ``camera_health`` and ``recording`` events stay version 1.
+
+    Raises (on validation):
+        pydantic.ValidationError: any field missing, extra, of the wrong type or out of range; ``seq`` and
+            ``phase`` disagreeing (``start`` is exactly seq 0); ``end_time`` before ``start_time``; repeated
+            labels; an object outside the event's prefix or misnamed (``segments/{index:05d}.ts``,
+            ``snapshots/NNNNN.jpg``, ``clip.mp4``); segments out of index order or not contiguous; a clip,
+            ``segment_count`` or ``interrupted: true`` on a message that is not the ``end``; an event that
+            continues itself.
+    """
+
+    schema_version: Literal[2]
+    event_id: EventId
+    tenant_id: Slug
+    device_id: Slug
+    camera_id: Slug
+    kind: Literal["detection"]
+    phase: LifecyclePhase
+    seq: int = Field(ge=0, le=1_000_000)
+    severity: Literal["alert", "detection"]
+    labels: Annotated[list[Label], Field(max_length=100)]
+    start_time: UtcTime
+    end_time: UtcTime
+    first_seen: UtcTime
+    alert_first_seen: UtcTime | None = None
+    confirmed_at: UtcTime
+    alert_confirmed_at: UtcTime | None = None
+    sent_at: UtcTime
+    top_score: Score
+    max_count: Annotated[dict[Label, Annotated[int, Field(ge=0)]], Field(max_length=100)]
+    detections: Annotated[list[Detection], Field(max_length=50)]
+    zones: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=50)]
+    snapshot: Snapshot | None = None
+    segments: Annotated[list[Segment], Field(max_length=MAX_SEGMENTS_PER_MESSAGE)] = Field(default_factory=list)
+    segment_count: int | None = Field(default=None, ge=0, le=MAX_SEGMENT_INDEX + 1)
+    clip: Clip | None = None
+    continues: EventId | None = None
+    interrupted: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "LifecycleMessage":
+        if (self.phase == "start") != (self.seq == 0):
+            raise ValueError("seq must be 0 exactly for the start")
+        if self.end_time < self.start_time:
+            raise ValueError("end_time must not be before start_time")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("labels must be distinct")
+        prefix = event_prefix(self.tenant_id, self.device_id, self.event_id)
+        if self.snapshot is not None and not (self.snapshot.object.startswith(prefix) and re.match(
+                SNAPSHOT_NAME_PATTERN, self.snapshot.object[len(prefix):])):
+            raise ValueError(f"snapshot.object must be {prefix}snapshots/NNNNN.jpg")
+        for i, seg in enumerate(self.segments):
+            if seg.object != f"{prefix}segments/{seg.index:05d}.ts":
+                raise ValueError(f"segments[{i}].object must be {prefix}segments/{seg.index:05d}.ts")
+            if i and seg.index != self.segments[i - 1].index + 1:
+                raise ValueError("segments must be in index order and contiguous")
+        if self.phase != "end":
+            if self.clip is not None or self.segment_count is not None or self.interrupted:
+                raise ValueError("clip, segment_count and interrupted belong to the end only")
+        elif self.segment_count is not None:
+            if self.segments and self.segments[-1].index >= self.segment_count:
+                raise ValueError("a segment's index is not below segment_count")
+        if self.clip is not None and self.clip.object != prefix + "clip.mp4":
+            raise ValueError(f"clip.object must be {prefix}clip.mp4")
+        if self.continues == self.event_id:
+            raise ValueError("an event cannot continue itself")
+        return self
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> "LifecycleMessage":
+        """Validates UTF-8 JSON message data.
+
+        Raises:
+            pydantic.ValidationError: not JSON, or not a valid lifecycle message.
         """
         return cls.model_validate_json(data)
