@@ -23,6 +23,16 @@ clients fold it. Transient SMTP failures are first retried inside the mailer (te
 accepted anything); permanent refusals (5xx) are recorded as ``failed`` with ``permanent: true`` and not
 retried. The webhook has its own delivery document (``kind: "webhook"``) with the same claim rules.
 Accepted e-mails are counted in ``tenants/{t}/usage/{YYYY-MM}.emails_sent`` in the same batch as ``sent``.
+
+Schema version 2 events (docs/contracts.md "Event lifecycle"; ``handle_lifecycle``) are decided on every
+``events-analyzed`` on the latest verdict (``analysis``) until they alert: the first verdict that reaches the
+threshold (usually the instant detections verdict on the ``start``) sends the alert e-mail, once per
+recipient per event (``alert.level`` is the level alerted; ``timeline.alert_sent`` when the SMTP server
+accepted the first one). A later Gemini verdict above that level sends one **escalation** e-mail per
+recipient (``deliveries/{sha256(recipient)[:32]}-escalated``; ``alert.escalated``), whatever the cooldown. A
+continuation (``continues``) of an alerted event sends no alert (``alert.continues_alert_of``: the alerted
+event of the chain) but may escalate the chain once: the escalation is recorded and delivered on the alerted
+event, and its link opens the chain's root event, whose page follows the chain.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -192,6 +203,8 @@ def handle_analyzed(*, data: bytes, attributes: Mapping[str, str] | None = None,
         pipeline.count_drop(STAGE, "unknown_tenant", tenant=tenant_id, event=event_id)
         return "dropped:unknown_tenant"
     tenant = t_snap.to_dict()
+    if event.get("schema_version") == 2:
+        return handle_lifecycle(tenant_id, event_id, tenant, mailer=mailer, now=now)
 
     # Health alerts neither wait for nor start a detection cooldown of the same camera.
     cool_key = str(event.get("camera_id") or "_none")
@@ -223,6 +236,183 @@ def handle_analyzed(*, data: bytes, attributes: Mapping[str, str] | None = None,
     if failed:
         raise DeliveryError(f"alert {tenant_id}/{event_id}: {len(failed)} deliveries failed ({', '.join(failed)})")
     pipeline.event_ref(tenant_id, event_id).update({"status": "alerted"})
+    return f"sent:{sent}"
+
+
+# ------------------------------------------------------------------------------------------ schema version 2
+
+
+def late_seconds(event: Mapping[str, Any]) -> float | None:
+    """How late the event's ``start`` reached the cloud: its ``sent_at`` (``timeline.start_published``, else
+    the latest message's) minus ``confirmed_at``, in seconds, when that is above
+    ``VIGINT_LATE_ALERT_SECONDS``; None when it is not late (or the times are unknown)."""
+    sent = _as_utc((event.get("timeline") or {}).get("start_published")) or _as_utc(event.get("sent_at"))
+    confirmed = _as_utc(event.get("confirmed_at"))
+    if sent is None or confirmed is None:
+        return None
+    late = (sent - confirmed).total_seconds()
+    return round(late, 1) if late > config.settings().late_alert_seconds else None
+
+
+def _decide_lifecycle(tenant_id: str, event: Mapping[str, Any], cool_key: str, tenant: Mapping[str, Any],
+                      now: dt.datetime) -> dict:
+    """The alert decision of a version 2 event (a transaction with the camera's cooldown and the continued
+    event): kept once it alerted (or continues an alert); otherwise decided again on the latest verdict."""
+    event_id = str(event.get("event_id"))
+    ref = pipeline.event_ref(tenant_id, event_id)
+    cool_ref = pipeline.tenant_ref(tenant_id).collection("cooldowns").document(cool_key or "_none")
+    prev_id = event.get("continues")
+    prev_ref = pipeline.event_ref(tenant_id, prev_id) if prev_id else None
+
+    @fs.transactional
+    def txn(tx) -> dict:
+        ev = ref.get(transaction=tx).to_dict() or {}
+        stored = ev.get("alert") or {}
+        if stored.get("alerted") or stored.get("continues_alert_of"):
+            return stored
+        prev_alert = {}
+        if prev_ref is not None:
+            prev = prev_ref.get(transaction=tx)
+            prev_alert = ((prev.to_dict() or {}).get("alert") or {}) if prev.exists else {}
+        if prev_alert.get("alerted") or prev_alert.get("continues_alert_of"):
+            of = prev_alert.get("continues_alert_of") or prev_id
+            decision = {"decided_at": now, "alerted": False, "channels": [], "continues_alert_of": of,
+                        "reason": f"continues event {prev_id}, whose chain alerted already (event {of})",
+                        "level": prev_alert.get("level"), "escalated": False}
+            tx.update(ref, {"alert": decision})
+            return decision
+        cool = cool_ref.get(transaction=tx)
+        last = _as_utc((cool.to_dict() or {}).get("last_alert_at")) if cool.exists else None
+        alerted, reason, channels = decide(tenant=tenant, event=ev, last_alert_at=last, now=now)
+        if not alerted and stored and stored.get("reason") == reason:
+            return stored  # unchanged: no write (about one write per second per document)
+        analysis = ev.get("analysis") or {}
+        decision = {"decided_at": now, "alerted": alerted, "reason": reason, "channels": channels,
+                    "level": int(analysis.get("threat_level", 0)) if alerted else None,
+                    "title": analysis.get("title") if alerted else None,
+                    "verdict": analysis.get("verdict") if alerted else None,
+                    "escalated": False, "late_s": late_seconds(ev) if alerted else None}
+        tx.update(ref, {"alert": decision})
+        if alerted:
+            tx.set(cool_ref, {"last_alert_at": now, "event_id": event_id})
+        return decision
+
+    return txn(clients.firestore().transaction(max_attempts=10))
+
+
+def _escalate_once(tenant_id: str, event: Mapping[str, Any], tenant: Mapping[str, Any],
+                   now: dt.datetime) -> dict | None:
+    """Records the escalation of the event's alert chain if its latest verdict is a Gemini one above the
+    level alerted (at most once: ``alert.escalated`` on the alerted event). Returns the escalation record
+    (also when recorded before, so a redelivery finishes its deliveries), or None."""
+    event_id = str(event.get("event_id"))
+    ref = pipeline.event_ref(tenant_id, event_id)
+
+    @fs.transactional
+    def txn(tx) -> dict | None:
+        ev = ref.get(transaction=tx).to_dict() or {}
+        mine = ev.get("alert") or {}
+        target_id = event_id if mine.get("alerted") else mine.get("continues_alert_of")
+        if not target_id:
+            return None
+        target_ref = pipeline.event_ref(tenant_id, target_id)
+        target = ev if target_id == event_id else (target_ref.get(transaction=tx).to_dict() or {})
+        talert = target.get("alert") or {}
+        if talert.get("escalated"):
+            record = talert.get("escalation") or {}
+            return record if record.get("by_event") == event_id else None
+        analysis = ev.get("analysis") or {}
+        level = int(analysis.get("threat_level", 0))
+        if analysis.get("source") != "gemini" or analysis.get("status") != "ok":
+            return None
+        if talert.get("level") is None or level <= int(talert["level"]):
+            return None
+        quiet = tenant.get("quiet_hours")
+        record = {"at": now, "by_event": event_id, "alerted_event": target_id,
+                  "link_event": str(target.get("chain_root") or target_id),
+                  "from_level": int(talert["level"]), "from_title": talert.get("title"),
+                  "to_level": level, "to_title": analysis.get("title"), "verdict": analysis.get("verdict"),
+                  "email": bool((tenant.get("alert") or {}).get("recipients"))
+                  and (level >= 3 or not in_quiet_hours(quiet, now))}
+        tx.update(target_ref, {"alert.escalated": True, "alert.escalated_level": level, "alert.escalation": record})
+        if target_id != event_id:
+            tx.update(ref, {"alert.escalated": True, "alert.escalated_level": level})
+        return record
+
+    return txn(clients.firestore().transaction(max_attempts=10))
+
+
+def _mark_alert_sent(ref, accepted_at: dt.datetime) -> None:
+    """``timeline.alert_sent`` (if unset) = when the SMTP server accepted the first alert e-mail."""
+
+    @fs.transactional
+    def txn(tx) -> None:
+        ev = ref.get(transaction=tx).to_dict() or {}
+        updates: dict = {"status": "alerted"}
+        if not (ev.get("timeline") or {}).get("alert_sent"):
+            updates["timeline.alert_sent"] = accepted_at
+        tx.update(ref, updates)
+
+    txn(clients.firestore().transaction(max_attempts=10))
+
+
+def handle_lifecycle(tenant_id: str, event_id: str, tenant: Mapping[str, Any], *, mailer: Mailer | None = None,
+                     now: dt.datetime | None = None) -> str:
+    """Decides and sends the alert (and at most one escalation) of a version 2 event (module docstring).
+
+    Returns:
+        ``"sent:<n>"`` (alert and escalation e-mails sent now), or ``"not_alerted"``.
+
+    Raises:
+        DeliveryError: some recipient's e-mail or the webhook failed (the rest are not sent again).
+        google.api_core.exceptions.GoogleAPICallError: transient Firestore/GCS failure.
+    """
+    started = time.monotonic()
+    now = now or dt.datetime.now(dt.timezone.utc)
+    ref = pipeline.event_ref(tenant_id, event_id)
+    event = ref.get().to_dict() or {}
+    decision = _decide_lifecycle(tenant_id, event, str(event.get("camera_id") or "_none"), tenant, now)
+    escalation = _escalate_once(tenant_id, event, tenant, now) if (
+        decision.get("alerted") or decision.get("continues_alert_of")) else None
+    if not decision.get("alerted") and escalation is None:
+        log.info("alert: %s/%s not alerted: %s", tenant_id, event_id, decision.get("reason"))
+        return "not_alerted"
+    event = ref.get().to_dict() or {}  # with the decision, for the e-mail
+    recipients = (tenant.get("alert") or {}).get("recipients", [])
+    sent, failed, accepted = 0, [], []
+    snapshot = None
+    if (decision.get("alerted") and "email" in decision.get("channels", [])) or (escalation or {}).get("email"):
+        mailer = mailer or Mailer.from_settings(config.settings())
+        snapshot = _snapshot_bytes(event)
+
+    def each(send) -> None:
+        nonlocal sent
+        for recipient in recipients:
+            try:
+                at = send(recipient)
+                if at:
+                    sent += 1
+                    accepted.append(at)
+            except Exception as exc:  # noqa: BLE001 - SMTP/socket errors: recorded on the delivery, raised below
+                if isinstance(exc, gexc.GoogleAPICallError):
+                    raise
+                failed.append(f"{delivery_id(recipient)}: {type(exc).__name__}")
+
+    if decision.get("alerted"):
+        if "email" in decision.get("channels", []):
+            each(lambda r: _deliver(tenant_id, event_id, r, event, tenant, snapshot, mailer, now, started=started))
+            if accepted:
+                _mark_alert_sent(ref, min(accepted))
+        if "webhook" in decision.get("channels", []):
+            try:
+                _deliver_webhook(tenant_id, event_id, event, tenant, now)
+            except webhook.WebhookError as exc:
+                failed.append(f"webhook: {exc}")
+    if escalation is not None and escalation.get("email"):
+        each(lambda r: _deliver(tenant_id, event_id, r, event, tenant, snapshot, mailer, now,
+                                escalation=escalation, started=started))
+    if failed:
+        raise DeliveryError(f"alert {tenant_id}/{event_id}: {len(failed)} deliveries failed ({', '.join(failed)})")
     return f"sent:{sent}"
 
 
@@ -262,33 +452,47 @@ def _claim(ref, recipient: str, now: dt.datetime, kind: str = "email") -> dict |
 
 
 def _deliver(tenant_id: str, event_id: str, recipient: str, event: Mapping[str, Any], tenant: Mapping[str, Any],
-             snapshot: bytes | None, mailer: Mailer, now: dt.datetime) -> bool:
-    """Sends one recipient's e-mail unless already sent/being sent. Returns True if sent now."""
-    did = delivery_id(recipient)
-    ref = pipeline.event_ref(tenant_id, event_id).collection("deliveries").document(did)
+             snapshot: bytes | None, mailer: Mailer, now: dt.datetime,
+             escalation: Mapping[str, Any] | None = None, started: float | None = None) -> dt.datetime | None:
+    """Sends one recipient's e-mail unless already sent/being sent.
+
+    ``escalation`` (a version 2 escalation record, see ``_escalate_once``): the escalation e-mail instead,
+    delivery ``{delivery_id}-escalated`` on the alerted event of the chain, link to the chain's root event.
+    ``started``: ``time.monotonic()`` at ``now``, so the e-mail's composition time is ``now`` + the time since.
+
+    Returns:
+        When the SMTP server accepted the message (UTC) if it was sent now, else None.
+    """
+    did = delivery_id(recipient) + ("-escalated" if escalation else "")
+    owner = str(escalation["alerted_event"]) if escalation else event_id
+    link_event = str(escalation["link_event"]) if escalation else event_id
+    ref = pipeline.event_ref(tenant_id, owner).collection("deliveries").document(did)
     previous = _claim(ref, recipient, now)
     if previous is None:
-        log.info("alert: %s/%s delivery %s already sent or in progress", tenant_id, event_id, did)
-        return False
+        log.info("alert: %s/%s delivery %s already sent or in progress", tenant_id, owner, did)
+        return None
     if previous.get("link_id"):
         links.revoke(previous["link_id"])  # that e-mail never went out
     ttl = int((tenant.get("alert") or {}).get("link_ttl_seconds") or 7 * 24 * 3600)
-    token, lid, expires_at = links.create_link(tenant_id=tenant_id, event_id=event_id, recipient=recipient,
+    token, lid, expires_at = links.create_link(tenant_id=tenant_id, event_id=link_event, recipient=recipient,
                                                ttl_seconds=ttl, now=now)
     # Firestore TTL backstop: the link (and its access log) goes with the tenant's retention.
     keep_until = max(expires_at, now + dt.timedelta(days=pipeline.retention_days(tenant)))
     clients.firestore().collection("links").document(lid).update({"expire_at": keep_until})
     ref.update({"link_id": lid})
+    mid = message_id(event_id + (":escalated" if escalation else ""), recipient)
     message = build_message(event=event, tenant=tenant, recipient=recipient, token=token, expires_at=expires_at,
-                            snapshot=snapshot, message_id=message_id(event_id, recipient), now=now)
+                            snapshot=snapshot, message_id=mid, now=now, escalation=escalation,
+                            composed_at=now + dt.timedelta(seconds=time.monotonic() - started) if started else None)
     try:
         smtp_attempts = mailer.send(message)
+        accepted_at = dt.datetime.now(dt.timezone.utc)
     except PermanentSmtpError as exc:
         log.warning("alert: %s/%s delivery %s refused for good: %s", tenant_id, event_id, did, exc)
         ref.update({"status": "failed", "permanent": True, "last_error": str(exc)[:200],
                     "smtp_attempts": getattr(mailer, "last_attempts", 1)})
         links.revoke(lid)
-        return False
+        return None
     except Exception as exc:
         log.warning("alert: %s/%s delivery %s failed: %s", tenant_id, event_id, did, type(exc).__name__)
         ref.update({"status": "failed", "last_error": f"{type(exc).__name__}: {str(exc)[:200]}",
@@ -299,8 +503,8 @@ def _deliver(tenant_id: str, event_id: str, recipient: str, event: Mapping[str, 
                        "smtp_attempts": smtp_attempts if isinstance(smtp_attempts, int) else 1})
     usage.add(tenant_id, now=now, batch=batch, emails_sent=1)
     batch.commit()
-    log.info("alert: %s/%s delivery %s sent (link %s…)", tenant_id, event_id, did, lid[:12])
-    return True
+    log.info("alert: %s/%s delivery %s sent (link %s…)", tenant_id, owner, did, lid[:12])
+    return accepted_at
 
 
 def webhook_delivery_id(url: str) -> str:
@@ -340,10 +544,16 @@ def _deliver_webhook(tenant_id: str, event_id: str, event: Mapping[str, Any], te
 
 def build_message(*, event: Mapping[str, Any], tenant: Mapping[str, Any], recipient: str, token: str,
                   expires_at: dt.datetime, snapshot: bytes | None, message_id: str,
-                  now: dt.datetime) -> EmailMessage:
+                  now: dt.datetime, escalation: Mapping[str, Any] | None = None,
+                  composed_at: dt.datetime | None = None) -> EmailMessage:
     """The alert e-mail: multipart/alternative (text, and HTML related with the inline snapshot).
 
-    The link is ``{VIGINT_PUBLIC_BASE_URL}/v/{token}``.
+    The link is ``{VIGINT_PUBLIC_BASE_URL}/v/{token}``. For a schema version 2 event the e-mail also says
+    when the object was first seen (the tenant's time zone, ``pipeline.tenant_timezone``, with UTC in
+    brackets), whether the event is still going or ended (and its length), whether it is late
+    (``alert.late_s``, see ``late_seconds``) and, in its footer, "First seen → this e-mail: N.N s" (from
+    ``timeline.first_seen`` to ``composed_at``, default the clock). ``escalation`` (see ``_escalate_once``)
+    makes it the escalation e-mail: subject "Escalated ...", what changed (level and title before → after).
     """
     s = config.settings()
     analysis = event.get("analysis") or {}
@@ -369,10 +579,15 @@ def build_message(*, event: Mapping[str, Any], tenant: Mapping[str, Any], recipi
     health = event.get("kind") == "camera_health"
     template = "health_email" if health else "alert_email"
     ctx["condition"] = ", ".join(event.get("labels") or []) or "unspecified"
+    ctx.update(_lifecycle_context(event, tenant, escalation, composed_at))
     msg = EmailMessage()
     subject = f"[Vigint] {'Camera health' if health else ctx['threat_word']}: {ctx['title']}"
+    if escalation:
+        subject = f"[Vigint] Escalated to {ctx['threat_word']}: {ctx['title']}"
     if unavailable:
         subject += " (analysis unavailable)"
+    if ctx["late_words"]:
+        subject += " (late)"
     msg["Subject"] = subject
     msg["From"] = s.mail_from
     msg["To"] = recipient
@@ -391,3 +606,33 @@ def build_message(*, event: Mapping[str, Any], tenant: Mapping[str, Any], recipi
         html_part.add_related(snapshot, maintype="image", subtype="jpeg", cid=f"<{ctx['snapshot_cid']}>",
                               filename="snapshot.jpg", disposition="inline")
     return msg
+
+
+def _lifecycle_context(event: Mapping[str, Any], tenant: Mapping[str, Any], escalation: Mapping[str, Any] | None,
+                       composed_at: dt.datetime | None) -> dict:
+    """The template variables of a schema version 2 alert (``lifecycle`` False and the rest empty for v1)."""
+    if event.get("schema_version") != 2:
+        return {"lifecycle": False, "first_seen_words": "", "ended": True, "length_words": "", "late_words": "",
+                "escalation": None, "latency_s": ""}
+    timeline = event.get("timeline") or {}
+    first_seen = _as_utc(timeline.get("first_seen")) or _as_utc(event.get("first_seen"))
+    composed_at = composed_at or dt.datetime.now(dt.timezone.utc)
+    start, end = _as_utc(event.get("start_time")), _as_utc(event.get("end_time"))
+    ended = bool(event.get("ended"))
+    late = (event.get("alert") or {}).get("late_s")
+    esc = None
+    if escalation:
+        esc = {"from_word": render.THREAT_WORDS.get(int(escalation.get("from_level") or 0), "?"),
+               "from_title": escalation.get("from_title") or "", "to_word":
+               render.THREAT_WORDS.get(int(escalation.get("to_level") or 0), "?"),
+               "to_title": escalation.get("to_title") or ""}
+    return {
+        "lifecycle": True,
+        "first_seen_words": render.local_and_utc_words(first_seen, pipeline.tenant_timezone(tenant)),
+        "ended": ended,
+        "length_words": render.short_duration((end - start).total_seconds()) if ended and start and end else "",
+        "late_words": (f"delivered {render.short_duration(float(late))} late: the device could not reach the "
+                       "cloud sooner (offline or no network)") if late else "",
+        "escalation": esc,
+        "latency_s": f"{(composed_at - first_seen).total_seconds():.1f}" if first_seen else "",
+    }

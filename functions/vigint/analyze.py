@@ -22,10 +22,24 @@ Tokens Gemini reports (``usage_metadata.total_token_count``) are added to ``tena
 Idempotent: an event that already has an ``analysis`` is not sent to Gemini again; concurrent deliveries are
 serialised by a claim on the event (the loser raises ``vigint.pipeline.InProgress`` and is redelivered); the
 follow-on message is published once per event (flag ``published.analyzed``).
+
+Schema version 2 events (docs/contracts.md "Event lifecycle"; ``handle_lifecycle``) get up to three verdicts,
+each in ``verdicts.{detections,first,full}`` and published on ``events-analyzed`` with ``"verdict"``:
+
+* ``detections``, on every ``events-ingested``: the detections verdict of the current state, at once and
+  without Gemini, so the first alert never waits for it;
+* ``first``, once per event while it is still going (claim ``first_pass``): Gemini on the latest snapshot and
+  stills cut from the segments stored so far (MPEG-TS, PyAV);
+* ``full``, once the event has ended (claim ``full_pass``): Gemini on the clip as for version 1 (or on all the
+  segments when the edge could not send a clip).
+
+``analysis`` is the latest verdict by rank (full > first > detections), written in a transaction with the
+verdict. Without Gemini only the detections verdict is made (on the ``end`` too, so it is final).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from collections.abc import Mapping
@@ -186,7 +200,8 @@ def handle_ingested(*, data: bytes, attributes: Mapping[str, str] | None = None,
         message_id: Pub/Sub message id, for logs.
 
     Returns:
-        ``"analyzed:<status>"``, ``"already_analyzed"`` or ``"dropped:<reason>"``.
+        ``"analyzed:<status>"``, ``"already_analyzed"`` or ``"dropped:<reason>"``; for a schema version 2
+        event ``"verdicts:<names>"`` (see ``handle_lifecycle``).
 
     Raises:
         google.api_core.exceptions.GoogleAPICallError: transient Firestore/GCS/Pub/Sub failure.
@@ -204,6 +219,8 @@ def handle_ingested(*, data: bytes, attributes: Mapping[str, str] | None = None,
         pipeline.count_drop(STAGE, "unknown_event", tenant=tenant_id, event=event_id)
         return "dropped:unknown_event"
     event = snap.to_dict()
+    if event.get("schema_version") == 2:
+        return handle_lifecycle(ref, event, analyzer=analyzer)
     state = "done" if event.get("analysis") else pipeline.claim(ref, "analysis", done_field="analysis",
                                                                   lease_s=ANALYSIS_LEASE_S)
     if state == "busy":
@@ -262,17 +279,17 @@ def _analyse(tenant_id: str, event_id: str, event: Mapping[str, Any], analyzer: 
 
 
 def _ask_gemini(analyzer: GeminiAnalyzer, event: Mapping[str, Any], tenant: Mapping[str, Any], fallback: dict,
-                budget: int) -> tuple[dict, int]:
+                budget: int, media=None, first_pass: bool = False) -> tuple[dict, int]:
     """Gemini's verdict as an ``analysis`` dict and the tokens it cost; any failure becomes
-    ``status: "error"`` with the fallback verdict."""
+    ``status: "error"`` with the fallback verdict. ``media`` is ``_media``'s answer (default: ``_media``)."""
     base = {"source": "gemini", "model": analyzer.model, "backend": analyzer.backend}
-    parts, mode, estimate, notes = _media(event, analyzer, budget)
+    parts, mode, estimate, notes = media if media is not None else _media(event, analyzer, budget)
     tokens = 0
     if not parts:
         error = "no media to analyse (" + ("; ".join(notes) or "the event has no clip or snapshot") + ")"
     else:
         prompt = prompts.event_prompt(event, str(tenant.get("normal_context") or ""),
-                                      timezone=pipeline.tenant_timezone(tenant), media=mode)
+                                      timezone=pipeline.tenant_timezone(tenant), media=mode, first_pass=first_pass)
         base.update({"media": mode, "estimated_media_tokens": estimate})
         try:
             answer = analyzer.analyze(prompt=prompt, system_instruction=prompts.SYSTEM_INSTRUCTION, media=parts)
@@ -295,3 +312,163 @@ def _ask_gemini(analyzer: GeminiAnalyzer, event: Mapping[str, Any], tenant: Mapp
         "title": fallback["title"],
         "summary": "AI analysis unavailable. " + fallback["summary"],
     }, tokens
+
+
+# ------------------------------------------------------------------------------------------ schema version 2
+
+VERDICT_RANK = {"detections": 0, "first": 1, "full": 2}
+MAX_FIRST_PASS_SEGMENTS = 8  # the "first seconds": at most 8 segments of 2-4 s
+
+
+def _segment_media(ref, event: Mapping[str, Any], budget: int,
+                   limit: int | None) -> tuple[list[Media], str, int, list[str]]:
+    """Stills cut from the event's stored segments (joined in index order, MPEG-TS), then the latest
+    snapshot; as ``_media``. ``limit``: at most that many segments (the first ones)."""
+    notes: list[str] = []
+    snap_obj = (event.get("snapshot") or {}).get("object")
+    snapshot = _download(snap_obj, 10 * 1024 * 1024, notes, "snapshot") if snap_obj else None
+    query = ref.collection("segments").order_by("index")
+    if limit:
+        query = query.limit(limit)
+    video, duration = b"", 0.0
+    for seg in query.stream():
+        d = seg.to_dict()
+        if len(video) + int(d.get("bytes") or 0) > MAX_FRAME_SOURCE_BYTES:
+            notes.append("later segments left out (too large to download)")
+            break
+        got = _download(str(d.get("object")), MAX_FRAME_SOURCE_BYTES, notes, f"segment {seg.id}")
+        if got is None:
+            break  # keep the stills in order: stop at the first missing segment
+        video += got
+        duration += float(d.get("duration_s") or 0.0)
+    plan = sampling.plan(duration_s=duration, has_clip=bool(video), has_snapshot=snapshot is not None,
+                         budget_tokens=budget, video_allowed=False)
+    parts: list[Media] = []
+    mode = "snapshot"
+    if video:
+        try:
+            frames = sampling.extract_frames(video, plan.frame_times, container_format="mpegts")
+        except Exception as exc:  # noqa: BLE001 - av.error.FFmpegError, ValueError: undecodable segments
+            notes.append(f"could not cut stills from the segments ({type(exc).__name__})")
+            frames = []
+        parts.extend(Media("image/jpeg", data=f) for f in frames)
+        mode = "frames" if frames else "snapshot"
+    if snapshot is not None:
+        parts.append(Media("image/jpeg", data=snapshot))
+    if not parts:
+        mode = "none"
+    return parts, mode, plan.estimated_tokens, notes
+
+
+def _write_verdict(ref, which: str, analysis: dict, tokens: int, tenant_id: str) -> bool:
+    """Writes ``verdicts.{which}`` (and ``analysis`` when no verdict of a higher rank exists,
+    ``timeline.first_verdict`` if unset) in a transaction, with the token usage. Returns False (nothing
+    written) for a detections verdict equal to the stored one."""
+    now = dt.datetime.now(dt.timezone.utc)
+
+    @fs.transactional
+    def txn(tx) -> bool:
+        event = ref.get(transaction=tx).to_dict() or {}
+        verdicts = event.get("verdicts") or {}
+        old = verdicts.get(which) or {}
+        if which == "detections" and {k: v for k, v in old.items() if k != "analyzed_at"} == analysis:
+            return False
+        updates: dict = {f"verdicts.{which}": {**analysis, "analyzed_at": now}}
+        if all(VERDICT_RANK[other] <= VERDICT_RANK[which] for other in verdicts if other in VERDICT_RANK
+               and verdicts.get(other)):
+            updates["analysis"] = {**analysis, "analyzed_at": now}
+        if not (event.get("timeline") or {}).get("first_verdict"):
+            updates["timeline.first_verdict"] = now
+        if event.get("status") in (None, "ingested"):
+            updates["status"] = "analyzed"
+        tx.update(ref, updates)
+        if tokens:
+            usage.add(tenant_id, now=now, batch=tx, gemini_tokens=tokens)
+        return True
+
+    try:
+        return txn(clients.firestore().transaction(max_attempts=10))
+    except ValueError as exc:
+        if isinstance(exc.__cause__, gexc.Aborted):
+            raise pipeline.InProgress(f"{ref.path}: verdict {which} lost to concurrent writers") from exc
+        raise
+
+
+def _gemini_pass(ref, which: str, event: Mapping[str, Any], analyzer: GeminiAnalyzer, tenant: Mapping[str, Any],
+                 budget: int) -> str:
+    """Claims and runs Gemini's ``first`` or ``full`` pass once per event; publishes its verdict.
+
+    Returns:
+        ``"done"`` (verdict written now or before; follow-on published), ``"busy"`` (another delivery runs it).
+    """
+    s = config.settings()
+    tenant_id, event_id = str(event.get("tenant_id")), str(event.get("event_id"))
+    flag = f"published.{which}"
+    state = pipeline.claim(ref, f"{which}_pass", done_field=f"verdicts.{which}", lease_s=ANALYSIS_LEASE_S)
+    if state == "busy":
+        return "busy"
+    if state == "mine":
+        fallback = detections_verdict(event)
+        cap, used = token_cap(tenant), usage.get(tenant_id)["gemini_tokens"]
+        try:
+            if used >= cap:
+                analysis, tokens = {"status": "detections_only", "source": "detections", "skipped": "token_cap",
+                                    **fallback, "summary": f"AI analysis skipped: this month's AI budget is used up "
+                                                           f"({used} of {cap} tokens). " + fallback["summary"]}, 0
+            else:
+                if which == "first":
+                    media = _segment_media(ref, event, budget, MAX_FIRST_PASS_SEGMENTS)
+                elif (event.get("clip") or {}).get("object"):
+                    media = _media(event, analyzer, budget)
+                else:  # no clip (e.g. an interrupted event): every stored segment
+                    media = _segment_media(ref, event, budget, None)
+                analysis, tokens = _ask_gemini(analyzer, event, tenant, fallback, budget, media=media,
+                                               first_pass=which == "first")
+            analysis["verdict"] = which
+            _write_verdict(ref, which, analysis, tokens, tenant_id)
+        except Exception:
+            try:  # let the redelivery start again at once instead of waiting for the lease
+                ref.update({f"claims.{which}_pass": fs.DELETE_FIELD})
+            except Exception:  # noqa: BLE001 - best effort; the lease expires anyway
+                log.exception("analyze: %s/%s: could not release the %s claim", tenant_id, event_id, which)
+            raise
+        log.info("analyze: %s/%s %s pass -> %s, threat level %s (%d tokens)", tenant_id, event_id, which,
+                 analysis["status"], analysis["threat_level"], tokens)
+    pipeline.publish_once(ref, flag, s.analyzed_topic, tenant_id, event_id, extra={"verdict": which})
+    return "done"
+
+
+def handle_lifecycle(ref, event: Mapping[str, Any], *, analyzer: GeminiAnalyzer | None = None) -> str:
+    """The verdicts of one schema version 2 event after an ``events-ingested`` message (module docstring).
+
+    Order: the detections verdict is written and published first (no Gemini on that path); then, with
+    Gemini configured, the first pass (if the event is still going and has none) and the full pass (if the
+    event has ended and has none). A pass another delivery is running is left to it.
+
+    Returns:
+        ``"verdicts:<names>"``: the verdicts made or confirmed now, e.g. ``"verdicts:detections,first"``.
+
+    Raises:
+        google.api_core.exceptions.GoogleAPICallError: transient Firestore/GCS/Pub/Sub failure.
+        vigint.pipeline.InProgress: a verdict write lost to concurrent writers 10 times.
+    """
+    s = config.settings()
+    tenant_id, event_id = str(event.get("tenant_id")), str(event.get("event_id"))
+    verdict = {"status": "detections_only", "source": "detections", **detections_verdict(event),
+               "verdict": "detections"}
+    _write_verdict(ref, "detections", verdict, 0, tenant_id)
+    # Always published (not flagged): a redelivery must still reach alert; alert is idempotent.
+    pipeline.publish_follow_on(s.analyzed_topic, tenant_id, event_id, {"verdict": "detections"})
+    done = ["detections"]
+    analyzer = analyzer or gemini.default_analyzer()
+    if analyzer is None:
+        return "verdicts:" + ",".join(done)
+    tenant_snap = pipeline.tenant_ref(tenant_id).get()
+    tenant = (tenant_snap.to_dict() or {}) if tenant_snap.exists else {}
+    budget = s.gemini_event_token_budget
+    if not event.get("ended") and _gemini_pass(ref, "first", event, analyzer, tenant, budget) == "done":
+        done.append("first")
+    current = ref.get().to_dict() or {}
+    if current.get("ended") and _gemini_pass(ref, "full", current, analyzer, tenant, budget) == "done":
+        done.append("full")
+    return "verdicts:" + ",".join(done)

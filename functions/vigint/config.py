@@ -72,6 +72,9 @@ class Settings(BaseModel):
                                 description="VIGINT_RETENTION_DAYS: default when a tenant sets none")
     heartbeat_interval_seconds: int = Field(default=60, ge=1, description="VIGINT_HEARTBEAT_INTERVAL_SECONDS")
     stale_heartbeat_intervals: int = Field(default=5, ge=1, description="VIGINT_STALE_HEARTBEAT_INTERVALS")
+    late_alert_seconds: float = Field(default=30.0, ge=0.0, description=(
+        "VIGINT_LATE_ALERT_SECONDS: an alert whose start reached the cloud more than this many seconds after "
+        "the event was confirmed (sent_at - confirmed_at) says it is late, and by how much"))
 
     @field_validator("public_base_url")
     @classmethod
@@ -127,6 +130,7 @@ ENV = {
     "VIGINT_RETENTION_DAYS": "retention_days",
     "VIGINT_HEARTBEAT_INTERVAL_SECONDS": "heartbeat_interval_seconds",
     "VIGINT_STALE_HEARTBEAT_INTERVALS": "stale_heartbeat_intervals",
+    "VIGINT_LATE_ALERT_SECONDS": "late_alert_seconds",
 }
 
 

@@ -59,8 +59,12 @@ MEDIA_WORDS = {
 }
 
 
+FIRST_PASS_WORDS = ("The event is still going: you see its snapshot and its first seconds only. Judge what is "
+                    "visible so far; a look at the whole clip follows when it ends.")
+
+
 def event_prompt(event: Mapping[str, Any], normal_context: str = "", has_video: bool = True, *,
-                 timezone: str | None = None, media: str | None = None) -> str:
+                 timezone: str | None = None, media: str | None = None, first_pass: bool = False) -> str:
     """The user prompt for one event.
 
     Args:
@@ -69,6 +73,7 @@ def event_prompt(event: Mapping[str, Any], normal_context: str = "", has_video: 
         has_video: False when only the snapshot is attached (ignored when ``media`` is given).
         timezone: the tenant's IANA time zone, to state the local time of day (None: UTC only).
         media: ``"video"``, ``"frames"`` or ``"snapshot"``: what is attached.
+        first_pass: the event is still going (schema version 2 first pass: snapshot + first seconds).
     """
     counts = ", ".join(f"{k}: up to {v} at once" for k, v in (event.get("max_count") or {}).items()) or "none"
     lines = [f"Camera: {event.get('camera_id', 'unknown')}."]
@@ -90,5 +95,7 @@ def event_prompt(event: Mapping[str, Any], normal_context: str = "", has_video: 
     if normal_context.strip():
         lines.append(f"What is normal at this site, according to its owner: {normal_context.strip()}")
     lines.append(MEDIA_WORDS.get(media or ("video" if has_video else "snapshot"), MEDIA_WORDS["snapshot"]))
+    if first_pass:
+        lines.append(FIRST_PASS_WORDS)
     lines.append("Give your verdict.")
     return "\n".join(lines)

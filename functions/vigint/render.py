@@ -51,3 +51,33 @@ def duration_words(seconds: float) -> str:
         if len(parts) == 2:
             break
     return " and ".join(parts) or "0 seconds"
+
+
+def short_duration(seconds: float) -> str:
+    """``4 min 12 s``, ``12 s``, ``1 h 3 min``, ``2 d 5 h``: the largest two units, rounded down."""
+    seconds = max(0, int(seconds))
+    parts = []
+    for name, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        n, seconds = divmod(seconds, size)
+        if n:
+            parts.append(f"{n} {name}")
+        if len(parts) == 2:
+            break
+    return " ".join(parts) or "0 s"
+
+
+def local_and_utc_words(t: dt.datetime | None, timezone: str | None) -> str:
+    """``Sunday 22 November 2026, 07:00:05 CET (06:00:05 UTC)`` in the IANA ``timezone``; with no zone,
+    ``utc_words(t)``."""
+    if t is None:
+        return "unknown time"
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.timezone.utc)
+    if not timezone:
+        return utc_words(t)
+    from zoneinfo import ZoneInfo
+
+    local = t.astimezone(ZoneInfo(timezone))
+    utc = t.astimezone(dt.timezone.utc)
+    utc_part = f"{utc:%H:%M:%S} UTC" if utc.date() == local.date() else f"{utc.day} {utc:%B}, {utc:%H:%M:%S} UTC"
+    return f"{local:%A} {local.day} {local:%B %Y}, {local:%H:%M:%S} {local.tzname()} ({utc_part})"

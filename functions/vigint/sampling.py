@@ -100,9 +100,12 @@ def has_audio(clip: bytes) -> bool:
         return False
 
 
-def extract_frames(clip: bytes, times: tuple[float, ...], max_side: int = TILE_PX) -> list[bytes]:
-    """JPEG stills of ``clip`` (an mp4) nearest to each of ``times`` (seconds from the start).
+def extract_frames(clip: bytes, times: tuple[float, ...], max_side: int = TILE_PX,
+                   container_format: str | None = None) -> list[bytes]:
+    """JPEG stills of ``clip`` nearest to each of ``times`` (seconds from its first frame).
 
+    ``clip`` is an mp4, or (``container_format="mpegts"``) MPEG-TS such as an event's HLS segments joined in
+    index order: MPEG-TS timestamps do not start at 0, so times count from the first decoded frame.
     Frames are scaled down (aspect kept) so the longer side is at most ``max_side`` pixels.
 
     Raises:
@@ -113,13 +116,15 @@ def extract_frames(clip: bytes, times: tuple[float, ...], max_side: int = TILE_P
 
     wanted = sorted(times)
     out: list[bytes] = []
-    with av.open(io.BytesIO(clip), mode="r") as container:
+    with av.open(io.BytesIO(clip), mode="r", format=container_format) as container:
         if not container.streams.video:
             raise ValueError("clip has no video stream")
         stream = container.streams.video[0]
-        i, last = 0, None
+        i, last, origin = 0, None, None
         for frame in container.decode(stream):
             t = float(frame.time or 0.0)
+            origin = t if origin is None else origin
+            t -= origin
             last = frame
             while i < len(wanted) and t >= wanted[i]:
                 out.append(_jpeg(frame, max_side))

@@ -12,6 +12,9 @@ body), records every request, and answers according to ``mode``:
 Both the Gemini API path and the Vertex AI path
 (``/{v1|v1beta1}/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent``) are served; a
 request's ``backend`` says which it used. ``total_tokens`` sets the answer's ``usageMetadata.totalTokenCount``.
+``delay_s`` (seconds, default 0.0, settable between requests) makes every answer wait that long, as a slow
+model would; ``hold`` (a ``threading.Event``, default None) makes every answer wait until it is set (at most
+``HOLD_MAX_S``), so a test can act while Gemini is still "thinking" without relying on timing.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PATH = re.compile(r"^/(v1|v1beta|v1alpha)/models/([^/:]+):generateContent$")
 # Vertex AI: /{version}/projects/{project}/locations/{location}/publishers/google/models/{model}:generateContent
 VERTEX_PATH = re.compile(
     r"^/(v1|v1beta1)/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):generateContent$")
+
+HOLD_MAX_S = 60.0
 
 DEFAULT_VERDICT = {
     "threat_level": 2,
@@ -42,10 +48,17 @@ class FakeGemini:
         mode: see the module docstring; may be changed between requests.
         verdict: the verdict dict the ``"good"`` mode answers with.
         requests: every request received: ``{"path", "version", "model", "headers", "json"}``.
+        delay_s: seconds every answer waits before it is sent (>= 0).
+        hold: when set to a ``threading.Event``, answers wait until it is set.
     """
 
-    def __init__(self, mode: str = "good", verdict: dict | None = None, total_tokens: int = 1050):
+    def __init__(self, mode: str = "good", verdict: dict | None = None, total_tokens: int = 1050,
+                 delay_s: float = 0.0):
+        if delay_s < 0:
+            raise ValueError("delay_s must be >= 0")
         self.mode = mode
+        self.delay_s = float(delay_s)
+        self.hold: threading.Event | None = None
         self.total_tokens = total_tokens
         self.verdict = dict(verdict or DEFAULT_VERDICT)
         self.requests: list[dict] = []
@@ -88,6 +101,11 @@ class FakeGemini:
                     if mode == "429-then-ok" and not fake._served_429:
                         fake._served_429 = True
                         mode = "429"
+                    delay, hold = fake.delay_s, fake.hold
+                if hold is not None:
+                    hold.wait(HOLD_MAX_S)
+                if delay > 0:
+                    time.sleep(delay)
                 if mode == "429":
                     return self._send(429, {"error": {"code": 429, "message": "Resource has been exhausted.",
                                                       "status": "RESOURCE_EXHAUSTED"}})
