@@ -49,6 +49,9 @@ resource "google_firestore_index" "events" {
   }
 }
 
+# Schema version 2 needs no composite index: analyze reads an event's segments ordered by `index` alone
+# (segments subcollection, a single-field index Firestore keeps by itself); ingest and alert read documents by id.
+
 # The retention job reads one tenant's links older than its cutoff (functions/vigint/retention.py).
 resource "google_firestore_index" "links_by_tenant_age" {
   database    = google_firestore_database.default.name
@@ -70,6 +73,22 @@ resource "google_firestore_index" "links_by_tenant_age" {
 # the writers must set expire_at = creation time + retention (see README.md).
 resource "google_firestore_field" "ttl" {
   for_each = toset(["events", "links"])
+
+  database   = google_firestore_database.default.name
+  collection = each.value
+  field      = "expire_at"
+
+  ttl_config {}
+
+  # A TTL field needs no single-field index: keep its write cost down.
+  index_config {}
+}
+
+# The same backstop for the subcollections of schema version 2 events (tenants/{t}/events/{e}/messages and
+# .../segments, written with expire_at by functions/vigint/ingest.py): a field's TTL policy applies to every
+# collection with that id (the collection group).
+resource "google_firestore_field" "ttl_lifecycle" {
+  for_each = toset(["messages", "segments"])
 
   database   = google_firestore_database.default.name
   collection = each.value

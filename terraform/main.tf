@@ -142,6 +142,7 @@ locals {
     VIGINT_EVENT_MAX_FUTURE_SECONDS   = tostring(var.event_max_future_seconds)
     VIGINT_HEARTBEAT_INTERVAL_SECONDS = tostring(var.heartbeat_interval_seconds)
     VIGINT_STALE_HEARTBEAT_INTERVALS  = tostring(var.stale_heartbeat_intervals)
+    VIGINT_LATE_ALERT_SECONDS         = tostring(var.late_alert_seconds)
     VIGINT_GEMINI_BACKEND             = var.gemini_backend
     VIGINT_GEMINI_LOCATION            = var.gemini_location
     VIGINT_GEMINI_MONTHLY_TOKEN_CAP   = tostring(var.gemini_monthly_token_cap)

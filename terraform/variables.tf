@@ -272,3 +272,14 @@ variable "housekeeping_schedule" {
     error_message = "housekeeping_schedule must be a 5-field cron expression."
   }
 }
+
+variable "late_alert_seconds" {
+  type        = number
+  description = "An alert whose start reached the cloud more than this many seconds after the event was confirmed says it is late, and by how much (VIGINT_LATE_ALERT_SECONDS)."
+  default     = 30
+
+  validation {
+    condition     = var.late_alert_seconds >= 0
+    error_message = "late_alert_seconds must be at least 0."
+  }
+}

@@ -5,8 +5,9 @@ the function is private and Scheduler authenticates with an OIDC token, which th
 our code runs; locally it is callable as is):
 
 * per tenant, with ``retention_days`` (tenant field, else ``VIGINT_RETENTION_DAYS``, default 30): events
-  whose ``end_time`` is older than that are deleted with their deliveries, their links (and access logs)
-  and their GCS objects; links created before the cut-off, device commands created before it (whatever
+  whose ``end_time`` is older than that are deleted with their deliveries (and a lifecycle event's
+  ``messages`` and ``segments``), their links (and access logs) and their GCS objects (segments and
+  snapshots included); links created before the cut-off, device commands created before it (whatever
   their status: one still pending that long will never be useful) and any object under ``tenants/{t}/``
   created before it (orphans: uploads of events that never got stored) are deleted too. Event and link documents
   also carry ``expire_at`` so a Firestore TTL policy is the backstop;
@@ -69,6 +70,11 @@ def _delete_links(docs) -> int:
 
 def delete_event(tenant_id: str, event_id: str, event: Mapping[str, Any] | None = None) -> dict:
     """Deletes one event: its GCS objects, links (+ access logs), deliveries and the document.
+
+    Objects go by the event's prefix (``tenants/{t}/devices/{d}/events/{e}/``: ``clip.mp4``,
+    ``snapshot.jpg`` and a schema version 2 event's ``segments/*.ts`` and ``snapshots/*.jpg``); documents by
+    ``recursive_delete`` of the event document, which takes every subcollection with it (``deliveries``,
+    and version 2's ``messages`` and ``segments``).
 
     Returns:
         ``{"events", "objects", "links", "documents"}`` counts.

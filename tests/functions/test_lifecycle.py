@@ -352,3 +352,37 @@ def test_continuation_escalates_the_chain_once_with_a_link_to_the_root(fenv, gem
     link = pipeline.clients.firestore().collection("links").document(links.link_id(token)).get().to_dict()
     assert link["event_id"] == first.event_id  # the chain's page
     assert _doc(creds["tenant_id"], first.event_id)["alert"]["escalated"] is True
+
+
+def test_tenant_api_returns_timeline_verdicts_and_lifecycle_fields(fenv, tapi, smtp_sink, segments):
+    from vigint import provisioning
+
+    recipients = _recipients(1)
+    creds = _provision(fenv, recipients)
+    key = provisioning.create_api_key(creds["tenant_id"], "viewer", "Victor Viewer")["key"]
+    lc = Lifecycle(creds, fenv.media, segments, start=_now() - dt.timedelta(seconds=40))
+    msgs = lc.standard(updates=1)
+    lc.upload(msgs)
+    _ingest_all(creds, msgs[:2])  # start and update: still going
+    _run_follow_ons(fenv)
+    auth = {"Authorization": f"Bearer {key}"}
+    got = tapi.get(f"/v1/events/{lc.event_id}", headers=auth)
+    assert got.status_code == 200, got.get_json()
+    body = got.get_json()
+    assert (body["phase"], body["ended"], body["segment_count"], body["continues"]) == ("update", False, None, None)
+    assert body["verdicts"]["detections"]["threat_level"] == 2 and body["verdicts"]["first"] is None
+    tl = body["timeline"]
+    assert tl["end"] is None and tl["alert_sent"] is not None
+    order = ["first_seen", "confirmed", "start_published", "ingested", "first_verdict", "alert_sent"]
+    stamps = [dt.datetime.fromisoformat(tl[k].replace("Z", "+00:00")) for k in order]
+    assert stamps == sorted(stamps), tl
+    _ingest_all(creds, msgs[2:])
+    _run_follow_ons(fenv)
+    page = tapi.get("/v1/events", headers=auth).get_json()
+    [summary] = [e for e in page["events"] if e["event_id"] == lc.event_id]
+    assert (summary["phase"], summary["ended"], summary["segment_count"]) == ("end", True, 2)
+    assert summary["timeline"]["end"] is not None and summary["continued_by"] is None
+    assert len(_mail(smtp_sink, recipients)[recipients[0]]) == 1
+    spec = tapi.get("/openapi.json").get_json()
+    props = spec["components"]["schemas"]["EventSummary"]["properties"]
+    assert {"timeline", "verdicts", "phase", "ended", "segment_count", "continues", "continued_by"} <= set(props)

@@ -381,6 +381,47 @@ class AlertsQuery(_Page):
     acknowledged: bool | None = None
 
 
+class Timeline(_Out):
+    """When each step of an event happened (UTC; null: not yet, or not known for this event).
+
+    Schema version 2 events fill all of them; version 1 events have ``ingested`` and ``end`` (and
+    ``alert_sent`` is not recorded for them).
+    """
+
+    first_seen: datetime | None = Field(default=None, description="capture time of the first frame showing the "
+                                        "object that made the event an alert (or that confirmed it)")
+    confirmed: datetime | None = Field(default=None, description="capture time of the frame at which the event "
+                                       "became an alert (or was confirmed)")
+    start_published: datetime | None = Field(default=None, description="device clock: the start message handed "
+                                             "to Pub/Sub")
+    ingested: datetime | None = Field(default=None, description="the event's first message stored")
+    first_verdict: datetime | None = Field(default=None, description="the first verdict written")
+    alert_sent: datetime | None = Field(default=None, description="the mail server accepted the first alert e-mail")
+    end: datetime | None = Field(default=None, description="last frame of the event, once it ended")
+
+
+class VerdictOut(_Out):
+    """One verdict (the shape of ``analysis``); further fields (model, tokens, notes, ...) may follow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str | None = Field(default=None, description="ok | error | detections_only | not_analyzed")
+    source: str | None = Field(default=None, description="gemini | detections | none")
+    verdict: str | None = Field(default=None, description="detections | first | full (schema version 2)")
+    threat_level: int | None = Field(default=None, description="0 none, 1 low, 2 medium, 3 high")
+    title: str | None = None
+    summary: str | None = None
+    analyzed_at: datetime | None = None
+
+
+class Verdicts(_Out):
+    """The verdicts of a schema version 2 event; ``analysis`` is the latest (full > first > detections)."""
+
+    detections: VerdictOut | None = Field(default=None, description="from the edge detections, at once")
+    first: VerdictOut | None = Field(default=None, description="Gemini on the snapshot and first seconds")
+    full: VerdictOut | None = Field(default=None, description="Gemini on the whole clip, once the event ended")
+
+
 class EventSummary(_Out):
     event_id: str
     device_id: str | None = None
@@ -397,6 +438,15 @@ class EventSummary(_Out):
     title: str | None = None
     alerted: bool | None = None
     acknowledged: bool = False
+    phase: Literal["start", "update", "end"] | None = Field(
+        default=None, description="lifecycle phase of the latest message applied (version 1 events: end)")
+    ended: bool | None = Field(default=None, description="false while the event is still going")
+    segment_count: int | None = Field(default=None, description="HLS segments 0..n-1, once the event ended")
+    continues: str | None = Field(default=None, description="the event this one continues (split at max length)")
+    continued_by: str | None = Field(default=None, description="the event that continues this one")
+    chain_root: str | None = Field(default=None, description="first event of the split chain (itself if none)")
+    timeline: Timeline | None = None
+    verdicts: Verdicts | None = None
 
 
 class EventPage(_Out):
