@@ -386,3 +386,45 @@ def test_tenant_api_returns_timeline_verdicts_and_lifecycle_fields(fenv, tapi, s
     spec = tapi.get("/openapi.json").get_json()
     props = spec["components"]["schemas"]["EventSummary"]["properties"]
     assert {"timeline", "verdicts", "phase", "ended", "segment_count", "continues", "continued_by"} <= set(props)
+
+
+@pytest.mark.slow
+def test_start_to_inbox_through_push_subscriptions_before_the_end(stack, fenv, smtp_sink, segments):
+    """The stack's own function processes (Pub/Sub push, functions-framework): the start alone makes the
+    e-mail; the end that follows changes nothing for the inbox."""
+    import time
+
+    from google.cloud import pubsub_v1
+
+    from vigint import pipeline
+
+    recipient = f"push2-{uuid.uuid4().hex[:8]}@example.com"
+    creds = stack.provision(f"push2-{uuid.uuid4().hex[:8]}", "nuc-1", recipients=[recipient], threshold=1)
+    lc = Lifecycle(creds, fenv.media, segments, start=_now() - dt.timedelta(seconds=5))
+    msgs = lc.standard(updates=1)
+    lc.upload(msgs)
+    publisher = pubsub_v1.PublisherClient()
+    topic = publisher.topic_path(stack.project, "edge-events")
+
+    def publish(msg):
+        data, attrs = signed(creds, msg)
+        publisher.publish(topic, data, **attrs).result(timeout=30)
+
+    publish(msgs[0])
+    deadline, mine = time.monotonic() + 60, []
+    while time.monotonic() < deadline and not mine:
+        mine = [m for m in smtp_sink.messages() if m["To"] == recipient]
+        time.sleep(0.2)
+    assert len(mine) == 1, "no alert e-mail within 60 s of the start"
+    assert "still going" in _text(mine[0])
+    doc = _doc(creds["tenant_id"], lc.event_id)
+    assert doc["ended"] is False and doc["timeline"]["alert_sent"] is not None
+    for msg in msgs[1:]:
+        publish(msg)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _doc(creds["tenant_id"], lc.event_id).get("ended"):
+        time.sleep(0.2)
+    time.sleep(2)  # a second e-mail (redelivery, the end's verdict) would have arrived by now
+    assert len([m for m in smtp_sink.messages() if m["To"] == recipient]) == 1
+    assert _doc(creds["tenant_id"], lc.event_id)["segment_count"] == 2
+    assert pipeline.event_ref(creds["tenant_id"], lc.event_id).collection("segments").count().get()[0][0].value == 2
