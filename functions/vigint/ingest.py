@@ -300,13 +300,17 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
         created = not _is_stored_event(existing)
         if not created and (existing.get("device_id") != msg.device_id or existing.get("schema_version") != 2):
             return "conflict", {}
+        prev_ref_ok = prev_ref
+        prev = (snaps[prev_ref.path].to_dict() or {}) if prev_ref is not None else {}
+        if _is_stored_event(prev) and (prev.get("device_id"), prev.get("camera_id")) != (msg.device_id, msg.camera_id):
+            log.warning("ingest: %s/%s continues %s of another camera; not chained", tenant_id, event_id, msg.continues)
+            prev_ref_ok = None
         fields, applied, notify = merge_state(existing, msg, now=now)
         fields["expire_at"] = max(msg.end_time, pipeline.as_utc(existing.get("end_time")) or msg.end_time) + retention
         fix_ref = None
         if created:
-            prev = (snaps[prev_ref.path].to_dict() or {}) if prev_ref is not None else {}
             # The continued event's root; the continued event itself if it is not stored yet.
-            fields["chain_root"] = (prev.get("chain_root") or msg.continues) if msg.continues else event_id
+            fields["chain_root"] = (prev.get("chain_root") or msg.continues) if prev_ref_ok is not None else event_id
             follower = existing.get("continued_by")
             if follower and fields["chain_root"] != event_id:
                 fix_ref = pipeline.event_ref(tenant_id, follower)
@@ -322,8 +326,12 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
             tx.update(fix_ref, {"chain_root": fields["chain_root"]})
         if msg.phase == "end" and msg.clip is not None and not existing.get("ended"):
             usage.add(tenant_id, now=now, batch=tx, clip_bytes=msg.clip.bytes)
-        if prev_ref is not None and (snaps[prev_ref.path].to_dict() or {}).get("continued_by") != event_id:
-            tx.set(prev_ref, {"continued_by": event_id}, merge=True)
+        if prev_ref_ok is not None and prev.get("continued_by") != event_id:
+            # A continuation that arrives first leaves a placeholder ({continued_by, expire_at}) that the
+            # continued event's own messages fill in; its expire_at is the TTL backstop should they never come.
+            mark = {"continued_by": event_id} if prev else {"continued_by": event_id,
+                                                             "expire_at": msg.end_time + retention}
+            tx.set(prev_ref, mark, merge=True)
         for seg in msg.segments:
             if not snaps[seg_refs[seg.index].path].exists:
                 tx.create(seg_refs[seg.index], {**seg.model_dump(exclude={"content_type"}),

@@ -428,3 +428,89 @@ def test_start_to_inbox_through_push_subscriptions_before_the_end(stack, fenv, s
     assert len([m for m in smtp_sink.messages() if m["To"] == recipient]) == 1
     assert _doc(creds["tenant_id"], lc.event_id)["segment_count"] == 2
     assert pipeline.event_ref(creds["tenant_id"], lc.event_id).collection("segments").count().get()[0][0].value == 2
+
+
+def test_gaps_severity_rise_and_usage_counted_once(fenv, segments):
+    from vigint import ingest, usage
+
+    creds = _provision(fenv, [])
+    month = usage.month_key()
+    lc = Lifecycle(creds, fenv.media, segments, start=_now() - dt.timedelta(seconds=30))
+    start = lc.message(0, "start", severity="detection")
+    rise = lc.message(1, "update", new_segments=[0], severity="alert", alert_at=3.0)
+    same = lc.message(2, "update", new_segments=[1], severity="alert", alert_at=3.0)
+    # seq 3 (segment 2) never arrives: a gap; the end still names segment_count 4.
+    end = lc.message(4, "end", new_segments=[3], segment_count=4, clip=True, severity="alert", alert_at=3.0)
+    lc.upload([start, rise, same, end])
+    assert _ingest_all(creds, [start, rise, same, end]) == ["created", "applied", "applied", "applied"]
+    notified = [json.loads(m.data)["seq"] for m in fenv.pull("ingested")]
+    assert sorted(notified) == [0, 1, 4]  # created, severity rose, ended; seq 2 changed neither
+    doc = _doc(creds["tenant_id"], lc.event_id)
+    assert (doc["severity"], doc["seq"], doc["ended"], doc["segment_count"]) == ("alert", 4, True, 4)
+    assert doc["timeline"]["confirmed"] == doc["alert_confirmed_at"]  # the alert's frame, not the first confirmation
+    assert sorted(_sub(creds["tenant_id"], lc.event_id, "segments")) == ["00000", "00001", "00003"]
+    counters = usage.get(creds["tenant_id"], month)
+    if usage.month_key() == month:  # (a month boundary during the test would split the counts)
+        assert (counters["events"], counters["clip_bytes"]) == (1, len(fenv.media["clip"]))
+    # A redelivered end counts nothing again.
+    data, attrs = signed(creds, end)
+    assert ingest.handle_edge_event(data=data, attributes=attrs, message_id="again") == "duplicate"
+    assert usage.get(creds["tenant_id"], month) == counters
+
+
+def test_continuation_arriving_before_the_event_it_continues(fenv, tapi, segments):
+    from vigint import provisioning
+
+    creds = _provision(fenv, [])
+    first = Lifecycle(creds, fenv.media, segments, start=_now() - dt.timedelta(seconds=90))
+    second = Lifecycle(creds, fenv.media, segments, start=_now() - dt.timedelta(seconds=80),
+                       continues=first.event_id)
+    msgs1, msgs2 = first.standard(updates=1), second.standard(updates=1)
+    first.upload(msgs1)
+    second.upload(msgs2)
+    _ingest_all(creds, msgs2[:1])
+    key = provisioning.create_api_key(creds["tenant_id"], "viewer", "V")["key"]
+    # The continued event is not stored yet: its placeholder is no event for the API.
+    assert tapi.get(f"/v1/events/{first.event_id}", headers={"Authorization": f"Bearer {key}"}).status_code == 404
+    _ingest_all(creds, msgs1)
+    _ingest_all(creds, msgs2[1:])
+    doc1, doc2 = _doc(creds["tenant_id"], first.event_id), _doc(creds["tenant_id"], second.event_id)
+    assert doc1["continued_by"] == second.event_id and doc1["chain_root"] == first.event_id and doc1["ended"]
+    assert doc2["chain_root"] == first.event_id and doc2["ended"]
+
+
+def test_concurrent_redeliveries_do_not_repeat_the_escalation(fenv, gemini, smtp_sink, segments):
+    from vigint import alert
+
+    recipients = _recipients(1)
+    creds = _provision(fenv, recipients)
+    gemini.verdict = {**gemini.verdict, "threat_level": 3, "title": "Person with a crowbar"}
+    lc = Lifecycle(creds, fenv.media, segments, start=_now() - dt.timedelta(seconds=30))
+    msgs = lc.standard(updates=1)
+    lc.upload(msgs)
+    _gemini_run(fenv, gemini, creds, lc, [msgs[:1], msgs[1:]])
+    data = json.dumps({"tenant_id": creds["tenant_id"], "event_id": lc.event_id, "verdict": "full"}).encode()
+    outcomes: list[str] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(alert.handle_analyzed(data=data))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert outcomes == ["sent:0"] * 4
+    subjects = [m["Subject"] for m in _mail(smtp_sink, recipients)[recipients[0]]]
+    assert len(subjects) == 2 and sum("Escalated" in s for s in subjects) == 1
+
+
+def test_gemini_fake_answers_after_its_delay(gemini):
+    import time
+
+    from vigint import gemini as g
+
+    gemini.delay_s = 0.3
+    analyzer = g.default_analyzer()
+    t0 = time.monotonic()
+    answer = analyzer.analyze(prompt="p", system_instruction="s")
+    assert time.monotonic() - t0 >= 0.3 and answer.verdict.threat_level == gemini.verdict["threat_level"]
+    gemini.delay_s = 0.0
+    with pytest.raises(ValueError):
+        type(gemini)(delay_s=-1)

@@ -199,7 +199,8 @@ def list_events(req: Request):
 
 def _event_snap(req: Request):
     snap = _events(req.tenant_id).document(req.params["event_id"]).get()
-    if not snap.exists:
+    # A placeholder (only continued_by: its continuation arrived first) is no event yet.
+    if not snap.exists or "event_id" not in (snap.to_dict() or {}):
         raise not_found("event not found")
     return snap
 
