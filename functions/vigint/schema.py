@@ -167,7 +167,10 @@ class EdgeEvent(_Strict):
 # ------------------------------------------------------------------------------------------ schema version 2
 
 MAX_SEGMENT_INDEX = 99_999  # segments/{index:05d}.ts: five digits
-MAX_SEGMENTS_PER_MESSAGE = 64
+# New segments one message may bring: ingest writes them in the message's transaction, kept under the
+# 500 writes per commit that Firestore long allowed (https://cloud.google.com/firestore/quotas#writes_and_transactions).
+# Events split at max_length_s (60 s by default), i.e. about 30 segments of 2-4 s.
+MAX_SEGMENTS_PER_MESSAGE = 400
 LifecyclePhase = Literal["start", "update", "end"]
 
 
