@@ -290,6 +290,11 @@ def test_gemini_verdict_above_the_alert_level_escalates_once(fenv, gemini, smtp_
     assert len(deliveries) == 4 and sum(k.endswith("-escalated") for k in deliveries) == 2
     # Two Gemini passes, no more: the first on the snapshot and stills of the segment stored, the full on the clip.
     assert len(gemini.requests) == 2
+    first_parts = gemini.requests[0]["json"]["contents"][0]["parts"]
+    inline = [p.get("inlineData") or {} for p in first_parts]
+    images = [d for d in inline if (d.get("mime_type") or d.get("mimeType")) == "image/jpeg"]
+    assert len(images) >= 2  # stills cut from segment 00000 (MPEG-TS) + the snapshot
+    assert any("still going" in (p.get("text") or "") for p in first_parts)
 
 
 def test_gemini_verdict_not_above_the_alert_level_sends_no_escalation(fenv, gemini, smtp_sink, segments):
