@@ -155,8 +155,9 @@ class EdgeDaemon:
         """The delivery lanes' deliverers (live first)."""
         return [self.deliverer] + ([self.bulk_deliverer] if self.bulk_deliverer is not None else [])
 
-    def _wake_lane(self, lane: str) -> None:
-        """Spool listener: a new item of ``lane`` wakes that lane's deliverer at once."""
+    def _wake_lane(self, item) -> None:
+        """Spool listener: a new item wakes its lane's deliverer at once."""
+        lane = item.lane
         for d in self.deliverers:
             d.wake(lane)
 

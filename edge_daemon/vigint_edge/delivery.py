@@ -201,6 +201,9 @@ class Deliverer:
         """
         backoff = 0.0
         while not stop.is_set():
+            # Cleared before the pass, not after: an item put while the pass runs keeps the flag set, so the
+            # pause below ends at once instead of waiting out idle_wait_s (a start must not wait).
+            self._wake.clear()
             try:
                 self.deliver_pending()
                 failed = self.last_pass_failed
@@ -213,7 +216,6 @@ class Deliverer:
             else:
                 backoff = 0.0
                 pause = idle_wait_s
-            self._wake.clear()
             # Wake early on stop or wake(); checked in short slices so both are seen promptly.
             waited = 0.0
             while waited < pause and not stop.is_set() and not self._wake.is_set():

@@ -25,7 +25,7 @@ whole in ``ready/`` or not there at all.
 
 Lanes: ``live`` items have no ``clip.mp4`` (starts, updates, health events, messages whose clip was
 evicted), ``bulk`` items have one; each lane is delivered oldest first by its own deliverer, so a big clip
-never holds back a ``start``. ``add_listener`` callbacks hear the lane of every new item (the daemon wakes
+never holds back a ``start``. ``add_listener`` callbacks hear of every new item (the daemon wakes
 that lane's deliverer at once).
 
 Disk use is bounded by ``max_bytes`` (all files under ``ready/`` and ``failed/``). When a new item would go
@@ -197,7 +197,7 @@ class Spool:
         self.failed_dir = self.root / "failed"
         self.open_dir = self.root / "open"
         self._lock = threading.RLock()
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Callable[[SpoolItem], None]] = []
         self._claimed: set[str] = set()
         for d in (self.tmp_dir, self.ready_dir, self.failed_dir, self.open_dir):
             d.mkdir(parents=True, exist_ok=True)
@@ -218,14 +218,14 @@ class Spool:
         for stale in self.open_dir.glob("*.tmp"):
             stale.unlink()
 
-    def add_listener(self, callback: Callable[[str], None]) -> None:
-        """``callback(lane)`` is called (outside the spool lock) after each new item is in ``ready/``."""
+    def add_listener(self, callback: Callable[[SpoolItem], None]) -> None:
+        """``callback(item)`` is called (outside the spool lock) after each new item is in ``ready/``."""
         self._listeners.append(callback)
 
-    def _notify(self, lane: str) -> None:
+    def _notify(self, item: SpoolItem) -> None:
         for callback in list(self._listeners):
             try:
-                callback(lane)
+                callback(item)
             except Exception:  # noqa: BLE001 - a listener must never break a put
                 log.exception("spool: listener failed")
 
@@ -348,7 +348,7 @@ class Spool:
                 self._journal(message)
         log.info("spool: stored %s (%d bytes)", item_id, incoming)
         item = SpoolItem(item_id, final)
-        self._notify(item.lane)
+        self._notify(item)
         return item
 
     # ------------------------------------------------------------------------------- open-events journal
