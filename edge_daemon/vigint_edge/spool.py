@@ -428,7 +428,7 @@ class Spool:
                 end = last.model_copy(update={"phase": "end", "seq": last.seq + 1, "interrupted": True,
                                               "clip": None, "segments": [], "segment_count": count,
                                               "sent_at": None})
-                end = LifecycleMessage.model_validate(end.model_dump())
+                end = LifecycleMessage.model_validate_json(end.model_dump_json())  # checked like any message
                 closed.append(self.put_message(end, {}))
                 log.warning("spool: event %s was open when the edge stopped: closed as interrupted (seq %d, %d "
                             "segments)", end.event_id, end.seq, count)
