@@ -45,7 +45,7 @@ from vigint_edge.capture import Frame
 from vigint_edge.clip import REMUX_CODECS, ClipError, ClipWriter, RemuxWriter, encode_snapshot
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
 from vigint_edge.detector import Detection, Detector
-from vigint_edge.event_model import (CLIP_NAME, SNAPSHOT_NAME, ClipRef, DetectionRef, EdgeEvent,
+from vigint_edge.event_model import (CLIP_NAME, MAX_SEGMENT_BYTES, SNAPSHOT_NAME, ClipRef, DetectionRef, EdgeEvent,
                                      LifecycleMessage, SegmentRef, SnapshotRef, new_event_id, object_name,
                                      segment_name, snapshot_name)
 from vigint_edge.motion import MotionGate
@@ -71,7 +71,8 @@ class CameraStats:
     events: int = 0
     detector_ms_total: float = 0.0
     detector_errors: int = 0
-    start_latency_ms: list = field(default_factory=list)  # per event: confirming frame's arrival -> start spooled
+    # per event (the last 100): confirming frame's arrival -> its start in the spool, milliseconds
+    start_latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -167,7 +168,20 @@ class _LiveSegments:
                 log.error("%s: last live segment lost: %s", self._what, exc)
 
     def take_finished(self) -> list[SegmentFile]:
-        return self.segmenter.take_finished()
+        """The segments finished since the last call. One over the contract's 32 MiB (a camera with a very
+        long GOP at a high bit rate) could never be uploaded: it and everything after it are left out (the
+        event keeps its contiguous segments 0..n-1 and its clip)."""
+        out = []
+        for f in self.segmenter.take_finished():
+            if self.failed or f.bytes > MAX_SEGMENT_BYTES:
+                if not self.failed:
+                    log.error("%s: segment %d has %d bytes, more than the %d allowed: live segments stopped",
+                              self._what, f.index, f.bytes, MAX_SEGMENT_BYTES)
+                self.failed = True
+                f.path.unlink(missing_ok=True)
+                continue
+            out.append(f)
+        return out
 
     def abort(self) -> None:
         self.segmenter.abort()
@@ -595,12 +609,11 @@ class CameraPipeline:
         segments = [SegmentRef(index=f.index, object=object_name(t, d, ev.event_id, segment_name(f.index)),
                                bytes=f.bytes, sha256=f.sha256, start_s=f.start_s, duration_s=f.duration_s)
                     for f in ev.new_segments]
-        first_seen = ev.first_seen
         return LifecycleMessage(
             event_id=ev.event_id, tenant_id=t, device_id=d, camera_id=self.camera.id, phase=phase,
             seq=ev.seq + 1, severity="alert" if ev.alert else "detection",
             labels=[label for label, _ in ev.labels.most_common()], start_time=ev.start_wall,
-            end_time=max(ev.last_frame.wall, ev.start_wall), first_seen=first_seen,
+            end_time=max(ev.last_frame.wall, ev.start_wall), first_seen=ev.first_seen,
             alert_first_seen=ev.alert_first_seen, confirmed_at=ev.confirmed_at,
             alert_confirmed_at=ev.alert_confirmed_at, top_score=round(float(ev.top_score), 4),
             max_count=dict(ev.max_count), detections=refs, zones=sorted(ev.zones), snapshot=snapshot,
