@@ -164,9 +164,13 @@ class ClipWriter(_Mp4Writer):
             frame's duration. Actual timestamps come from ``write(..., t)``.
         crf: x264 constant rate factor (0..51, lower is better quality; 23 is x264's default).
         preset: x264 preset (``ultrafast`` .. ``placebo``).
+        g: longest keyframe interval in frames (x264 ``keyint``; None: x264's default of 250), so the live
+            HLS segments (``segments.Segmenter``) can be cut every ``g`` frames.
+        on_packet: called with each encoded packet (timestamps in 1/90000 s from the clip's zero) before it
+            is muxed into the mp4, on the thread that calls ``write``/``close`` (the live segmenter).
 
     Raises:
-        ValueError: bad dimensions, fps, crf or preset.
+        ValueError: bad dimensions, fps, crf, preset or ``g``.
         ClipError: the encoder or output file could not be opened.
 
     Use as a context manager to discard the partial file if an exception escapes::
@@ -177,13 +181,16 @@ class ClipWriter(_Mp4Writer):
     """
 
     def __init__(self, path: Path, width: int, height: int, fps: float, crf: int = 23,
-                 preset: str = "veryfast") -> None:
+                 preset: str = "veryfast", g: int | None = None, on_packet=None) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
         if not fps > 0:
             raise ValueError(f"fps must be positive, got {fps}")
         if not 0 <= crf <= 51:
             raise ValueError(f"crf must be 0..51, got {crf}")
+        if g is not None and not 1 <= g <= 1000:
+            raise ValueError(f"g (keyframe interval) must be 1..1000 frames, got {g}")
+        self.on_packet = on_packet
         self.path = Path(path)
         self.part_path = self.path.with_suffix(".part")
         self.width = width
@@ -210,13 +217,24 @@ class ClipWriter(_Mp4Writer):
             stream.pix_fmt = "yuv420p"
             stream.time_base = TIME_BASE
             stream.codec_context.time_base = TIME_BASE
-            stream.options = {"crf": str(crf), "preset": preset, "profile": "high"}
+            stream.options = {"crf": str(crf), "preset": preset, "profile": "high",
+                              **({"g": str(g)} if g is not None else {})}
             stream.codec_context.open()
         except (av.error.FFmpegError, ValueError) as exc:
             self._container.close()
             self.part_path.unlink(missing_ok=True)
             raise ValueError(f"cannot configure libx264 (crf={crf}, preset={preset!r}): {exc}") from exc
         self._stream = stream
+
+    @property
+    def stream(self):
+        """The encoder's output stream (a template for the live segments)."""
+        return self._stream
+
+    @property
+    def headers(self) -> bytes:
+        """The encoder's SPS/PPS (Annex B, libx264's extradata with the mp4 global header)."""
+        return bytes(self._stream.codec_context.extradata or b"")
 
     def write(self, frame_bgr, t: float) -> None:
         """Encodes one frame.
@@ -273,6 +291,8 @@ class ClipWriter(_Mp4Writer):
         for packet in packets:
             # The last sample's duration in mp4 comes from its packet; VFR input has no better value.
             packet.duration = self._frame_ticks
+            if self.on_packet is not None:
+                self.on_packet(packet)
             self._container.mux(packet)
 
     def _flush(self) -> None:
@@ -294,12 +314,15 @@ class RemuxWriter(_Mp4Writer):
     Args:
         path: final clip path (``.mp4``).
         template: the input ``av`` video stream the packets come from (codec parameters are copied from it).
+        on_packet: called with each packet as it is muxed (a copy with the clip's timestamps, in the
+            template's time base), before the mp4 muxer takes it (the live segmenter).
 
     Raises:
         ClipError: the output file could not be opened or the stream's codec cannot go into mp4.
     """
 
-    def __init__(self, path: Path, template) -> None:
+    def __init__(self, path: Path, template, on_packet=None) -> None:
+        self.on_packet = on_packet
         self.path = Path(path)
         self.part_path = self.path.with_suffix(".part")
         self.template = template
@@ -389,6 +412,8 @@ class RemuxWriter(_Mp4Writer):
         pkt.is_keyframe = src.is_keyframe
         pkt.time_base = tb
         pkt.stream = self._stream
+        if self.on_packet is not None:
+            self.on_packet(pkt)
         try:
             self._container.mux(pkt)
         except av.error.FFmpegError as exc:

@@ -197,6 +197,10 @@ class EventConfig(_Strict):
     post_roll_s: float = Field(default=5.0, ge=0, le=60)
     max_length_s: float = Field(default=60.0, ge=5, le=3600)
     min_hits: int = Field(default=2, ge=1, description="detector frames a track needs before it can count")
+    segment_s: float = Field(default=2.0, ge=1, le=10,
+                             description="live HLS segments: each is cut at the first keyframe at or after this "
+                             "many seconds (a camera whose keyframes are further apart gives one-GOP segments); "
+                             "an update message goes out with each")
     stationary_after_s: float = Field(default=10.0, gt=0, description="an object still this long stops "
                                       "keeping events open and cannot start new ones")
     record_minutes: float = Field(default=30.0, ge=0, le=24 * 60,

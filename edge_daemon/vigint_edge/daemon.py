@@ -1,7 +1,8 @@
 """The composition root: builds every part of the edge daemon from its configuration and runs it.
 
-Threads: one per camera (capture → motion gate → detector → events → spool), one for delivery (spool →
-signed uploads → publish), one for heartbeats, one for health checks and, started on the first
+Threads: one per camera (capture → motion gate → detector → events → spool), one per delivery lane (spool →
+signed uploads → publish: ``live`` for starts, updates and health events, ``bulk`` for messages with a clip, so
+a clip upload never delays an alert), one for heartbeats, one for health checks and, started on the first
 ``request_clip``, one for commands that take a while. Everything a component needs comes through its
 constructor, so tests swap parts here and nowhere else.
 
@@ -57,8 +58,9 @@ class EdgeDaemon:
         config: the validated configuration.
         detector: the object detector every camera shares (calls serialised).
         spool: the durable spool of finished events.
-        deliverer: moves spooled events to the cloud.
+        deliverer: moves spooled messages to the cloud: the live lane's (or, without ``bulk_deliverer``, all).
         api: the edge_api client (heartbeats).
+        bulk_deliverer: the bulk lane's deliverer (messages with a clip), None to let ``deliverer`` do all.
         stop: set to stop everything.
         exit_when_done: when every camera's source has ended (files), deliver what is spooled and return.
         max_frames: stop each camera after this many frames (tests).
@@ -70,6 +72,7 @@ class EdgeDaemon:
     spool: Spool
     deliverer: Deliverer
     api: EdgeApiClient
+    bulk_deliverer: Deliverer | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     exit_when_done: bool = False
     max_frames: int | None = None
@@ -93,19 +96,24 @@ class EdgeDaemon:
             0 when everything spooled was delivered, 1 when events remain in the spool.
         """
         work_dir = self.config.spool.dir / "recording"
+        self.spool.add_listener(self._wake_lane)
+        closed = self.spool.close_interrupted()  # events a crash left open: before any pipeline or delivery
+        if closed:
+            log.warning("closed %d event(s) left open by the last run as interrupted", len(closed))
         for cam in self.config.cameras:
             self.pipelines[cam.id] = CameraPipeline(cam, self.config.device, self.config.events, self.config.motion,
                                                     self.detector, self.spool, work_dir)
-            self.health[cam.id] = HealthMonitor(cam, self.config.device, self.spool,
-                                                on_event=lambda _e: self.deliverer.wake())
+            self.health[cam.id] = HealthMonitor(cam, self.config.device, self.spool)  # the spool wakes delivery
         self._start_status_server()
         cameras = [threading.Thread(target=self._camera_loop, args=(cam,), name=f"camera-{cam.id}", daemon=True)
                    for cam in self.config.cameras]
         delivery_stop = threading.Event()
-        delivery = threading.Thread(target=self.deliverer.run, args=(delivery_stop,), name="delivery", daemon=True)
+        delivery = [threading.Thread(target=d.run, args=(delivery_stop,), name=f"delivery-{d.lane or 'all'}",
+                                     daemon=True) for d in self.deliverers]
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         health = threading.Thread(target=self._health_loop, name="health", daemon=True)
-        delivery.start()
+        for t in delivery:
+            t.start()
         heartbeat.start()
         health.start()
         for t in cameras:
@@ -128,7 +136,8 @@ class EdgeDaemon:
         for t in cameras:
             t.join(10)
         delivery_stop.set()
-        delivery.join(30)
+        for t in delivery:
+            t.join(30)
         if self._worker is not None:
             self._jobs.put(None)
             self._worker.join(30)
@@ -141,12 +150,23 @@ class EdgeDaemon:
             return 75  # EX_TEMPFAIL: systemd's Restart=always starts the daemon again
         return 1 if remaining else 0
 
-    def _watchdog(self, delivery: threading.Thread) -> None:
-        """WATCHDOG=1 at half of ``$WATCHDOG_USEC``, only while the delivery thread lives: if it died,
+    @property
+    def deliverers(self) -> list[Deliverer]:
+        """The delivery lanes' deliverers (live first)."""
+        return [self.deliverer] + ([self.bulk_deliverer] if self.bulk_deliverer is not None else [])
+
+    def _wake_lane(self, item) -> None:
+        """Spool listener: a new item wakes its lane's deliverer at once."""
+        lane = item.lane
+        for d in self.deliverers:
+            d.wake(lane)
+
+    def _watchdog(self, delivery: list[threading.Thread]) -> None:
+        """WATCHDOG=1 at half of ``$WATCHDOG_USEC``, only while every delivery thread lives: if one died,
         systemd's watchdog restarts the service instead of letting the spool fill up silently."""
         interval = self.notifier.watchdog_interval_s
         now = time.monotonic()
-        if interval is None or now < self._next_watchdog or not delivery.is_alive():
+        if interval is None or now < self._next_watchdog or not all(t.is_alive() for t in delivery):
             return
         self._next_watchdog = now + interval
         self.notifier.watchdog()
@@ -188,10 +208,13 @@ class EdgeDaemon:
 
         Returns:
             ``{"version": str, "cameras": {id: {"fps", "detector_ms", "frames", "events", "motion_skipped",
-            "detector_errors",
-            "reconnects", "dropped", "connected", "health": HealthMonitor.state()}}, "spool": {"items",
-            "bytes", "failed", "evicted_pending", "delivered", "delivery_failed", "delivery_retries",
-            "delivered_without_clip"}}``; fps in frames per second, detector_ms in milliseconds, bytes in bytes.
+            "detector_errors", "start_latency_ms", "reconnects", "dropped", "connected", "health":
+            HealthMonitor.state()}}, "spool": {"items", "live", "bulk", "bytes", "failed", "open_events",
+            "evicted_pending", "delivered", "delivery_failed", "delivery_retries", "delivered_without_clip"}}``;
+            fps in frames per second, detector_ms in milliseconds, start_latency_ms the last event's time from
+            its confirming frame's arrival to its ``start`` in the spool (None before the first), bytes in
+            bytes; ``live``/``bulk`` are the items pending in each delivery lane; delivery counts are summed
+            over the lanes.
         """
         cameras = {}
         for cid, p in self.pipelines.items():
@@ -199,13 +222,16 @@ class EdgeDaemon:
             cameras[cid] = {"fps": round(p.stats.fps, 2), "detector_ms": round(p.stats.detector_ms, 2),
                             "frames": p.stats.frames, "events": p.stats.events,
                             "motion_skipped": p.stats.motion_skipped, "detector_errors": p.stats.detector_errors,
+                            "start_latency_ms": p.stats.start_latency_ms[-1] if p.stats.start_latency_ms else None,
                             "reconnects": src.reconnects if src else 0, "dropped": src.dropped if src else 0,
                             "connected": src.connected if src and src.camera.is_stream else None,
                             "health": mon.state() if mon else None}
         spool = dict(self.spool.stats())
         spool["evicted_pending"] = sum(1 for it in self.spool.pending() if self.spool.load_state(it).clip_evicted)
-        if isinstance(self.deliverer, MeteredDeliverer):
-            spool.update(self.deliverer.stats())
+        for d in self.deliverers:
+            if isinstance(d, MeteredDeliverer):
+                for key, n in d.stats().items():
+                    spool[key] = spool.get(key, 0) + n
         return {"version": __version__, "cameras": cameras, "spool": spool}
 
     def _start_status_server(self) -> None:
@@ -301,7 +327,6 @@ class EdgeDaemon:
             log.exception("command %s: request_clip on camera %s failed", command.command_id, p.camera_id)
             self._post_result(command.command_id, "failed", f"clip failed: {type(exc).__name__}: {exc}")
             return
-        self.deliverer.wake()
         spooled = event.model_dump(mode="json", include={"camera_id", "kind", "start_time", "end_time"})
         self._post_result(command.command_id, "done", f"recording {event.event_id} spooled", result=spooled,
                           event_id=event.event_id)
@@ -401,6 +426,8 @@ def build_daemon(config: EdgeConfig, secret: str, *, detector: Detector | None =
     dev = config.device
     api = EdgeApiClient(dev.api_url, dev.tenant_id, dev.device_id, secret)
     publisher = EventPublisher.from_api(api)
-    deliverer = MeteredDeliverer(spool, api, publisher, key_version=dev.key_version, secret=secret)
-    return EdgeDaemon(config=config, detector=detector, spool=spool, deliverer=deliverer, api=api,
-                      exit_when_done=exit_when_done, max_frames=max_frames)
+    lanes = {lane: MeteredDeliverer(spool, EdgeApiClient(dev.api_url, dev.tenant_id, dev.device_id, secret),
+                                    publisher, key_version=dev.key_version, secret=secret, lane=lane)
+             for lane in ("live", "bulk")}  # one HTTP client each: the lanes run on their own threads
+    return EdgeDaemon(config=config, detector=detector, spool=spool, deliverer=lanes["live"], api=api,
+                      bulk_deliverer=lanes["bulk"], exit_when_done=exit_when_done, max_frames=max_frames)

@@ -1,16 +1,25 @@
-"""Delivers spooled events to the cloud: upload clip + snapshot through signed URLs, then publish.
+"""Delivers spooled messages to the cloud: upload the files each brings through signed URLs, then publish.
 
-For each item, oldest first:
+A ``Deliverer`` drains one lane of the spool (``lane="live"``: starts, updates, health events; ``"bulk"``:
+messages with a clip; None: both, oldest first) so the daemon runs one per lane and a 30 MB clip upload
+never holds back the next event's ``start``. For each item of its lane, oldest first:
 
-1. ask ``edge_api`` for signed PUT URLs for the files not uploaded yet;
+1. ask ``edge_api`` for signed PUT URLs for the files not uploaded yet (a version 1 event's ``clip.mp4`` and
+   ``snapshot.jpg``; a version 2 message's ``segments/NNNNN.ts``, ``snapshots/NNNNN.jpg``, ``clip.mp4``;
+   at most ``MAX_UPLOAD_FILES`` per call, the edge_api limit);
 2. PUT each file with exactly the ``Content-Type`` the URL was signed for (transient errors retried with
    tenacity), recording it in ``state.json`` after each file, so a restart only uploads what is missing;
-3. only when every file is stored, publish the signed event message and record ``published``;
+3. only when every file is stored, publish the signed message (version 2: ``sent_at`` set to the device clock
+   just before; attributes ``schema_version`` "2", ``phase``, ``seq``) and record ``published``;
 4. remove the item.
 
+Files the spool evicted (disk budget) are not uploaded and their refs are dropped from the message (``clip``
+null, the segment left out of ``segments``).
+
 Delivery guarantees: at least once. A crash after Pub/Sub accepted the message but before ``published``
-was recorded re-publishes the same ``event_id`` after restart; the cloud creates events if absent, keyed on
-the event id, so the duplicate is harmless. A crash after ``published`` was recorded only removes the item.
+was recorded re-publishes the same message after restart (version 2: with the ``sent_at`` recorded before
+that publish, so the bytes are identical); the cloud applies each (event_id, seq) once, so the duplicate is
+harmless. A crash after ``published`` was recorded only removes the item.
 
 Order is kept: a transient failure (network, 5xx, 429, Pub/Sub unavailable) stops the pass and the same
 item is tried again next time. A permanent refusal of one item by ``edge_api`` (4xx other than
@@ -25,6 +34,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from datetime import datetime, timezone
 from enum import Enum
 
 import requests
@@ -41,13 +51,17 @@ from vigint_edge.api_client import (
     is_transient,
     retrying,
 )
-from vigint_edge.event_model import CLIP_NAME, SNAPSHOT_NAME, EdgeEvent, object_name
+from vigint_edge.event_model import (CLIP_NAME, SEGMENT_CONTENT_TYPE, SNAPSHOT_CONTENT_TYPE, SNAPSHOT_NAME,
+                                     EdgeEvent, LifecycleMessage, format_time, object_name, segment_name,
+                                     snapshot_name)
 from vigint_edge.publisher import EventPublisher, PublishError
-from vigint_edge.spool import Spool, SpoolItem, SpoolState
+from vigint_edge.spool import LANES, Spool, SpoolItem, SpoolState
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Deliverer", "Outcome"]
+
+MAX_UPLOAD_FILES = 32  # edge_api signs at most 32 files per POST /v1/uploads (functions/vigint/edge_api.py)
 
 
 class RedactSignedUrls(logging.Filter):
@@ -108,11 +122,21 @@ class Deliverer:
         max_attempts: attempts per PUT on transient errors.
         backoff_initial_s: first retry wait of a PUT in seconds.
         backoff_max_s: longest retry wait, and the longest pause of ``run`` after failures, in seconds.
+        lane: ``"live"`` or ``"bulk"``: only that lane's items; None: all items.
+        clock: the device clock for ``sent_at`` (returns an aware UTC datetime).
+
+    Raises:
+        ValueError: unknown lane.
     """
 
     def __init__(self, spool: Spool, api: EdgeApiClient, publisher: EventPublisher, key_version: int,
                  secret: str, session: requests.Session | None = None, *, upload_timeout_s: float = 60.0,
-                 max_attempts: int = 5, backoff_initial_s: float = 0.5, backoff_max_s: float = 60.0) -> None:
+                 max_attempts: int = 5, backoff_initial_s: float = 0.5, backoff_max_s: float = 60.0,
+                 lane: str | None = None, clock=None) -> None:
+        if lane is not None and lane not in LANES:
+            raise ValueError(f"lane must be one of {LANES} or None, got {lane!r}")
+        self.lane = lane
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.spool = spool
         self.api = api
         self.publisher = publisher
@@ -128,7 +152,7 @@ class Deliverer:
         _install_redaction()
 
     def __repr__(self) -> str:
-        return f"Deliverer(spool={self.spool.root}, device={self.api.device_id!r})"
+        return f"Deliverer(spool={self.spool.root}, device={self.api.device_id!r}, lane={self.lane!r})"
 
     # --------------------------------------------------------------------------------------- public
     def deliver_one(self, item: SpoolItem) -> bool:
@@ -141,14 +165,20 @@ class Deliverer:
         return self.attempt(item) is Outcome.DELIVERED
 
     def deliver_pending(self) -> int:
-        """Delivers pending items oldest first, stopping at the first transient failure.
+        """Delivers this lane's pending items oldest first, stopping at the first transient failure. Items
+        another deliverer is working on (claimed) are skipped.
 
         Returns:
             How many items were delivered in this pass.
         """
         delivered = 0
-        for item in self.spool.pending():
-            outcome = self.attempt(item)
+        for item in self.spool.pending(self.lane):
+            if not self.spool.claim(item):
+                continue
+            try:
+                outcome = self.attempt(item)
+            finally:
+                self.spool.release(item)
             if outcome is Outcome.DELIVERED:
                 delivered += 1
             elif outcome in (Outcome.RETRY, Outcome.AUTH):
@@ -157,9 +187,11 @@ class Deliverer:
         self.last_pass_failed = False
         return delivered
 
-    def wake(self) -> None:
-        """Makes ``run`` start a pass now (call after ``spool.put``)."""
-        self._wake.set()
+    def wake(self, lane: str | None = None) -> None:
+        """Makes ``run`` start a pass now (call after ``spool.put``; a spool listener). A ``lane`` other than
+        this deliverer's is ignored."""
+        if lane is None or self.lane is None or lane == self.lane:
+            self._wake.set()
 
     def run(self, stop: threading.Event, idle_wait_s: float = 1.0) -> None:
         """Delivers until ``stop`` is set: a pass, then a pause of ``idle_wait_s`` seconds (or until
@@ -169,6 +201,9 @@ class Deliverer:
         """
         backoff = 0.0
         while not stop.is_set():
+            # Cleared before the pass, not after: an item put while the pass runs keeps the flag set, so the
+            # pause below ends at once instead of waiting out idle_wait_s (a start must not wait).
+            self._wake.clear()
             try:
                 self.deliver_pending()
                 failed = self.last_pass_failed
@@ -181,7 +216,6 @@ class Deliverer:
             else:
                 backoff = 0.0
                 pause = idle_wait_s
-            self._wake.clear()
             # Wake early on stop or wake(); checked in short slices so both are seen promptly.
             waited = 0.0
             while waited < pause and not stop.is_set() and not self._wake.is_set():
@@ -195,7 +229,7 @@ class Deliverer:
         Returns:
             The ``Outcome``.
         """
-        eid = item.event_id
+        eid = item.item_id
         try:
             event = self.spool.load_event(item)
             state = self.spool.load_state(item)
@@ -229,11 +263,21 @@ class Deliverer:
             return Outcome.FAILED
         except (ApiError, requests.RequestException, OSError) as exc:
             return self._transient(item, exc)
+        message = self._message(event, state)
+        if isinstance(message, LifecycleMessage):
+            # A sent_at left by a publish whose outcome a crash hid is reused: the same bytes again, which the
+            # cloud takes as the duplicate it is (a new sent_at would be the same seq with other data).
+            sent_at = state.sent_at or format_time(self.clock())
+            if state.sent_at is None:
+                state = self.spool.update_state(item, lambda s: setattr(s, "sent_at", sent_at))
+            message = message.model_copy(update={"sent_at": datetime.fromisoformat(sent_at)})
         try:
-            message_id = self.publisher.publish(self._message(event, state), self.key_version, self._secret)
-        except AuthError as exc:
-            return self._auth_failed(item, exc)
-        except (PublishError, ApiError, requests.RequestException, OSError) as exc:
+            message_id = self.publisher.publish(message, self.key_version, self._secret)
+        except (AuthError, PublishError, ApiError, requests.RequestException, OSError) as exc:
+            if state.sent_at is not None:
+                self._clear_sent_at(item)
+            if isinstance(exc, AuthError):
+                return self._auth_failed(item, exc)
             # Not this item's fault (Pub/Sub or publish credentials): keep it and keep the order.
             return self._transient(item, exc)
 
@@ -246,6 +290,12 @@ class Deliverer:
         log.info("delivery: %s delivered (message %s)", eid, message_id)
         return Outcome.DELIVERED
 
+    def _clear_sent_at(self, item: SpoolItem) -> None:
+        try:
+            self.spool.update_state(item, lambda s: setattr(s, "sent_at", None))
+        except FileNotFoundError:
+            pass
+
     def _auth_failed(self, item: SpoolItem, exc: Exception) -> Outcome:
         log.error("delivery: edge_api refused this device's credentials (%s); will retry later", exc)
         self._note_error(item, str(exc))
@@ -253,7 +303,7 @@ class Deliverer:
 
     def _transient(self, item: SpoolItem, exc: BaseException) -> Outcome:
         reason = _describe(exc)
-        log.warning("delivery: %s not delivered yet (%s); will retry", item.event_id, reason)
+        log.warning("delivery: %s not delivered yet (%s); will retry", item.item_id, reason)
         self._note_error(item, reason)
         return Outcome.RETRY
 
@@ -267,25 +317,54 @@ class Deliverer:
         except FileNotFoundError:
             pass
 
-    def _files_to_upload(self, item: SpoolItem, event: EdgeEvent, state: SpoolState) -> list[UploadFile]:
+    def _files_to_upload(self, item: SpoolItem, event, state: SpoolState) -> list[UploadFile]:
+        if isinstance(event, LifecycleMessage):
+            return self._lifecycle_files(item, event, state)
         files = []
         if event.clip is not None and CLIP_NAME not in state.uploaded and not state.clip_evicted:
             if item.clip_path.exists():
                 files.append(UploadFile(name=CLIP_NAME, content_type=event.clip.content_type,
                                         bytes=item.clip_path.stat().st_size))
             else:  # evicted between put and now without the mark (cannot normally happen); deliver without
-                log.warning("delivery: clip of %s is missing; publishing without it", item.event_id)
+                log.warning("delivery: clip of %s is missing; publishing without it", item.item_id)
         if event.snapshot is not None and SNAPSHOT_NAME not in state.uploaded:
             if not item.snapshot_path.exists():
-                raise _CorruptItem(f"item {item.event_id} has no snapshot.jpg although its event refers to one")
+                raise _CorruptItem(f"item {item.item_id} has no snapshot.jpg although its event refers to one")
             files.append(UploadFile(name=SNAPSHOT_NAME, content_type=event.snapshot.content_type,
                                     bytes=item.snapshot_path.stat().st_size))
         return files
 
+    def _lifecycle_files(self, item: SpoolItem, message: LifecycleMessage, state: SpoolState) -> list[UploadFile]:
+        """The files a version 2 message brings that are still to upload: its own snapshot (small, first),
+        its segments, its clip."""
+        wanted: list[tuple[str, str, bool]] = []  # (name, content type, may be evicted)
+        own = snapshot_name(message.seq)
+        if message.snapshot is not None and message.snapshot.object.endswith("/" + own):
+            wanted.append((own, SNAPSHOT_CONTENT_TYPE, False))
+        wanted += [(segment_name(seg.index), SEGMENT_CONTENT_TYPE, True) for seg in message.segments]
+        if message.clip is not None:
+            wanted.append((CLIP_NAME, message.clip.content_type, True))
+        files = []
+        for name, content_type, evictable in wanted:
+            if name in state.uploaded or name in state.evicted:
+                continue
+            path = item.path / name
+            if not path.exists():
+                if not evictable:
+                    raise _CorruptItem(f"item {item.item_id} has no {name} although its message refers to it")
+                log.warning("delivery: %s of %s is missing; publishing without it", name, item.item_id)
+                continue
+            files.append(UploadFile(name=name, content_type=content_type, bytes=path.stat().st_size))
+        return files
+
     def _upload_missing(self, item: SpoolItem, event: EdgeEvent, state: SpoolState) -> SpoolState:
         files = self._files_to_upload(item, event, state)
-        if not files:
-            return state
+        for i in range(0, len(files), MAX_UPLOAD_FILES):
+            state = self._upload_batch(item, event, files[i:i + MAX_UPLOAD_FILES])
+        return state
+
+    def _upload_batch(self, item: SpoolItem, event, files: list[UploadFile]) -> SpoolState:
+        state = self.spool.load_state(item)
         targets = {t.name: t for t in self.api.request_uploads(event.event_id, files)}
         for f in files:
             target = targets[f.name]
@@ -340,8 +419,14 @@ class Deliverer:
             # Strip the exception of the URL (it carries the signature) before it travels further.
             raise TransientApiError(f"upload of {target.name}: {_describe(exc)}") from None
 
-    def _message(self, event: EdgeEvent, state: SpoolState) -> EdgeEvent:
-        """The event as published: refs point at the uploaded objects; an evicted clip is null."""
+    def _message(self, event, state: SpoolState):
+        """The message as published: refs point at the uploaded objects; an evicted clip is null, evicted (or
+        missing) segments are left out."""
+        if isinstance(event, LifecycleMessage):
+            update = {"segments": [seg for seg in event.segments if segment_name(seg.index) in state.uploaded]}
+            if event.clip is not None and CLIP_NAME not in state.uploaded:
+                update["clip"] = None
+            return event.model_copy(update=update)
         update: dict = {}
         if event.clip is not None:
             if CLIP_NAME in state.uploaded:

@@ -1,7 +1,10 @@
-"""The event message the edge publishes to Pub/Sub topic ``edge-events`` (schema version 1).
+"""The event messages the edge publishes to Pub/Sub topic ``edge-events``.
 
-The shape is the one in ``docs/contracts.md`` ("Event message"); the cloud validates the same message with
-``functions/vigint/schema.py:EdgeEvent``. Unknown fields are rejected (``extra="forbid"``) so a typo never
+Two schema versions (``docs/contracts.md``): version 1 (``EdgeEvent``, "Event message"), a whole event in one
+message, still used for ``camera_health`` and ``recording`` events; and version 2 (``LifecycleMessage``,
+"Event lifecycle (schema version 2)"), the ``start`` / ``update`` / ``end`` messages of a ``detection`` event,
+each a cumulative snapshot of the event so far plus the HLS segments new in it. The cloud validates the same
+messages with ``functions/vigint/schema.py``. Unknown fields are rejected (``extra="forbid"``) so a typo never
 travels. ``clip`` and ``snapshot`` are optional: ``clip`` is null when the spool had to evict the clip to stay
 within its disk budget (see ``vigint_edge.spool``), ``snapshot`` is null for events that have no picture
 (``camera_health``).
@@ -12,7 +15,9 @@ random bits in Crockford base32, so ids sort by creation time as plain strings.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import threading
 from datetime import datetime, timezone
 from typing import Annotated, Literal
@@ -29,6 +34,13 @@ from pydantic import (
 
 __all__ = [
     "CLIP_CONTENT_TYPE",
+    "LIFECYCLE_SCHEMA_VERSION",
+    "SEGMENT_CONTENT_TYPE",
+    "LifecycleMessage",
+    "SegmentRef",
+    "load_message",
+    "segment_name",
+    "snapshot_name",
     "SNAPSHOT_CONTENT_TYPE",
     "ClipRef",
     "DetectionRef",
@@ -44,6 +56,11 @@ CLIP_NAME = "clip.mp4"
 SNAPSHOT_NAME = "snapshot.jpg"
 CLIP_CONTENT_TYPE = "video/mp4"
 SNAPSHOT_CONTENT_TYPE = "image/jpeg"
+LIFECYCLE_SCHEMA_VERSION = 2
+SEGMENT_CONTENT_TYPE = "video/mp2t"
+MAX_SEGMENT_BYTES = 32 * 1024**2  # docs/contracts.md: segments "at most 32 MiB"
+SEGMENT_NAME_PATTERN = r"^segments/(\d{5})\.ts$"
+SNAPSHOTS_NAME_PATTERN = r"^snapshots/(\d{5})\.jpg$"
 MAX_DETECTIONS = 50  # docs/contracts.md: "at most 50 entries (best per second)"
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
@@ -88,6 +105,21 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
+def segment_name(index: int) -> str:
+    """The file name (under the event's prefix) of HLS segment ``index``: ``segments/{index:05d}.ts``."""
+    if not 0 <= index <= 99999:
+        raise ValueError(f"segment index must be 0..99999, got {index}")
+    return f"segments/{index:05d}.ts"
+
+
+def snapshot_name(seq: int) -> str:
+    """The file name (under the event's prefix) of the snapshot message ``seq`` brought:
+    ``snapshots/{seq:05d}.jpg``."""
+    if not 0 <= seq <= 99999:
+        raise ValueError(f"message seq must be 0..99999, got {seq}")
+    return f"snapshots/{seq:05d}.jpg"
+
+
 def object_name(tenant_id: str, device_id: str, event_id: str, name: str) -> str:
     """The GCS object name of one event file, as laid out in docs/contracts.md.
 
@@ -95,7 +127,7 @@ def object_name(tenant_id: str, device_id: str, event_id: str, name: str) -> str
         tenant_id: tenant slug.
         device_id: device slug.
         event_id: the event id.
-        name: ``"clip.mp4"`` or ``"snapshot.jpg"``.
+        name: ``"clip.mp4"``, ``"snapshot.jpg"``, ``segment_name(i)`` or ``snapshot_name(seq)``.
 
     Returns:
         ``tenants/{tenant_id}/devices/{device_id}/events/{event_id}/{name}``.
@@ -243,6 +275,153 @@ class EdgeEvent(_Strict):
     def to_message_bytes(self) -> bytes:
         """The Pub/Sub ``data``: compact UTF-8 JSON, datetimes as RFC 3339 UTC with ``Z``."""
         return self.model_dump_json().encode("utf-8")
+
+
+class SegmentRef(_Strict):
+    """One HLS media segment of an event (MPEG-TS, H.264, starting at a keyframe).
+
+    Attributes:
+        index: 0, 1, 2, ... over the event, contiguous.
+        object: GCS object name, ``.../events/{event_id}/segments/{index:05d}.ts``.
+        content_type: always ``video/mp2t``.
+        bytes: file size in bytes (at most 32 MiB).
+        sha256: lower-case hex SHA-256 of the file.
+        start_s: seconds from the start of the event clip (the clip's zero) to the segment's first frame.
+        duration_s: seconds until the next segment's first frame (the last one: until the clip's end).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    index: int = Field(ge=0, le=99999)
+    object: str = Field(min_length=1, max_length=1024)
+    content_type: Literal["video/mp2t"] = SEGMENT_CONTENT_TYPE
+    bytes: int = Field(ge=0, le=MAX_SEGMENT_BYTES)
+    sha256: Sha256Hex
+    start_s: float = Field(ge=0.0)
+    duration_s: float = Field(gt=0.0)
+
+
+class LifecycleMessage(_Strict):
+    """One message of a ``detection`` event's lifecycle (docs/contracts.md, "Event lifecycle (schema version
+    2)"): ``start`` (seq 0, at confirmation), ``update``s, one ``end`` (the highest seq).
+
+    Every message is the whole event so far (labels, times, counts, detections, zones, latest snapshot) plus
+    the segments new in it. Times are UTC.
+
+    Attributes (beyond version 1's, whose meaning is unchanged):
+        phase: ``"start"`` | ``"update"`` | ``"end"``.
+        seq: 0 for the start, +1 for each later message.
+        first_seen: capture time of the first frame showing the track that confirmed the event.
+        alert_first_seen: the same for the track that made it an alert (None while it is not one).
+        confirmed_at: capture time of the frame at which the event was confirmed.
+        alert_confirmed_at: capture time of the frame at which it became an alert (None while not).
+        sent_at: device clock when the message was handed to Pub/Sub (set by delivery; None in the spool).
+        snapshot: the latest snapshot so far, ``snapshots/{seq:05d}.jpg`` of the message that brought it.
+        segments: the segments new in this message, in index order, contiguous.
+        segment_count: end only: the event has segments ``0..segment_count-1``.
+        clip: end only: the whole clip (``clip.mp4``), None if there is none (evicted, interrupted, failed).
+        continues: the event id this one continues (a split at ``max_length_s``).
+        interrupted: end only: the device restarted mid-event and closed the event from its spool.
+
+    Raises:
+        pydantic.ValidationError: bad fields, or a rule of the contract broken (seq/phase, end-only fields on
+            a start or update, objects not this event's, segments not contiguous, severity ``alert`` without
+            ``alert_confirmed_at``, times out of order).
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    schema_version: Literal[2] = LIFECYCLE_SCHEMA_VERSION
+    event_id: str = Field(pattern=EVENT_ID_PATTERN)
+    tenant_id: Slug
+    device_id: Slug
+    camera_id: Slug
+    kind: Literal["detection"] = "detection"
+    phase: Literal["start", "update", "end"]
+    seq: int = Field(ge=0, le=99999)
+    severity: Literal["alert", "detection"]
+    labels: list[Label] = Field(default_factory=list, max_length=100)
+    start_time: UtcDatetime
+    end_time: UtcDatetime
+    first_seen: UtcDatetime
+    alert_first_seen: UtcDatetime | None = None
+    confirmed_at: UtcDatetime
+    alert_confirmed_at: UtcDatetime | None = None
+    sent_at: UtcDatetime | None = None
+    top_score: Score = 0.0
+    max_count: dict[Label, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=100)
+    detections: list[DetectionRef] = Field(default_factory=list, max_length=MAX_DETECTIONS)
+    zones: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=50)
+    snapshot: SnapshotRef | None = None
+    segments: list[SegmentRef] = Field(default_factory=list, max_length=1000)
+    segment_count: int | None = Field(default=None, ge=0, le=100000)
+    clip: ClipRef | None = None
+    continues: str | None = Field(default=None, pattern=EVENT_ID_PATTERN)
+    interrupted: bool = False
+
+    @field_validator("labels")
+    @classmethod
+    def _distinct(cls, labels: list[str]) -> list[str]:
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must be distinct")
+        return labels
+
+    @model_validator(mode="after")
+    def _rules(self) -> "LifecycleMessage":
+        if (self.phase == "start") != (self.seq == 0):
+            raise ValueError("seq must be 0 exactly for the start message")
+        if self.phase != "end":
+            if self.segment_count is not None or self.clip is not None or self.interrupted:
+                raise ValueError("segment_count, clip and interrupted belong to the end message only")
+        elif self.segment_count is None:
+            raise ValueError("the end message must give segment_count")
+        if self.end_time < self.start_time:
+            raise ValueError("end_time must not be before start_time")
+        if self.first_seen > self.confirmed_at:
+            raise ValueError("first_seen must not be after confirmed_at")
+        if (self.severity == "alert") != (self.alert_confirmed_at is not None) or \
+                (self.alert_first_seen is None) != (self.alert_confirmed_at is None):
+            raise ValueError("severity alert goes with alert_first_seen and alert_confirmed_at (both set)")
+        if self.continues == self.event_id:
+            raise ValueError("an event cannot continue itself")
+        prefix = object_name(self.tenant_id, self.device_id, self.event_id, "")
+        if self.clip is not None and self.clip.object != prefix + CLIP_NAME:
+            raise ValueError(f"clip object must be {prefix + CLIP_NAME}, got {self.clip.object}")
+        if self.snapshot is not None:
+            m = re.match(SNAPSHOTS_NAME_PATTERN, self.snapshot.object.removeprefix(prefix)) \
+                if self.snapshot.object.startswith(prefix) else None
+            if m is None or int(m.group(1)) > self.seq:
+                raise ValueError(f"snapshot object must be {prefix}snapshots/NNNNN.jpg of this or an earlier "
+                                 f"message, got {self.snapshot.object}")
+        for i, seg in enumerate(self.segments):
+            if i and seg.index != self.segments[i - 1].index + 1:
+                raise ValueError("segments must be contiguous, in index order")
+            if seg.object != prefix + segment_name(seg.index):
+                raise ValueError(f"segment {seg.index} object must be {prefix + segment_name(seg.index)}")
+        if self.segment_count is not None and self.segments and self.segments[-1].index >= self.segment_count:
+            raise ValueError("segment_count must exceed every segment index")
+        return self
+
+    def to_message_bytes(self) -> bytes:
+        """The Pub/Sub ``data``: compact UTF-8 JSON, datetimes as RFC 3339 UTC with ``Z``."""
+        return self.model_dump_json().encode("utf-8")
+
+    @property
+    def item_id(self) -> str:
+        """The spool item id ``{event_id}.{seq:05d}``: sorts by (event_id, seq)."""
+        return f"{self.event_id}.{self.seq:05d}"
+
+
+def load_message(data: bytes) -> "EdgeEvent | LifecycleMessage":
+    """Parses a spooled or published message of either schema version (by its ``schema_version``).
+
+    Raises:
+        pydantic.ValidationError, ValueError: not a valid message.
+    """
+    head = json.loads(data)
+    if isinstance(head, dict) and head.get("schema_version") == LIFECYCLE_SCHEMA_VERSION:
+        return LifecycleMessage.model_validate_json(data)
+    return EdgeEvent.model_validate_json(data)
 
 
 _ulid_lock = threading.Lock()

@@ -6,10 +6,22 @@ filters and masks reject, and track the rest (``tracker.py``) through the zones 
 moving track starts an event whose clip begins ``pre_roll_s`` earlier; stationary objects neither start nor
 extend events; every frame of an active event goes to the clip as it arrives (memory stays bounded): an
 H.264 camera's own packets are remuxed from the last keyframe before the pre-roll on (no re-encoding),
-other codecs are encoded to H.264 on a background thread. ``post_roll_s`` after the last detection, or at
-``max_length_s``, the event ends: clip closed, best frame encoded as the snapshot, the event record built,
-and all three put in the durable spool. Detection is asynchronous (``detect_async``): a frame is at the
-detector while the next ones are decoded and written, and results are applied in frame order.
+other codecs are encoded to H.264 on a background thread (keyframes every ``segment_s``). The same packets
+are cut into HLS segments (``segments.py``) while the event runs.
+
+The event leaves as a lifecycle of schema version 2 messages (docs/contracts.md, "Event lifecycle"), each
+the whole event so far, each its own durable spool item:
+
+* ``start`` (seq 0) at once when the event is confirmed (no waiting for a segment): the snapshot of the
+  confirming frame (with boxes) and the segments already cut (pre-roll);
+* an ``update`` whenever a segment is finished (it brings the new segments), and at once when the event
+  becomes an alert (with the snapshot of that frame);
+* ``end`` ``post_roll_s`` after the last detection, or at ``max_length_s``: the last (partial) segment,
+  ``segment_count``, the clip and the best snapshot. A split at ``max_length_s`` while activity goes on
+  starts the next event, whose messages say ``continues: <previous event_id>``.
+
+Detection is asynchronous (``detect_async``): a frame is at the detector while the next ones are decoded and
+written, and results are applied in frame order.
 
 H.264 cameras are also recorded continuously (``recorder.py``, ``EventConfig.record_minutes``) so the cloud
 can ask for a clip of any recent time range (``request_clip``).
@@ -20,6 +32,7 @@ from __future__ import annotations
 import collections
 import logging
 import queue
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,10 +45,12 @@ from vigint_edge.capture import Frame
 from vigint_edge.clip import REMUX_CODECS, ClipError, ClipWriter, RemuxWriter, encode_snapshot
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
 from vigint_edge.detector import Detection, Detector
-from vigint_edge.event_model import (CLIP_NAME, SNAPSHOT_NAME, ClipRef, DetectionRef, EdgeEvent, SnapshotRef,
-                                     new_event_id, object_name)
+from vigint_edge.event_model import (CLIP_NAME, MAX_SEGMENT_BYTES, SNAPSHOT_NAME, ClipRef, DetectionRef, EdgeEvent,
+                                     LifecycleMessage, SegmentRef, SnapshotRef, new_event_id, object_name,
+                                     segment_name, snapshot_name)
 from vigint_edge.motion import MotionGate
 from vigint_edge.recorder import ClipUnavailable, Recorder
+from vigint_edge.segments import SegmentError, SegmentFile, Segmenter
 from vigint_edge.spool import Spool
 from vigint_edge.tracker import Track, Tracker
 from vigint_edge.zones import MaskSet, ZoneSpec, ZoneTracker
@@ -56,6 +71,8 @@ class CameraStats:
     events: int = 0
     detector_ms_total: float = 0.0
     detector_errors: int = 0
+    # per event (the last 100): confirming frame's arrival -> its start in the spool, milliseconds
+    start_latency_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=100))
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -124,6 +141,52 @@ class _RemuxClip:
         return self._writer.close()
 
 
+class _LiveSegments:
+    """The event's segmenter, fed from the clip writer (possibly on the encoder thread). A segment failure
+    never costs the clip: it is logged once and the event goes on without further segments."""
+
+    def __init__(self, segmenter: Segmenter, camera_id: str, event_id: str):
+        self.segmenter = segmenter
+        self._what = f"camera {camera_id}: event {event_id}"
+        self.failed = False
+
+    def add(self, packet) -> None:
+        if self.failed:
+            return
+        try:
+            self.segmenter.add(packet)
+        except (SegmentError, OSError) as exc:
+            self.failed = True
+            log.error("%s: live segments stopped: %s", self._what, exc)
+
+    def close(self) -> None:
+        if not self.failed:
+            try:
+                self.segmenter.close()
+            except (SegmentError, OSError) as exc:
+                self.failed = True
+                log.error("%s: last live segment lost: %s", self._what, exc)
+
+    def take_finished(self) -> list[SegmentFile]:
+        """The segments finished since the last call. One over the contract's 32 MiB (a camera with a very
+        long GOP at a high bit rate) could never be uploaded: it and everything after it are left out (the
+        event keeps its contiguous segments 0..n-1 and its clip)."""
+        out = []
+        for f in self.segmenter.take_finished():
+            if self.failed or f.bytes > MAX_SEGMENT_BYTES:
+                if not self.failed:
+                    log.error("%s: segment %d has %d bytes, more than the %d allowed: live segments stopped",
+                              self._what, f.index, f.bytes, MAX_SEGMENT_BYTES)
+                self.failed = True
+                f.path.unlink(missing_ok=True)
+                continue
+            out.append(f)
+        return out
+
+    def abort(self) -> None:
+        self.segmenter.abort()
+
+
 def _remuxable(frame: Frame) -> bool:
     return frame.stream is not None and frame.stream.codec_context.name in REMUX_CODECS
 
@@ -164,6 +227,22 @@ class _ActiveEvent:
     track_ids: set = field(default_factory=set)
     alert: bool = False
     stream: object = None  # the capture stream the clip's frames come from
+    live: _LiveSegments | None = None
+    live_dir: Path | None = None
+    continues: str | None = None  # the event this one continues (split at max_length_s)
+    seq: int = -1  # the last message spooled (-1: none yet; the start is spooled at the first observation)
+    segments_spooled: int = 0
+    new_segments: list = field(default_factory=list)  # SegmentFile finished, not yet in a message
+    first_seen: object = None
+    confirmed_at: object = None
+    alert_first_seen: object = None
+    alert_confirmed_at: object = None
+    alert_news: bool = False  # became an alert since the last message
+    snapshot: SnapshotRef | None = None  # the latest snapshot sent
+
+    @property
+    def started(self) -> bool:
+        return self.seq >= 0
 
 
 class CameraPipeline:
@@ -202,8 +281,12 @@ class CameraPipeline:
         self.masks: MaskSet | None = None
         self._last_check_t = float("-inf")
         self._active: _ActiveEvent | None = None
+        self._closing: _ActiveEvent | None = None  # the event whose end is being built
         self.recorder: Recorder | None = None  # H.264 cameras with record_minutes > 0, from the first frame on
-        self.finished: list[EdgeEvent] = []  # events spooled by this pipeline, in order
+        self.finished: list[LifecycleMessage] = []  # the end message of each event spooled, in order
+        self.messages: list[LifecycleMessage] = []  # every lifecycle message spooled, in order
+        self.live_root = self.work_dir / "live" / camera.id
+        shutil.rmtree(self.live_root, ignore_errors=True)  # segments of an event a crash left unspooled
 
     def reconfigure(self, camera: CameraConfig) -> None:
         """Takes new settings (labels, thresholds, zones) from the next detector frame on; the source, the
@@ -242,10 +325,15 @@ class CameraPipeline:
                 self._finish()
             elif frame.t - ev.t0 >= self.cfg.max_length_s:
                 still_active = frame.t - ev.last_seen_t < 1.0
+                previous = ev.event_id if ev.started else None
                 self._finish()
                 if still_active:  # split: the next event starts right here, without re-sending pre-roll
                     self._keep_from_last_keyframe(remux)
-                    self._start(frame)
+                    self._start(frame, continues=previous)
+            elif ev.started and ev.live is not None:
+                ev.new_segments += ev.live.take_finished()
+                if ev.new_segments:
+                    self._send("update")
 
     def _trim_ring(self, now_t: float, remux: bool) -> None:
         """Keeps ``pre_roll_s`` of frames; for a remuxed clip, back to the keyframe that starts that span."""
@@ -370,12 +458,13 @@ class CameraPipeline:
             sx, sy = job.scale
             found = [Detection(d.label, d.score, (d.box[0] * sx + x1, d.box[1] * sy + y1,
                                                   d.box[2] * sx + x1, d.box[3] * sy + y1)) for d in job.found]
-            self._apply(job.frame, found)
+            self._apply(job.frame, found, job.started)
 
-    def _apply(self, frame: Frame, found: list[Detection]) -> None:
-        """Tracking, zones and the event for one detector frame."""
+    def _apply(self, frame: Frame, found: list[Detection], arrived: float | None = None) -> None:
+        """Tracking, zones and the event for one detector frame (``arrived``: ``time.perf_counter()`` when the
+        frame reached the pipeline, for the start latency)."""
         w, h = frame.size
-        seen = self.tracker.update(self._filter(found, w * h), frame.t)
+        seen = self.tracker.update(self._filter(found, w * h), frame.t, wall=frame.wall)
         self.zones.forget(set(self.tracker.tracks))
         counting = []
         for tr in seen:
@@ -389,6 +478,25 @@ class CameraPipeline:
         if self._active is None:
             self._start(frame)
         self._observe(frame, counting)
+        ev = self._active
+        boxes = [(tr.label, tr.score, tr.box) for tr in counting]
+        if not ev.started:
+            ev.confirmed_at = frame.wall
+            ev.first_seen = min((tr.first_wall for tr in counting if tr.first_wall is not None),
+                                default=frame.wall)
+            if ev.live is not None:
+                ev.new_segments += ev.live.take_finished()  # the pre-roll segments already cut; no waiting
+            applied = time.perf_counter()
+            self._send("start", snapshot=(frame, boxes))
+            if arrived is not None:
+                done = time.perf_counter()
+                ms = (done - arrived) * 1000
+                self.stats.start_latency_ms.append(round(ms, 2))
+                log.info("camera %s: event %s start spooled %.1f ms after its confirming frame arrived (%.1f ms "
+                         "detection and waiting for it, %.1f ms snapshot + spool)", self.camera.id, ev.event_id,
+                         ms, (applied - arrived) * 1000, (done - applied) * 1000)
+        elif ev.alert_news:
+            self._send("update", snapshot=(frame, boxes))
 
     def _filter(self, found: list[Detection], frame_area: float) -> list[Detection]:
         """Labels wanted, per-label minimum score and box area, masks."""
@@ -421,20 +529,29 @@ class CameraPipeline:
         top = int(min(max(cy - side / 2, 0), h - side))
         return left, top, left + int(side), top + int(side)
 
-    def _start(self, frame: Frame) -> None:
+    def _start(self, frame: Frame, continues: str | None = None) -> None:
         first = self._ring[0] if self._ring else frame
         event_id = new_event_id(first.wall)
         w, h = frame.size
         clip_path = self.work_dir / f"{event_id}.mp4"
+        live_dir = self.live_root / event_id
+        seg_s = self.cfg.segment_s
         if _remuxable(frame):
-            writer = _RemuxClip(RemuxWriter(clip_path, frame.stream))
+            live = _LiveSegments(Segmenter(live_dir, frame.stream, seg_s), self.camera.id, event_id)
+            writer = _RemuxClip(RemuxWriter(clip_path, frame.stream, on_packet=live.add))
         else:
-            writer = _BackgroundClipWriter(ClipWriter(clip_path, width=w, height=h, fps=self.fps))
+            encoder = ClipWriter(clip_path, width=w, height=h, fps=self.fps, g=max(1, round(seg_s * self.fps)))
+            live = _LiveSegments(Segmenter(live_dir, encoder.stream, seg_s, headers=encoder.headers),
+                                 self.camera.id, event_id)
+            encoder.on_packet = live.add
+            writer = _BackgroundClipWriter(encoder)
         self._active = _ActiveEvent(event_id=event_id, writer=writer, clip_path=clip_path, t0=first.t,
-                                    start_wall=first.wall, last_seen_t=frame.t, stream=frame.stream)
+                                    start_wall=first.wall, last_seen_t=frame.t, stream=frame.stream, live=live,
+                                    live_dir=live_dir, continues=continues)
         for f in self._ring:  # pre-roll, including this frame
             self._write(f)
-        log.info("camera %s: event %s started", self.camera.id, event_id)
+        log.info("camera %s: event %s started%s", self.camera.id, event_id,
+                 f" (continues {continues})" if continues else "")
 
     def _write(self, frame: Frame) -> None:
         ev = self._active
@@ -451,6 +568,7 @@ class CameraPipeline:
         for label, n in counts.items():
             ev.max_count[label] = max(ev.max_count.get(label, 0), n)
         ev.top_score = max(ev.top_score, max(tr.score for tr in tracks))
+        alerting_tracks = []
         for tr in tracks:
             ev.track_ids.add(tr.id)
             in_zones = self.zones.zones_of(tr.id)
@@ -458,7 +576,12 @@ class CameraPipeline:
             if tr.label in self.camera.alert_labels and (
                 not self.camera.alert_zones or set(in_zones) & set(self.camera.alert_zones)
             ):
-                ev.alert = True
+                alerting_tracks.append(tr)
+        if alerting_tracks and not ev.alert:
+            ev.alert, ev.alert_news = True, True
+            ev.alert_confirmed_at = frame.wall
+            ev.alert_first_seen = min((tr.first_wall for tr in alerting_tracks if tr.first_wall is not None),
+                                      default=frame.wall)
         dets = [Detection(tr.label, tr.score, tr.box) for tr in tracks]
         alerting = [d for d in dets if d.label in self.camera.alert_labels] or dets
         w, h = frame.size
@@ -476,47 +599,93 @@ class CameraPipeline:
             )
 
     # ------------------------------------------------------------------------------------------ output
-    def _finish(self) -> None:
-        ev, self._active = self._active, None
-        if ev.best is None:
-            # Split at max_length_s and then nothing more was seen before the source ended: no event.
-            ev.writer.abort()
-            log.info("camera %s: event %s dropped: nothing was detected in it", self.camera.id, ev.event_id)
-            return
-        try:
-            info = ev.writer.close()
-        except ClipError as exc:  # the event still goes out, with its snapshot and without a clip
-            log.warning("camera %s: event %s has no clip: %s", self.camera.id, ev.event_id, exc)
-            info = None
-        _, best_frame, dets, snap_wall = ev.best
-        snapshot = encode_snapshot(best_frame.image, boxes=[(d.label, d.score, d.box) for d in dets])
+    def _message(self, phase: str, snapshot: SnapshotRef | None, **extra) -> LifecycleMessage:
+        """The event so far as a lifecycle message of ``phase`` (seq: the next one), with the new segments."""
+        ev = self._active_or_closing
         t, d = self.device.tenant_id, self.device.device_id
-        labels = [label for label, _ in ev.labels.most_common()]
         refs = [ev.detections[k] for k in sorted(ev.detections)]
         if len(refs) > MAX_DETECTIONS:
             refs = sorted(sorted(refs, key=lambda r: -r.score)[:MAX_DETECTIONS], key=lambda r: r.time)
-        event = EdgeEvent(
-            event_id=ev.event_id,
-            tenant_id=self.device.tenant_id,
-            device_id=self.device.device_id,
-            camera_id=self.camera.id,
-            kind="detection",
-            severity="alert" if ev.alert else "detection",
-            labels=labels,
-            start_time=ev.start_wall,
-            end_time=ev.last_frame.wall,
-            top_score=round(float(ev.top_score), 4),
-            max_count=ev.max_count,
-            detections=refs,
-            zones=sorted(ev.zones),
-            clip=ClipRef.from_info(info, object_name(t, d, ev.event_id, CLIP_NAME)) if info else None,
-            snapshot=SnapshotRef.for_jpeg(snapshot, object_name(t, d, ev.event_id, SNAPSHOT_NAME), snap_wall),
+        segments = [SegmentRef(index=f.index, object=object_name(t, d, ev.event_id, segment_name(f.index)),
+                               bytes=f.bytes, sha256=f.sha256, start_s=f.start_s, duration_s=f.duration_s)
+                    for f in ev.new_segments]
+        return LifecycleMessage(
+            event_id=ev.event_id, tenant_id=t, device_id=d, camera_id=self.camera.id, phase=phase,
+            seq=ev.seq + 1, severity="alert" if ev.alert else "detection",
+            labels=[label for label, _ in ev.labels.most_common()], start_time=ev.start_wall,
+            end_time=max(ev.last_frame.wall, ev.start_wall), first_seen=ev.first_seen,
+            alert_first_seen=ev.alert_first_seen, confirmed_at=ev.confirmed_at,
+            alert_confirmed_at=ev.alert_confirmed_at, top_score=round(float(ev.top_score), 4),
+            max_count=dict(ev.max_count), detections=refs, zones=sorted(ev.zones), snapshot=snapshot,
+            segments=segments, continues=ev.continues, **extra,
         )
-        self.spool.put(event, info.path if info else None, snapshot)
+
+    def _send(self, phase: str, snapshot=None, **extra) -> LifecycleMessage:
+        """Builds and spools the next message of the event (``snapshot``: ``(frame, boxes)`` to encode as this
+        message's snapshot, None to repeat the latest one); ``extra``: end-only fields."""
+        ev = self._active_or_closing
+        seq = ev.seq + 1
+        files: dict = {}
+        ref = ev.snapshot
+        if snapshot is not None:
+            frame, boxes = snapshot
+            jpeg = encode_snapshot(frame.image, boxes=boxes)
+            name = snapshot_name(seq)
+            ref = SnapshotRef.for_jpeg(jpeg, object_name(self.device.tenant_id, self.device.device_id,
+                                                         ev.event_id, name), frame.wall)
+            files[name] = jpeg
+        for f in ev.new_segments:
+            files[segment_name(f.index)] = f.path
+        if phase == "end":
+            extra["segment_count"] = ev.segments_spooled + len(ev.new_segments)
+        message = self._message(phase, ref, **extra)
+        if message.clip is not None:
+            files[CLIP_NAME] = ev.clip_path
+        self.spool.put_message(message, files)
+        ev.seq, ev.snapshot, ev.alert_news = seq, ref, False
+        ev.segments_spooled += len(ev.new_segments)
+        ev.new_segments = []
+        self.messages.append(message)
+        return message
+
+    @property
+    def _active_or_closing(self) -> _ActiveEvent:
+        return self._active if self._active is not None else self._closing
+
+    def _finish(self) -> None:
+        ev, self._active = self._active, None
+        if not ev.started:
+            # Split at max_length_s and then nothing more was seen before the source ended: no event.
+            ev.writer.abort()
+            if ev.live is not None:
+                ev.live.abort()
+            log.info("camera %s: event %s dropped: nothing was detected in it", self.camera.id, ev.event_id)
+            return
+        try:
+            info = ev.writer.close()  # the encoder's last packets reach the segmenter here
+        except ClipError as exc:  # the event still goes out, with its snapshot and without a clip
+            log.warning("camera %s: event %s has no clip: %s", self.camera.id, ev.event_id, exc)
+            info = None
+        if ev.live is not None:
+            ev.live.close()
+            ev.new_segments += ev.live.take_finished()
+        _, best_frame, dets, _ = ev.best
+        t, d = self.device.tenant_id, self.device.device_id
+        clip = ClipRef.from_info(info, object_name(t, d, ev.event_id, CLIP_NAME)) if info else None
+        if info is not None:
+            ev.clip_path = info.path
+        self._closing = ev
+        try:
+            end = self._send("end", snapshot=(best_frame, [(x.label, x.score, x.box) for x in dets]), clip=clip)
+        finally:
+            self._closing = None
+        if ev.live_dir is not None:
+            shutil.rmtree(ev.live_dir, ignore_errors=True)
         self.stats.events += 1
-        self.finished.append(event)
-        log.info("camera %s: event %s ended (%s, %.1f s, %d frames) and was spooled", self.camera.id,
-                 ev.event_id, ",".join(labels), info.duration_s if info else 0.0, info.frames if info else 0)
+        self.finished.append(end)
+        log.info("camera %s: event %s ended (%s, %.1f s, %d frames, %d segments) and was spooled", self.camera.id,
+                 ev.event_id, ",".join(end.labels), info.duration_s if info else 0.0, info.frames if info else 0,
+                 end.segment_count)
 
 
 def _clamp(v: float) -> float:

@@ -26,7 +26,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Callable
 
-from vigint_edge.event_model import SCHEMA_VERSION, EdgeEvent
+from vigint_edge.event_model import EdgeEvent, LifecycleMessage
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +143,14 @@ class EventPublisher:
         return self._topic
 
     # ------------------------------------------------------------------------------------- publish
-    def publish(self, event: EdgeEvent, key_version: int, secret: str) -> str:
+    def publish(self, event: EdgeEvent | LifecycleMessage, key_version: int, secret: str) -> str:
         """Publishes one signed event message and waits until Pub/Sub accepted it.
 
+        Attributes: ``tenant_id``, ``device_id``, ``event_id``, ``schema_version`` ("1" or "2"),
+        ``key_version``, ``signature``; version 2 also ``phase`` and ``seq`` (decimal string).
+
         Args:
-            event: the event (its ``to_message_bytes()`` is the data).
+            event: the version 1 event or version 2 message (its ``to_message_bytes()`` is the data).
             key_version: the device's key version (attribute ``key_version``).
             secret: the device secret the signature is made with; never logged.
 
@@ -166,19 +169,23 @@ class EventPublisher:
             "tenant_id": event.tenant_id,
             "device_id": event.device_id,
             "event_id": event.event_id,
-            "schema_version": str(SCHEMA_VERSION),
+            "schema_version": str(event.schema_version),
             "key_version": str(int(key_version)),
             "signature": sign_message(data, secret),
         }
+        if isinstance(event, LifecycleMessage):
+            attributes["phase"] = event.phase
+            attributes["seq"] = str(event.seq)
+        what = event.item_id if isinstance(event, LifecycleMessage) else event.event_id
         client = self._get_client()
         try:
             future = client.publish(self._topic, data, **attributes)
             message_id = future.result(timeout=self.timeout_s)
         except concurrent.futures.TimeoutError:
-            raise PublishError(f"Pub/Sub did not accept {event.event_id} within {self.timeout_s:.0f} s") from None
+            raise PublishError(f"Pub/Sub did not accept {what} within {self.timeout_s:.0f} s") from None
         except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
-            raise PublishError(f"publishing {event.event_id} failed: {type(exc).__name__}: {exc}") from exc
-        log.info("published %s as message %s", event.event_id, message_id)
+            raise PublishError(f"publishing {what} failed: {type(exc).__name__}: {exc}") from exc
+        log.info("published %s as message %s", what, message_id)
         return message_id
 
     def close(self) -> None:

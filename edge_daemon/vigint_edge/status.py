@@ -116,6 +116,10 @@ class StatusCollector:
         yield up
         yield alerts
         sp = s.get("spool", {})
+        lanes = GaugeMetricFamily("vigint_spool_lane_items", "Items waiting in each delivery lane", labels=["lane"])
+        for lane in ("live", "bulk"):
+            lanes.add_metric([lane], float(sp.get(lane, 0)))
+        yield lanes
         for key, name, doc in (("items", "vigint_spool_items", "Events waiting in the spool"),
                                ("bytes", "vigint_spool_bytes", "Bytes used by the spool"),
                                ("failed", "vigint_spool_failed_items", "Events the cloud refused for good")):

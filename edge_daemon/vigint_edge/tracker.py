@@ -53,6 +53,7 @@ class Track:
         box: last box (x1, y1, x2, y2) in pixels.
         score: last detection score.
         first_t, last_t: first and last time seen (seconds, the frames' ``t``).
+        first_wall: capture time (UTC) of the first frame it was detected in (None if not given).
         hits: detector frames it was matched in.
         confirmed: passed the confirmation rule (stays confirmed).
         stationary: has not moved for ``stationary_after_s``.
@@ -71,6 +72,7 @@ class Track:
     settled_box: tuple[float, float, float, float] | None = None
     settled_t: float = 0.0
     velocity: tuple[float, float] = (0.0, 0.0)  # pixels per second, smoothed
+    first_wall: object = None  # datetime of the first hit
 
     def predicted(self, t: float) -> tuple[float, float, float, float]:
         """The box moved by the track's velocity to time ``t`` (constant-velocity model, as SORT)."""
@@ -116,8 +118,9 @@ class Tracker:
         self.tracks: dict[int, Track] = {}
         self._next_id = 1
 
-    def update(self, detections: list[Detection], t: float) -> list[Track]:
-        """Feeds one detector frame's detections (already filtered) taken at time ``t`` (seconds).
+    def update(self, detections: list[Detection], t: float, wall=None) -> list[Track]:
+        """Feeds one detector frame's detections (already filtered) taken at time ``t`` (seconds), captured at
+        ``wall`` (aware UTC datetime, kept as a new track's ``first_wall``).
 
         Returns:
             the tracks matched or opened in this frame.
@@ -138,14 +141,14 @@ class Tracker:
                         seen.append(tracks[r])
             for i, d in enumerate(dets):
                 if i not in matched_dets:
-                    seen.append(self._open(d, t))
+                    seen.append(self._open(d, t, wall))
         for tid in [tid for tid, tr in self.tracks.items() if t - tr.last_t > self.max_age_s]:
             del self.tracks[tid]
         return seen
 
-    def _open(self, d: Detection, t: float) -> Track:
+    def _open(self, d: Detection, t: float, wall=None) -> Track:
         tr = Track(id=self._next_id, label=d.label, box=tuple(d.box), score=d.score, first_t=t, last_t=t,
-                   settled_box=tuple(d.box), settled_t=t)
+                   settled_box=tuple(d.box), settled_t=t, first_wall=wall)
         tr.scores.append(d.score)
         self._next_id += 1
         self.tracks[tr.id] = tr

@@ -64,7 +64,7 @@ def test_h264_event_clip_is_the_cameras_own_packets_from_a_keyframe(h264_video, 
     assert pipe.finished, "no event on 30 s of people walking"
     source = set(packet_hashes(h264_video))
     for event in pipe.finished:
-        clip = next(tmp_path.glob(f"spool/**/{event.event_id}/clip.mp4"))
+        clip = next(tmp_path.glob(f"spool/**/{event.item_id}/clip.mp4"))
         hashes = packet_hashes(clip)
         assert hashes and set(hashes) <= source, "clip packets are not the camera's own: re-encoded"
         with av.open(str(clip)) as c:

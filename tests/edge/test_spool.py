@@ -74,7 +74,7 @@ def test_half_written_item_from_a_crash_is_not_an_item_and_is_cleaned(tmp_path):
     spool = Spool(root, max_bytes=10**7)
     assert spool.pending() == []
     assert list((root / "tmp").iterdir()) == []
-    assert spool.stats() == {"items": 0, "bytes": 0, "failed": 0}
+    assert spool.stats() == {"items": 0, "live": 0, "bulk": 0, "bytes": 0, "failed": 0, "open_events": 0}
 
 
 def test_state_is_saved_atomically_and_seen_after_restart(tmp_path):
