@@ -184,6 +184,8 @@ class Deliverer:
             elif outcome in (Outcome.RETRY, Outcome.AUTH):
                 self.last_pass_failed = True
                 return delivered
+            if self._wake.is_set():
+                break  # something new was spooled meanwhile: a new pass sorts it in (a start goes first)
         self.last_pass_failed = False
         return delivered
 
@@ -199,6 +201,7 @@ class Deliverer:
 
         Never raises: an unexpected error is logged and treated like a transient failure.
         """
+        self.publisher.warm()  # the first start must not wait for credentials and a Pub/Sub channel
         backoff = 0.0
         while not stop.is_set():
             # Cleared before the pass, not after: an item put while the pass runs keeps the flag set, so the

@@ -135,6 +135,12 @@ class SpoolItem:
         return self.path / STATE_FILE
 
     @property
+    def urgent(self) -> bool:
+        """The item brings a snapshot: a ``start``, an update that made the event an alert, or a health event
+        (version 1 with ``snapshot.jpg``): the messages an alert waits for, delivered first in their lane."""
+        return (self.path / "snapshots").is_dir() or self.snapshot_path.exists()
+
+    @property
     def lane(self) -> Lane:
         """``bulk`` while the item holds a clip, else ``live``."""
         return "bulk" if self.clip_path.exists() else "live"
@@ -476,13 +482,20 @@ class Spool:
 
     # ---------------------------------------------------------------------------------------- reading
     def pending(self, lane: str | None = None) -> list[SpoolItem]:
-        """Items in ``ready/``, oldest first (sorted by item id); only those of ``lane`` if given."""
+        """Items in ``ready/``, oldest first (sorted by item id); only those of ``lane`` if given. In the
+        ``live`` lane the urgent items (``SpoolItem.urgent``: starts, alerts) come first, each group oldest
+        first, so a backlog of segment updates never holds back another event's ``start``."""
         if lane is not None and lane not in LANES:
             raise ValueError(f"lane must be one of {LANES}, got {lane!r}")
         with self._lock:
             items = sorted((SpoolItem(d.name, d) for d in self.ready_dir.iterdir() if d.is_dir()),
                            key=lambda it: it.item_id)
-            return items if lane is None else [it for it in items if it.lane == lane]
+            if lane is None:
+                return items
+            items = [it for it in items if it.lane == lane]
+            if lane == "live":
+                items.sort(key=lambda it: not it.urgent)  # stable: oldest first within each group
+            return items
 
     def failed(self) -> list[SpoolItem]:
         """Items moved to ``failed/``, oldest first."""

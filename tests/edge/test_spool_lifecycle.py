@@ -33,6 +33,23 @@ def test_items_sort_by_event_then_seq_and_split_into_lanes(tmp_path):
     assert (stats["items"], stats["live"], stats["bulk"]) == (13, 11, 2)
 
 
+def test_the_live_lane_delivers_starts_and_alerts_before_a_backlog_of_updates(tmp_path):
+    """A later event's start (and an update that brings an alert's snapshot) goes before an earlier event's
+    segment updates: the alert waits for the start, not for the backlog."""
+    spool = Spool(tmp_path / "spool", 10**9)
+    a = SyntheticEvent(spool, "demo", "nuc-1", "gate", tmp_path / "a", seed=1)
+    b = SyntheticEvent(spool, "demo", "nuc-1", "yard", tmp_path / "b", seed=2)
+    a.start()
+    for _ in range(4):
+        a.update()
+    b.start()
+    flip = a.send("update", snapshot=True)  # the moment an event becomes an alert: it brings a snapshot
+    live = [it.item_id for it in spool.pending("live")]
+    assert live[:3] == [a.messages[0].item_id, flip.item_id, b.messages[0].item_id]  # urgent, oldest first
+    assert live[3:] == [m.item_id for m in a.messages[1:5]]  # the backlog, oldest first
+    assert [it.item_id for it in spool.pending()] == sorted(live)  # without a lane: plain order
+
+
 def test_the_journal_follows_the_open_event_and_goes_with_its_end(tmp_path):
     spool = Spool(tmp_path / "spool", 10**9)
     ev = SyntheticEvent(spool, "demo", "nuc-1", "gate", tmp_path)
