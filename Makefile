@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.txt functions/requirements.txt edge_daemon/requirements.txt constraints.txt | sha256sum | cut -c1-12)
 VIDEO  ?=
 
-.PHONY: setup assets demo test up down status bench clean deploy-venv deploy-check deb
+.PHONY: setup assets demo test up down status bench bench-alerts clean deploy-venv deploy-check deb
 
 $(STAMP): infra/system-packages.txt
 	@missing=$$(sed -e 's/#.*//' infra/system-packages.txt | xargs -r -n1 sh -c 'dpkg -s "$$0" >/dev/null 2>&1 || echo "$$0"'); \
@@ -38,6 +38,10 @@ bench: assets  ## edge speed on vtest.avi and a 1080p clip; writes BENCHMARKS.md
 	head -n -1 .local/bench-edge.log
 	tail -n 1 .local/bench-edge.log > .local/bench-edge.json
 	PYTHONPATH=edge_daemon:functions $(PY) -m infra.bench_cloud --out BENCHMARKS.md --merge-json .local/bench-edge.json
+	$(MAKE) --no-print-directory bench-alerts
+
+bench-alerts: assets  ## first sight -> inbox through the whole local stack on real video; BENCHMARKS.md, last line JSON
+	PYTHONPATH=edge_daemon:functions $(PY) -m infra.bench_alerts --out BENCHMARKS.md
 
 up: setup  ## the local stack alone (ports: VIGINT_PORT_<PART>=...)
 	$(PY) -m infra.local.stack up
