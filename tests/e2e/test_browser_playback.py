@@ -273,3 +273,47 @@ def test_the_link_plays_the_event_live_then_to_its_end_without_a_reload(function
             _poll(page, lambda s: s["expired"], 30, '"link expired" on the page')
         finally:
             browser.close()
+
+
+def test_a_failing_segment_url_reloads_the_playlist_once_and_playback_resumes(functions_env, stack, tmp_path,
+                                                                              vtest_video):
+    """An ended event whose second segment URL answers 403 (as an expired signed URL does) until the page
+    fetches the playlist again: hls.js gives up on it, the page checks the link (still valid), reloads the
+    playlist once for fresh URLs and plays on to the end."""
+    from playwright.sync_api import sync_playwright
+
+    from vigint import links
+
+    segments, clip = _hls_segments(vtest_video, tmp_path / "segments")
+    segments = segments[:3]
+    tenant_id = f"heal-{uuid.uuid4().hex[:8]}"
+    event = _LiveEvent(tenant_id, "nuc-7", "porch", datetime.now(timezone.utc) - timedelta(seconds=60))
+    event.begin(b"\xff\xd8\xff\xe0 not shown")
+    for i, (path, start_s, duration_s) in enumerate(segments):
+        event.add_segment(i, path, start_s, duration_s)
+    event.finish(len(segments), clip)
+    token, _, _ = links.create_link(tenant_id=tenant_id, event_id=event.event_id, recipient="v@example.com",
+                                    ttl_seconds=3600)
+    url = f"{stack.function_env['VIGINT_PUBLIC_BASE_URL']}/v/{token}"
+    playlists, refused = [], []
+
+    def segment_route(route):
+        if len(playlists) < 2:  # the URLs of the first playlist "expired"
+            refused.append(route.request.url)
+            route.fulfill(status=403, body="expired", headers={"Access-Control-Allow-Origin": "*"})
+        else:
+            route.continue_()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        try:
+            page = browser.new_context().new_page()
+            page.on("request", lambda r: playlists.append(r.url) if r.url.endswith("/playlist.m3u8") else None)
+            page.route("**/segments/00001.ts?*", segment_route)
+            assert page.goto(url).status == 200
+            done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
+        finally:
+            browser.close()
+    assert len(playlists) == 2 and len(refused) == 4  # the first try and 3 retries, then one playlist reload
+    assert done["error"] is None and abs(done["d"] - 6.0) <= 0.5 and abs(done["t"] - 6.0) <= 0.5, done

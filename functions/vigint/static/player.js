@@ -147,7 +147,12 @@
       enableWorker: true,           // CSP worker-src blob:
       liveSyncDurationCount: 2,     // start (and stay) two target durations behind the live edge
       maxBufferLength: 30,
-      backBufferLength: 90
+      backBufferLength: 90,
+      // A segment that fails 3 times (0.5 + 1 + 2 s) is fatal, and then the page reloads the playlist once:
+      // an expired signed URL (403) does not heal by retrying it for 30 s (hls.js's default 6 tries).
+      fragLoadPolicy: {default: {maxTimeToFirstByteMs: 10000, maxLoadTimeMs: 120000,
+        timeoutRetry: {maxNumRetry: 4, retryDelayMs: 0, maxRetryDelayMs: 0},
+        errorRetry: {maxNumRetry: 3, retryDelayMs: 500, maxRetryDelayMs: 2000}}}
     });
     hls.on(Hls.Events.MANIFEST_PARSED, function () {
       if (!started) { started = true; hls.startLoad(-1); play(); }
