@@ -59,11 +59,12 @@ MAX_CHAIN_EVENTS = 120
 # Target duration of a playlist that has no segment yet (the contract's longest segment, 4 s).
 DEFAULT_TARGET_DURATION_S = 4
 STATIC_DIR = Path(__file__).parent / "static"
-# Name under /v/static/ -> Content-Type. Nothing else in static/ is served.
+# Name under /v/static/ -> (file under static/, Content-Type). Nothing else in static/ is served.
 STATIC_FILES = {
-    "hls.light.min.js": "text/javascript; charset=utf-8",
-    "player.js": "text/javascript; charset=utf-8",
-    "player.css": "text/css; charset=utf-8",
+    "hls.light.min.js": ("hls.light.min.js", "text/javascript; charset=utf-8"),
+    "hls.js.LICENSE": ("vendor/hls.js.LICENSE", "text/plain; charset=utf-8"),  # Apache-2.0 travels with it
+    "player.js": ("player.js", "text/javascript; charset=utf-8"),
+    "player.css": ("player.css", "text/css; charset=utf-8"),
 }
 STATIC_MAX_AGE_S = 365 * 24 * 3600
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -149,11 +150,11 @@ def _bucket_origin() -> str:
 
 @functools.lru_cache(maxsize=len(STATIC_FILES))
 def _static_bytes(name: str) -> bytes:
-    return (STATIC_DIR / name).read_bytes()
+    return (STATIC_DIR / STATIC_FILES[name][0]).read_bytes()
 
 
 def static_version(name: str) -> str:
-    """First 16 hex digits of the SHA-256 of ``static/{name}``: the page's cache-busting ``?v=`` query."""
+    """First 16 hex digits of the SHA-256 of the static file served as ``name``: the page's cache-busting ``?v=`` query."""
     return hashlib.sha256(_static_bytes(name)).hexdigest()[:16]
 
 
@@ -161,7 +162,7 @@ def _static(name: str) -> Response:
     if name not in STATIC_FILES:
         return "not found\n", 404, _security_headers("text/plain; charset=utf-8")
     headers = {
-        "Content-Type": STATIC_FILES[name],
+        "Content-Type": STATIC_FILES[name][1],
         "Cache-Control": f"public, max-age={STATIC_MAX_AGE_S}, immutable",
         "X-Content-Type-Options": "nosniff",
         "ETag": f'"{static_version(name)}"',

@@ -305,14 +305,17 @@ def test_static_files_are_allow_listed_and_cached(fenv, link_app):
     from infra import vendor
 
     vendor.check()  # the committed hls.js is the locked npm tarball's (offline check of the recorded sums)
-    for name, ctype in (("hls.light.min.js", "text/javascript"), ("player.js", "text/javascript"),
-                        ("player.css", "text/css")):
+    for name, file, ctype in (("hls.light.min.js", "hls.light.min.js", "text/javascript"),
+                              ("player.js", "player.js", "text/javascript"), ("player.css", "player.css", "text/css"),
+                              ("hls.js.LICENSE", "vendor/hls.js.LICENSE", "text/plain")):
         r = link_app.get(f"/v/static/{name}?v=whatever")
         assert r.status_code == 200 and r.headers["Content-Type"].startswith(ctype), name
         assert r.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-        assert r.data == (STATIC / name).read_bytes()
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.data == (STATIC / file).read_bytes()
     assert b"1.7.4" in link_app.get("/v/static/hls.light.min.js").data
-    for name in ("package.json", "vendor", "hls.js.LICENSE", "SHA256SUMS", "..%2Fvideo_link.py", "nope.js"):
+    assert b"Apache License" in link_app.get("/v/static/hls.js.LICENSE").data
+    for name in ("package.json", "vendor", "SHA256SUMS", "package-lock.json", "..%2Fvideo_link.py", "nope.js"):
         assert link_app.get(f"/v/static/{name}").status_code == 404, name
     assert link_app.get("/v/static/vendor/package-lock.json").status_code == 404
     assert link_app.get("/v/static/../video_link.py").status_code == 404
