@@ -1,6 +1,12 @@
 # The clips bucket: event clips and snapshots under tenants/{t}/devices/{d}/events/{e}/ (docs/contracts.md).
 # Devices write through V4 signed PUT URLs from edge_api; people read through short-lived signed GET URLs
 # from video_link. Nobody has direct access.
+locals {
+  # scheme://host of the link page (VIGINT_PUBLIC_BASE_URL without its path): the only origin that reads
+  # the clips bucket from a browser script (the CORS rule below).
+  link_page_origin = regex("^https://[^/]+", local.public_base_url)
+}
+
 resource "google_storage_bucket" "clips" {
   #checkov:skip=CKV_GCP_78:Versioning stays off on purpose: a deleted clip must be gone (retention, GDPR erasure), and objects are write-once under unique event ids.
   #checkov:skip=CKV_GCP_62:Access is audited in Cloud Audit Logs (Data Access logs for storage.googleapis.com) and per link in Firestore links/{id}/access; a usage-log bucket would be a second copy of that without retention.
@@ -36,14 +42,28 @@ resource "google_storage_bucket" "clips" {
     }
   }
 
-  # No CORS: the player page loads the clip with a plain <video src> (templates/video_page.html has no
-  # crossorigin attribute) and devices PUT from outside a browser; neither makes a CORS request.
+  # CORS for the link page only. hls.js (functions/vigint/static/player.js) fetches the HLS segments
+  # segments/NNNNN.ts by XHR from the page's origin (video_link) through the signed GET URLs of the playlist:
+  # cross-origin reads the browser allows only if the bucket answers with Access-Control-Allow-Origin for
+  # that origin. GET and HEAD only, and only the link page's origin; no credentials are involved (the
+  # signature is in the query string). A plain <video src> (schema v1 clips, Safari's native HLS) and the
+  # devices' PUTs make no CORS request. fake-gcs-server ignores bucket CORS and answers any origin with
+  # Access-Control-Allow-Origin: * (checked for the local stack), so this rule matters in Google Cloud only.
+  # https://cloud.google.com/storage/docs/cross-origin
+  cors {
+    origin          = [local.link_page_origin]
+    method          = ["GET", "HEAD"]
+    response_header = ["Content-Type", "Content-Length", "Content-Range", "Accept-Ranges"]
+    max_age_seconds = 3600
+  }
 
   depends_on = [google_project_service.api]
 }
 
 # Function source: ONE zip of functions/ for every function, stored under its content hash so a new
-# upload (and a redeploy) happens exactly when the code changes.
+# upload (and a redeploy) happens exactly when the code changes. Everything under functions/ goes in but
+# caches: vigint/templates/ and vigint/static/ (the vendored hls.js with its LICENSE and pinned manifest,
+# the link page's player.js), which video_link serves at /v/static/.
 data "archive_file" "functions" {
   type        = "zip"
   source_dir  = var.functions_source_dir

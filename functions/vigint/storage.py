@@ -71,7 +71,7 @@ def _blob(object_name: str):
 
 
 def signed_url(object_name: str, *, method: str, ttl_seconds: int, content_type: str | None = None,
-               now: dt.datetime | None = None) -> tuple[str, dt.datetime]:
+               now: dt.datetime | None = None, response_disposition: str | None = None) -> tuple[str, dt.datetime]:
     """A V4 signed URL for one object of the clips bucket.
 
     Args:
@@ -80,6 +80,8 @@ def signed_url(object_name: str, *, method: str, ttl_seconds: int, content_type:
         ttl_seconds: lifetime of the URL in seconds (V4 allows at most 7 days).
         content_type: for PUT, the ``Content-Type`` the uploader must send (part of the signature).
         now: signing time (UTC); default the current time.
+        response_disposition: for GET, the ``Content-Disposition`` the bucket answers with (signed query
+            parameter ``response-content-disposition``), e.g. ``attachment; filename="clip.mp4"``.
 
     Returns:
         ``(url, expires_at)``; ``expires_at`` is a UTC datetime.
@@ -95,6 +97,7 @@ def signed_url(object_name: str, *, method: str, ttl_seconds: int, content_type:
         method=method,
         expiration=dt.timedelta(seconds=ttl_seconds),
         content_type=content_type,
+        response_disposition=response_disposition,
         api_access_endpoint=s.storage_endpoint,
         **_signing_kwargs(),
     )

@@ -1,61 +1,461 @@
-"""``video_link``: ``GET /v/{token}`` -> a page that plays the event clip.
+"""``video_link``: the page of an alert e-mail's link, which plays the event live while it is recorded.
 
-* unknown token: 404 page; expired or revoked link: 410 page. Neither reveals anything about the event.
-* valid: 200 page with the verdict, the snapshot and ``<video controls playsinline src=...>`` whose source
-  is a fresh V4 signed GET URL valid ``VIGINT_PLAYBACK_URL_TTL_SECONDS``.
+Routes (docs/contracts.md, "Event lifecycle (schema version 2)", ``video_link``):
 
-Every answer for a known link is recorded in ``links/{id}/access``. Neither the token nor a signed URL is
-ever logged (only the first 12 hex digits of the link id). Responses carry ``Cache-Control: no-store``,
-``Referrer-Policy: no-referrer`` and a Content-Security-Policy that allows media only from the bucket host.
+* ``GET /v/{token}``: the page (verdict so far, snapshot, camera, first seen, recording or ended, ``<video>``).
+  An event with HLS segments (schema version 2) is played by ``static/player.js`` from the playlist below
+  (hls.js where the browser lacks native HLS, Safari's own HLS otherwise); an old event with only ``clip.mp4``
+  gets ``<video src>`` of a signed clip URL as before.
+* ``GET /v/{token}/playlist.m3u8``: HLS media playlist (version 3, ``EXT-X-PLAYLIST-TYPE:EVENT``) of the
+  event's segments and, once it has ended, of the events that continue it (a split at ``max_length_s``, after
+  ``EXT-X-DISCONTINUITY``), each a V4 signed GET URL valid ``VIGINT_SEGMENT_URL_TTL_SECONDS`` (120 s); it
+  stops at the first segment not yet stored and ends (``EXT-X-ENDLIST``) once the chain's last event has
+  ended with every one of its ``segment_count`` segments stored.
+* ``GET /v/{token}/state.json``: verdict and recording state, polled by the page every 2.5 s while recording.
+* ``GET /v/static/{name}``: the vendored hls.js and the page script (allow-listed names, cached a year: the
+  page asks for them with a ``?v=<content hash>`` query).
+
+Unknown token: 404; expired or revoked link (or its event deleted): 410, for the page, the playlist and the
+state alike; no error answer says anything about the event. A page view records one ``links/{id}/access``
+document; playlist and state polls write nothing (the page polls every few seconds, and Firestore sustains
+about one write per second per document:
+https://cloud.google.com/firestore/docs/best-practices#high_read_write_and_delete_rates). Neither the token
+nor a signed URL is ever logged (only the first 12 hex digits of the link id).
+
+Signed URLs are cached per instance and reused while at least half their lifetime is left, so a playlist
+or state poll signs only what is new: in Google Cloud every signature is one IAM ``signBlob`` call,
+which has a per-project quota (https://cloud.google.com/iam/quotas) and costs a round trip.
 """
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import datetime as dt
+import functools
+import hashlib
+import json
 import logging
+import math
+import os
+import re
 import secrets
+import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
 
 from vigint import clients, config, links, pipeline, render, storage
 
 log = logging.getLogger(__name__)
 
-HtmlResponse = tuple[str, int, dict]
+Response = tuple[str | bytes, int, dict]
+
+SEGMENT_URL_TTL_ENV = "VIGINT_SEGMENT_URL_TTL_SECONDS"
+DEFAULT_SEGMENT_URL_TTL_SECONDS = 120
+# A split chain longer than this many events is cut (with EXT-X-ENDLIST): 2 hours at max_length_s = 60 s.
+# Every playlist poll reads each event of the chain and its segment documents.
+MAX_CHAIN_EVENTS = 120
+# Target duration of a playlist that has no segment yet (the contract's longest segment, 4 s).
+DEFAULT_TARGET_DURATION_S = 4
+STATIC_DIR = Path(__file__).parent / "static"
+# Name under /v/static/ -> (file under static/, Content-Type). Nothing else in static/ is served.
+STATIC_FILES = {
+    "hls.light.min.js": ("hls.light.min.js", "text/javascript; charset=utf-8"),
+    "hls.js.LICENSE": ("vendor/hls.js.LICENSE", "text/plain; charset=utf-8"),  # Apache-2.0 travels with it
+    "player.js": ("player.js", "text/javascript; charset=utf-8"),
+    "player.css": ("player.css", "text/css; charset=utf-8"),
+}
+STATIC_MAX_AGE_S = 365 * 24 * 3600
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+_URL_CACHE_SIZE = 4096  # signed URLs kept per instance (about 1 MB)
 
 
-def _headers(nonce: str, media_origin: str | None = None) -> dict:
-    media = media_origin or "'none'"
-    csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src {media}; media-src {media}; "
-           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+def segment_url_ttl_seconds() -> int:
+    """``VIGINT_SEGMENT_URL_TTL_SECONDS`` (default 120): lifetime of a playlist's segment URLs, in seconds.
+
+    Read here until ``vigint.config`` has the setting.
+
+    Raises:
+        config.ConfigError: the value is not an integer from 10 to 3600.
+    """
+    raw = os.environ.get(SEGMENT_URL_TTL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SEGMENT_URL_TTL_SECONDS
+    try:
+        ttl = int(raw)
+    except ValueError:
+        ttl = -1
+    if not 10 <= ttl <= 3600:
+        raise config.ConfigError(f"{SEGMENT_URL_TTL_ENV} must be an integer number of seconds from 10 to 3600")
+    return ttl
+
+
+# ---------------------------------------------------------------- responses
+
+
+def _security_headers(content_type: str) -> dict:
     return {
-        "Content-Type": "text/html; charset=utf-8",
+        "Content-Type": content_type,
         "Cache-Control": "no-store",
         "Pragma": "no-cache",
         "Referrer-Policy": "no-referrer",
         "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-        "Content-Security-Policy": csp,
         "X-Robots-Tag": "noindex, nofollow",
     }
 
 
-def _error(status: int) -> HtmlResponse:
+def _page_headers(nonce: str, bucket_origin: str | None = None) -> dict:
+    """HTML headers. ``bucket_origin``: where the page's media, snapshot and (by XHR) segments come from."""
+    bucket = bucket_origin or "'none'"
+    media = f"{bucket_origin} 'self' blob:" if bucket_origin else "'none'"
+    connect = f"'self' {bucket_origin}" if bucket_origin else "'self'"
+    csp = (f"default-src 'none'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src {bucket}; "
+           f"media-src {media}; connect-src {connect}; worker-src blob:; "
+           "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return {**_security_headers("text/html; charset=utf-8"), "X-Frame-Options": "DENY",
+            "Content-Security-Policy": csp}
+
+
+def _error_page(status: int) -> Response:
     nonce = secrets.token_urlsafe(16)
     if status == 404:
         heading, message = "Link not found", "This link is not valid. Check that you copied all of it."
     elif status == 410:
-        heading, message = "Link expired", "This link has expired or was withdrawn. Ask your administrator for a new one."
+        heading, message = ("Link expired",
+                            "This link has expired or was withdrawn. Ask your administrator for a new one.")
     else:
         heading, message = "Not found", "There is nothing here."
-    return render.render("link_error.html", heading=heading, message=message, nonce=nonce), status, _headers(nonce)
+    page = render.render("link_error.html", heading=heading, message=message, nonce=nonce)
+    return page, status, _page_headers(nonce)
+
+
+def _error(status: int, kind: str) -> Response:
+    """The error answer of one route kind (``page``, ``playlist``, ``state``); the same for every link."""
+    if kind == "page":
+        return _error_page(status)
+    word = {404: "not found", 405: "method not allowed", 410: "link expired"}.get(status, "error")
+    if kind == "state":
+        return json.dumps({"error": word}), status, _security_headers("application/json")
+    return word + "\n", status, _security_headers("text/plain; charset=utf-8")
+
+
+def _bucket_origin() -> str:
+    origin = urlsplit(config.settings().storage_endpoint)
+    return f"{origin.scheme}://{origin.netloc}"
+
+
+# ---------------------------------------------------------------- static files
+
+
+@functools.lru_cache(maxsize=len(STATIC_FILES))
+def _static_bytes(name: str) -> bytes:
+    return (STATIC_DIR / STATIC_FILES[name][0]).read_bytes()
+
+
+def static_version(name: str) -> str:
+    """First 16 hex digits of the SHA-256 of the static file served as ``name``: the page's cache-busting ``?v=`` query."""
+    return hashlib.sha256(_static_bytes(name)).hexdigest()[:16]
+
+
+def _static(name: str) -> Response:
+    if name not in STATIC_FILES:
+        return "not found\n", 404, _security_headers("text/plain; charset=utf-8")
+    headers = {
+        "Content-Type": STATIC_FILES[name][1],
+        "Cache-Control": f"public, max-age={STATIC_MAX_AGE_S}, immutable",
+        "X-Content-Type-Options": "nosniff",
+        "ETag": f'"{static_version(name)}"',
+    }
+    return _static_bytes(name), 200, headers
+
+
+# ---------------------------------------------------------------- the event and its split chain
+
+
+@dataclasses.dataclass
+class Part:
+    """One event of the chain as the playlist sees it.
+
+    Attributes:
+        event_id: the event.
+        event: its Firestore document.
+        segments: segment documents ``0..n-1`` stored so far, contiguous (the list stops at the first gap).
+        complete: the event has ended and all its ``segment_count`` segments are in ``segments``.
+    """
+
+    event_id: str
+    event: dict
+    segments: list[dict]
+    complete: bool
+
+
+def _segment_ok(doc: dict, index: int, prefix: str) -> bool:
+    """A segment document the playlist can use: its own index, object and a positive duration."""
+    duration = doc.get("duration_s")
+    return (doc.get("index") == index and doc.get("object") == f"{prefix}segments/{index:05d}.ts"
+            and isinstance(duration, (int, float)) and not isinstance(duration, bool)
+            and 0 < duration <= 60 and math.isfinite(duration))
+
+
+def _contiguous_segments(tenant_id: str, event_id: str, event: dict) -> list[dict]:
+    """The event's segment documents from index 0 up to the first one missing (or malformed)."""
+    from vigint.schema import event_prefix
+
+    prefix = event_prefix(tenant_id, str(event.get("device_id", "")), event_id)
+    by_index = {}
+    # Documents are named {index:05d}; a collection read needs no index beyond Firestore's automatic ones.
+    for snap in pipeline.event_ref(tenant_id, event_id).collection("segments").stream():
+        doc = snap.to_dict() or {}
+        if isinstance(doc.get("index"), int):
+            by_index[doc["index"]] = doc
+    out = []
+    while len(out) in by_index:
+        doc = by_index[len(out)]
+        if not _segment_ok(doc, len(out), prefix):
+            log.warning("video_link: segment %d of event %s/%s is malformed; the playlist stops there",
+                        len(out), tenant_id, event_id)
+            break
+        out.append(doc)
+    return out
+
+
+def _has_segments(event: dict) -> bool:
+    """Whether the page plays the event through HLS: a lifecycle (schema v2) event that may have segments."""
+    if int(event.get("schema_version") or 1) < 2:
+        return False
+    return not (event.get("ended") and event.get("segment_count") == 0)
+
+
+def chain(tenant_id: str, event_id: str, event: dict) -> tuple[list[Part], bool]:
+    """The link's event followed by the events that continue it, as far as they are playable.
+
+    Args:
+        tenant_id: the tenant.
+        event_id: the link's event.
+        event: its Firestore document.
+
+    Returns:
+        ``(parts, complete)``: the events in order, each with its contiguous segments; the next event is
+        included only after one that is complete. ``complete`` is True when the last part is complete and is
+        not continued (or the chain reached ``MAX_CHAIN_EVENTS`` or loops).
+    """
+    parts: list[Part] = []
+    seen = {event_id}
+    while True:
+        segments = _contiguous_segments(tenant_id, event_id, event)
+        count = event.get("segment_count")
+        complete = bool(event.get("ended")) and isinstance(count, int) and len(segments) >= count
+        if complete:
+            segments = segments[:count]
+        parts.append(Part(event_id, event, segments, complete))
+        nxt = event.get("continued_by")
+        if not complete or not nxt:
+            return parts, complete
+        if nxt in seen or len(parts) >= MAX_CHAIN_EVENTS:
+            log.warning("video_link: the chain of %s/%s is cut after %d events", tenant_id, parts[0].event_id,
+                        len(parts))
+            return parts, True
+        snap = pipeline.event_ref(tenant_id, nxt).get()
+        if not snap.exists:  # deleted by retention: the chain ends here
+            return parts, True
+        seen.add(nxt)
+        event_id, event = nxt, snap.to_dict() or {}
+
+
+# ---------------------------------------------------------------- signed URLs
+
+
+_url_cache: collections.OrderedDict[tuple[str, int, str | None], tuple[str, dt.datetime, dt.datetime]] = \
+    collections.OrderedDict()
+_url_lock = threading.Lock()
+
+
+def _signed_get(object_name: str, ttl: int, now: dt.datetime, disposition: str | None = None) -> str:
+    """A signed GET URL of one object with at least half of ``ttl`` left: a cached one, or a new one."""
+    key = (object_name, ttl, disposition)
+    with _url_lock:
+        hit = _url_cache.get(key)
+        if hit and hit[1] <= now and (hit[2] - now).total_seconds() >= ttl / 2:
+            _url_cache.move_to_end(key)
+            return hit[0]
+    url, expires_at = storage.signed_url(object_name, method="GET", ttl_seconds=ttl, now=now,
+                                         response_disposition=disposition)
+    with _url_lock:
+        _url_cache[key] = (url, now, expires_at)
+        while len(_url_cache) > _URL_CACHE_SIZE:
+            _url_cache.popitem(last=False)
+    return url
+
+
+def playlist_text(parts: list[Part], complete: bool, *, ttl: int, now: dt.datetime) -> str:
+    """The HLS media playlist (RFC 8216, version 3) of ``parts``.
+
+    ``#EXT-X-TARGETDURATION`` is the longest segment rounded up (RFC 8216 4.3.3.1), ``#EXTINF`` each
+    segment's ``duration_s`` (3 decimals), a ``#EXT-X-DISCONTINUITY`` starts every event after the first (its
+    timestamps start again), and ``#EXT-X-ENDLIST`` closes a ``complete`` chain.
+    """
+    durations = [s["duration_s"] for p in parts for s in p.segments]
+    target = math.ceil(max(durations)) if durations else DEFAULT_TARGET_DURATION_S
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-PLAYLIST-TYPE:EVENT", f"#EXT-X-TARGETDURATION:{target}",
+             "#EXT-X-MEDIA-SEQUENCE:0"]
+    for n, part in enumerate(parts):
+        if n and part.segments:
+            lines.append("#EXT-X-DISCONTINUITY")
+        for seg in part.segments:
+            lines.append(f"#EXTINF:{seg['duration_s']:.3f},")
+            lines.append(_signed_get(seg["object"], ttl, now))
+    if complete:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- page and state
 
 
 def _as_utc(t: Any) -> dt.datetime | None:
+    if isinstance(t, str):
+        try:
+            t = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+        except ValueError:
+            return None
     if not isinstance(t, dt.datetime):
         return None
     return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
+
+
+def _rfc3339(t: dt.datetime | None) -> str | None:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+
+def _verdict(event: dict) -> dict:
+    """Title, summary, level and which verdict it is (``full`` > ``first`` > ``detections``)."""
+    analysis = event.get("analysis") or {}
+    try:
+        level = max(0, min(3, int(analysis.get("threat_level", 0))))
+    except (TypeError, ValueError):
+        level = 0
+    verdicts = event.get("verdicts") or {}
+    kind = next((k for k in ("full", "first", "detections") if verdicts.get(k)), None)
+    if kind is None and analysis:
+        kind = "full" if analysis.get("source") == "gemini" else "detections"
+    labels = [str(label) for label in (event.get("labels") or [])]
+    return {
+        "title": analysis.get("title") or f"Event on {event.get('camera_id', 'camera')}",
+        "summary": analysis.get("summary", ""),
+        "threat_level": level,
+        "threat_word": render.THREAT_WORDS.get(level, f"Threat level {level}"),
+        "verdict": kind,
+        "analysis_status": analysis.get("status"),
+        "labels": labels,
+    }
+
+
+def _verdict_note(verdict: dict, ended: bool) -> str:
+    if verdict["analysis_status"] == "error":
+        return "AI analysis unavailable: based on the camera's own detections."
+    if verdict["verdict"] == "full":
+        return "AI review of the whole event."
+    if verdict["verdict"] == "first":
+        return "AI review of the first frames; the review of the whole event follows" + (
+            "." if ended else " once it ends.")
+    if verdict["analysis_status"] in ("detections_only", "not_analyzed"):
+        return "Based on the camera's own detections."
+    return "Based on the camera's own detections; the AI review follows in a few seconds."
+
+
+def _clip_filename(event: dict) -> str:
+    start = _as_utc(event.get("start_time"))
+    camera = re.sub(r"[^a-z0-9-]", "", str(event.get("camera_id", "camera")))[:63] or "camera"
+    return f"vigint-{camera}-{start:%Y%m%d-%H%M%S}.mp4" if start else f"vigint-{camera}.mp4"
+
+
+def _downloads(parts: list[Part], event: dict, ttl: int, now: dt.datetime) -> list[dict]:
+    """Signed download URLs of the final clips there are (one per event of the chain)."""
+    out = []
+    for part in parts or [Part("", event, [], False)]:
+        clip = part.event.get("clip") or {}
+        if clip.get("object"):
+            url = _signed_get(clip["object"], ttl, now, f'attachment; filename="{_clip_filename(part.event)}"')
+            out.append({"url": url, "bytes": clip.get("bytes"), "duration_s": clip.get("duration_s")})
+    return out
+
+
+def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> dict:
+    """What the page shows and refreshes: verdict, recording state, snapshot and download URLs.
+
+    Returns:
+        ``{"mode": "hls"|"mp4"|"none", "ended": bool (the chain's last event has ended), "complete": bool
+        (the playlist has its end), "title", "summary", "threat_level": 0..3, "threat_word", "verdict":
+        "full"|"first"|"detections"|None, "verdict_note", "analysis_status", "labels": [str], "camera_id",
+        "first_seen": RFC 3339 | None, "duration_s": float (seconds recorded: segments, or the clip),
+        "segments": int (in the playlist), "parts": int (events of the chain), "snapshot_url", "snapshot_sha256",
+        "download_url" (signed clip URL of the link's event once it exists, else None), "downloads": [{"url",
+        "bytes", "duration_s"}] (every clip of the chain), "continued_by": str | None}``.
+    """
+    ttl = config.settings().playback_url_ttl_seconds
+    hls = _has_segments(event)
+    parts, complete = chain(tenant_id, event_id, event) if hls else ([], True)
+    last = parts[-1].event if parts else event
+    ended = bool(last.get("ended")) if hls else True
+    segments = sum(len(p.segments) for p in parts)
+    if hls:
+        duration = sum(s["duration_s"] for p in parts for s in p.segments)
+    else:
+        duration = (event.get("clip") or {}).get("duration_s")
+        if duration is None:
+            start, end = _as_utc(event.get("start_time")), _as_utc(event.get("end_time"))
+            duration = (end - start).total_seconds() if start and end else 0.0
+    snapshot = event.get("snapshot") or {}
+    snapshot_url = None
+    if snapshot.get("object"):
+        snapshot_url = _signed_get(snapshot["object"], ttl, now)
+    downloads = _downloads(parts, event, ttl, now)
+    own_clip = (event.get("clip") or {}).get("object")
+    verdict = _verdict(event)
+    return {
+        "mode": "hls" if hls else ("mp4" if own_clip else "none"),
+        "ended": ended,
+        "complete": complete,
+        **verdict,
+        "verdict_note": _verdict_note(verdict, ended),
+        "camera_id": event.get("camera_id", ""),
+        "first_seen": _rfc3339(_as_utc(event.get("first_seen")) or _as_utc(event.get("start_time"))),
+        "duration_s": round(float(duration or 0.0), 3),
+        "segments": segments,
+        "parts": len(parts),
+        "snapshot_url": snapshot_url,
+        "snapshot_sha256": snapshot.get("sha256"),
+        "download_url": downloads[0]["url"] if own_clip and downloads else None,
+        "downloads": downloads,
+        "continued_by": event.get("continued_by"),
+    }
+
+
+def _page(token: str, link: dict, event: dict, st: dict, *, trailing_slash: bool, now: dt.datetime) -> Response:
+    nonce = secrets.token_urlsafe(16)
+    clip_url = None
+    if st["mode"] == "mp4":
+        clip_url = _signed_get(event["clip"]["object"], config.settings().playback_url_ttl_seconds, now)
+    up = "../" if trailing_slash else ""  # the page's URLs are relative: behind .../video-link/v/{token}
+    page = render.render(
+        "video_page.html",
+        nonce=nonce,
+        st=st,
+        clip_url=clip_url,
+        first_seen=_as_utc(event.get("first_seen")) or _as_utc(event.get("start_time")),
+        duration_words=render.duration_words(round(st["duration_s"])),
+        labels_words=", ".join(st["labels"]) or "nothing recognised",
+        expires_at=_as_utc(link.get("expires_at")),
+        playback_for=render.duration_words(config.settings().playback_url_ttl_seconds),
+        playlist_url=f"{up}{token}/playlist.m3u8",
+        state_url=f"{up}{token}/state.json",
+        static=lambda name: f"{up}static/{name}?v={static_version(name)}",
+    )
+    return page, 200, _page_headers(nonce, _bucket_origin())
+
+
+# ---------------------------------------------------------------- routing
 
 
 def _log_access(link_ref, outcome: str, remote_addr: str | None, user_agent: str | None, now: dt.datetime) -> None:
@@ -64,74 +464,76 @@ def _log_access(link_ref, outcome: str, remote_addr: str | None, user_agent: str
     )
 
 
+_SUB_ROUTES = {"playlist.m3u8": "playlist", "state.json": "state"}
+
+
 def handle(*, method: str, path: str, remote_addr: str | None = None, user_agent: str | None = None,
-           now: dt.datetime | None = None) -> HtmlResponse:
+           now: dt.datetime | None = None) -> Response:
     """Serves one video-link request.
 
     Args:
         method: HTTP method (GET or HEAD; others 405).
-        path: request path, ``/v/{token}``.
-        remote_addr: client address, recorded in the access log.
+        path: request path: ``/v/{token}``, ``/v/{token}/playlist.m3u8``, ``/v/{token}/state.json`` or
+            ``/v/static/{name}``.
+        remote_addr: client address, recorded in the access log of a page view.
         user_agent: client User-Agent, recorded (first 512 characters).
         now: current time (UTC), for tests.
 
     Returns:
-        ``(html, status, headers)``.
+        ``(body, status, headers)``; body is ``str`` (HTML, playlist, JSON) or ``bytes`` (static files).
 
     Raises:
         google.api_core.exceptions.GoogleAPICallError: Firestore unavailable (the platform answers 500).
+        vigint.storage.SigningError: no credentials to sign URLs with.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
-    parts = path.strip("/").split("/")
-    if len(parts) != 2 or parts[0] != "v" or not links.TOKEN_PATTERN.match(parts[1]):
-        return _error(404)
+    parts = path.split("/")[1:] if path.startswith("/") else path.split("/")
+    trailing_slash = len(parts) == 3 and parts[2] == ""
+    if trailing_slash:
+        parts = parts[:2]
+    if len(parts) == 3 and parts[:2] == ["v", "static"]:
+        if method not in ("GET", "HEAD"):
+            return "method not allowed\n", 405, {**_security_headers("text/plain; charset=utf-8"), "Allow": "GET, HEAD"}
+        return _static(parts[2])
+    kind = "page" if len(parts) == 2 else _SUB_ROUTES.get(parts[2]) if len(parts) == 3 else None
+    if kind is None or parts[0] != "v" or not links.TOKEN_PATTERN.match(parts[1]):
+        return _error(404, kind or "page")
     if method not in ("GET", "HEAD"):
-        page, _, headers = _error(404)
-        return page, 405, {**headers, "Allow": "GET, HEAD"}
-    lid = links.link_id(parts[1])
+        body, _, headers = _error(405, kind)
+        return body, 405, {**headers, "Allow": "GET, HEAD"}
+    token = parts[1]
+    lid = links.link_id(token)
     link_ref = clients.firestore().collection("links").document(lid)
     snap = link_ref.get()
     if not snap.exists:
-        log.info("video_link: unknown link")
-        return _error(404)
+        log.info("video_link: unknown link (%s)", kind)
+        return _error(404, kind)
     link = snap.to_dict()
     expires_at = _as_utc(link.get("expires_at"))
     if link.get("revoked") or expires_at is None or expires_at <= now:
         outcome = "revoked" if link.get("revoked") else "expired"
-        _log_access(link_ref, outcome, remote_addr, user_agent, now)
-        log.info("video_link: link %s… %s", lid[:12], outcome)
-        return _error(410)
-    ev = pipeline.event_ref(link["tenant_id"], link["event_id"]).get()
+        if kind == "page":
+            _log_access(link_ref, outcome, remote_addr, user_agent, now)
+        log.info("video_link: link %s… %s (%s)", lid[:12], outcome, kind)
+        return _error(410, kind)
+    tenant_id, event_id = link["tenant_id"], link["event_id"]
+    ev = pipeline.event_ref(tenant_id, event_id).get()
     if not ev.exists:  # the event was deleted (retention): as good as expired
-        _log_access(link_ref, "event_gone", remote_addr, user_agent, now)
-        return _error(410)
-    event = ev.to_dict()
-    s = config.settings()
-    ttl = s.playback_url_ttl_seconds
-    clip_url = snapshot_url = None
-    if (event.get("clip") or {}).get("object"):
-        clip_url, _ = storage.signed_url(event["clip"]["object"], method="GET", ttl_seconds=ttl, now=now)
-    if (event.get("snapshot") or {}).get("object"):
-        snapshot_url, _ = storage.signed_url(event["snapshot"]["object"], method="GET", ttl_seconds=ttl, now=now)
-    analysis = event.get("analysis") or {}
-    level = int(analysis.get("threat_level", 0))
-    nonce = secrets.token_urlsafe(16)
-    page = render.render(
-        "video_page.html",
-        nonce=nonce,
-        threat_word=render.THREAT_WORDS.get(level, f"Threat level {level}"),
-        title=analysis.get("title") or f"Event on {event.get('camera_id', 'camera')}",
-        summary=analysis.get("summary", ""),
-        analysis_unavailable=analysis.get("status") == "error",
-        camera_id=event.get("camera_id", ""),
-        start_time=event.get("start_time"),
-        labels=", ".join(event.get("labels") or []) or "nothing recognised",
-        clip_url=clip_url,
-        snapshot_url=snapshot_url,
-        expires_at=expires_at,
-        playback_for=render.duration_words(ttl),
-    )
+        if kind == "page":
+            _log_access(link_ref, "event_gone", remote_addr, user_agent, now)
+        return _error(410, kind)
+    event = ev.to_dict() or {}
+
+    if kind == "playlist":
+        if not _has_segments(event):
+            return _error(404, kind)
+        chain_parts, complete = chain(tenant_id, event_id, event)
+        body = playlist_text(chain_parts, complete, ttl=segment_url_ttl_seconds(), now=now)
+        return body, 200, _security_headers(PLAYLIST_TYPE)
+    st = state(tenant_id, event_id, event, now=now)
+    if kind == "state":
+        return json.dumps(st), 200, _security_headers("application/json")
+    page = _page(token, link, event, st, trailing_slash=trailing_slash, now=now)
     _log_access(link_ref, "ok", remote_addr, user_agent, now)
-    log.info("video_link: link %s… served event %s/%s", lid[:12], link["tenant_id"], link["event_id"])
-    origin = urlsplit(s.storage_endpoint)
-    return page, 200, _headers(nonce, f"{origin.scheme}://{origin.netloc}")
+    log.info("video_link: link %s… served event %s/%s", lid[:12], tenant_id, event_id)
+    return page

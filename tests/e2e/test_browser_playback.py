@@ -3,8 +3,11 @@ the clip: the page loads, the <video> decodes H.264 and its playback position ad
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
+import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -17,8 +20,6 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 def _remuxed_event(spool, tenant_id: str, device_id: str, camera_id: str, tmp_path, vtest_video):
     """An event whose clip is 4 s of a camera-like H.264 stream remuxed by the edge's ``RemuxWriter`` (the clip
     of every H.264 camera), with a snapshot of its first frame."""
-    from datetime import datetime, timedelta, timezone
-
     from vigint_edge.bench import make_h264
     from vigint_edge.capture import VideoSource
     from vigint_edge.clip import RemuxWriter, encode_snapshot
@@ -86,3 +87,233 @@ def test_the_emailed_link_plays_the_clip_in_chromium(stack, tmp_path, vtest_vide
             browser.close()
     assert state["error"] is None
     assert state["w"] == width and 3.5 <= state["d"] <= 4.5
+
+
+# ---------------------------------------------------------------- live HLS (schema version 2)
+
+SEGMENT_S, SEGMENTS, LIVE_SEGMENTS = 2.0, 5, 3  # 10 s of video; 3 segments stored while the event is going
+
+
+def _hls_segments(vtest_video, out_dir):
+    """HLS media segments cut from the real video as the contract wants them: H.264 in MPEG-TS, a keyframe
+    every 2 s (each segment starts at one), timestamps continuous over the event. Returns ``[(path,
+    start_s, duration_s)]`` (from the segment muxer's own list) and the clip.mp4 remuxed from them."""
+    import av
+
+    fps, size = 10, (384, 288)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    listing = out_dir / "list.csv"
+    out = av.open(str(out_dir / "%05d.ts"), "w", format="segment", options={
+        "segment_time": str(SEGMENT_S), "segment_format": "mpegts", "reset_timestamps": "0",
+        "segment_list": str(listing), "segment_list_type": "csv"})
+    stream = out.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+    stream.options = {"preset": "veryfast", "bf": "0",
+                      "x264-params": f"keyint={int(fps * SEGMENT_S)}:min-keyint={int(fps * SEGMENT_S)}:scenecut=0"}
+    with av.open(str(vtest_video)) as src:
+        for i, frame in enumerate(src.decode(video=0)):
+            if i >= fps * SEGMENT_S * SEGMENTS:
+                break
+            for packet in stream.encode(frame.reformat(width=size[0], height=size[1], format="yuv420p")):
+                out.mux(packet)
+    for packet in stream.encode():
+        out.mux(packet)
+    out.close()
+    segments = []
+    for line in listing.read_text().splitlines():
+        name, start, end = line.split(",")
+        segments.append((out_dir / name, float(start), round(float(end) - float(start), 3)))
+    # The final clip: the segments (one continuous transport stream) remuxed into mp4.
+    joined = out_dir / "all.ts"
+    joined.write_bytes(b"".join(p.read_bytes() for p, _, _ in segments))
+    clip = out_dir / "clip.mp4"
+    with av.open(str(joined)) as inp, av.open(str(clip), "w", format="mp4", options={"movflags": "faststart"}) as mp4:
+        ost = mp4.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = ost
+            mp4.mux(packet)
+    return segments, clip
+
+
+class _LiveEvent:
+    """A schema v2 event written straight into the emulators as ingest would (contract layout)."""
+
+    def __init__(self, tenant_id, device_id, camera_id, start):
+        from vigint import clients, config, pipeline
+        from vigint.schema import event_prefix
+
+        self.event_id = f"evt_{uuid.uuid4().hex[:26].upper()}"
+        self.tenant_id, self.prefix = tenant_id, event_prefix(tenant_id, device_id, self.event_id)
+        self.bucket = clients.storage().bucket(config.settings().bucket)
+        self.ref = pipeline.event_ref(tenant_id, self.event_id)
+        self.start = start
+        self.device_id, self.camera_id = device_id, camera_id
+
+    def begin(self, snapshot: bytes) -> None:
+        obj = self.prefix + "snapshots/00000.jpg"
+        self.bucket.blob(obj).upload_from_string(snapshot, content_type="image/jpeg")
+        self.ref.set({
+            "schema_version": 2, "event_id": self.event_id, "tenant_id": self.tenant_id,
+            "device_id": self.device_id, "camera_id": self.camera_id, "kind": "detection", "severity": "alert",
+            "phase": "start", "seq": 0, "labels": ["person"], "start_time": self.start, "end_time": self.start,
+            "first_seen": self.start + timedelta(seconds=1), "confirmed_at": self.start + timedelta(seconds=2),
+            "ended": False, "segment_count": None, "clip": None, "continues": None,
+            "snapshot": {"object": obj, "content_type": "image/jpeg", "bytes": len(snapshot),
+                         "sha256": hashlib.sha256(snapshot).hexdigest(), "time": self.start},
+            "analysis": {"status": "detections_only", "source": "detections", "threat_level": 2,
+                         "title": "Person detected on porch", "summary": "One person seen by the camera."},
+            "verdicts": {"detections": {"threat_level": 2}},
+        })
+
+    def add_segment(self, index: int, path, start_s: float, duration_s: float) -> None:
+        obj = self.prefix + f"segments/{index:05d}.ts"
+        data = path.read_bytes()
+        self.bucket.blob(obj).upload_from_string(data, content_type="video/mp2t")
+        self.ref.collection("segments").document(f"{index:05d}").set({
+            "index": index, "object": obj, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "start_s": start_s, "duration_s": duration_s, "received_at": datetime.now(timezone.utc)})
+        self.ref.update({"seq": index + 1, "phase": "update",
+                         "end_time": self.start + timedelta(seconds=start_s + duration_s)})
+
+    def finish(self, segment_count: int, clip) -> None:
+        obj = self.prefix + "clip.mp4"
+        data = clip.read_bytes()
+        self.bucket.blob(obj).upload_from_string(data, content_type="video/mp4")
+        self.ref.update({"ended": True, "phase": "end", "segment_count": segment_count,
+                         "clip": {"object": obj, "content_type": "video/mp4", "bytes": len(data),
+                                  "sha256": hashlib.sha256(data).hexdigest()}})
+
+
+def _video(page) -> dict:
+    """The player's state, read by CDP evaluation (not subject to the page's CSP, which stays on)."""
+    return page.evaluate("""() => { const v = document.getElementById('video');
+        return {t: v.currentTime, d: v.duration, ended: v.ended, paused: v.paused, error: v.error && v.error.code,
+                w: v.videoWidth, engine: document.getElementById('app').dataset.engine || null,
+                title: document.getElementById('title').textContent,
+                threat: document.getElementById('threat').textContent,
+                status: document.getElementById('status').textContent,
+                downloads: [...document.querySelectorAll('#downloads a')].map(a => a.href),
+                expired: !document.getElementById('expired').hidden,
+                marker: window.__vigintNoReload || null}; }""")
+
+
+def _poll(page, predicate, timeout: float, what: str) -> dict:
+    return wait_for(lambda: (lambda s: s if predicate(s) else None)(_video(page)), timeout=timeout, interval=0.2,
+                    what=what)
+
+
+def test_the_link_plays_the_event_live_then_to_its_end_without_a_reload(functions_env, stack, tmp_path, vtest_video):
+    """The page of a link opened while the event is still recorded: it plays the HLS segments there are
+    (currentTime advances before the end), then, once the remaining segments and the end are stored, plays on
+    to the end in the same page; its verdict follows Firestore; a revoked link shows "link expired"."""
+    from playwright.sync_api import sync_playwright
+
+    from vigint import links
+    from vigint_edge.clip import encode_snapshot
+
+    segments, clip = _hls_segments(vtest_video, tmp_path / "segments")
+    assert len(segments) == SEGMENTS and all(d == SEGMENT_S for _, _, d in segments)
+    total = sum(d for _, _, d in segments)
+    tenant_id = f"live-{uuid.uuid4().hex[:8]}"
+    event = _LiveEvent(tenant_id, "nuc-7", "porch", datetime.now(timezone.utc) - timedelta(seconds=8))
+    import av
+
+    with av.open(str(segments[0][0])) as first:
+        snapshot = encode_snapshot(next(first.decode(video=0)).to_ndarray(format="bgr24"))
+    event.begin(snapshot)
+    for i, (path, start_s, duration_s) in enumerate(segments[:LIVE_SEGMENTS]):
+        event.add_segment(i, path, start_s, duration_s)
+    token, link_id, _ = links.create_link(tenant_id=tenant_id, event_id=event.event_id, recipient="v@example.com",
+                                          ttl_seconds=3600)
+    url = f"{stack.function_env['VIGINT_PUBLIC_BASE_URL']}/v/{token}"
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()  # the page's CSP on
+            problems = []
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            assert page.goto(url).status == 200
+            page.evaluate("() => { window.__vigintNoReload = 'same page'; }")
+
+            # Live: it plays while the event is still being recorded, a few seconds behind the live edge.
+            first = _poll(page, lambda s: s["t"] > 0 and not s["paused"], 30, "live playback to start")
+            assert first["engine"] == "hls.js" and first["status"] == "Recording" and first["w"] == 384
+            later = _poll(page, lambda s: s["t"] > first["t"] + 0.5, 20, "live playback to advance")
+            assert later["t"] <= LIVE_SEGMENTS * SEGMENT_S + 0.1 and later["error"] is None
+            page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+
+            # The verdict changes in Firestore: the page shows it without a reload.
+            event.ref.update({"analysis": {"status": "ok", "source": "gemini", "threat_level": 3,
+                                           "title": "Intruder at the porch door", "summary": "Trying the lock."},
+                              "verdicts.first": {"threat_level": 3}})
+            _poll(page, lambda s: s["title"] == "Intruder at the porch door" and s["threat"] == "High threat", 20,
+                  "the new verdict on the page")
+
+            # The rest of the event arrives and it ends: the same page plays on to the very end.
+            for i, (path, start_s, duration_s) in enumerate(segments[LIVE_SEGMENTS:], start=LIVE_SEGMENTS):
+                event.add_segment(i, path, start_s, duration_s)
+            event.finish(SEGMENTS, clip)
+            done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
+            assert done["marker"] == "same page" and done["error"] is None
+            assert abs(done["d"] - total) <= 0.5 and abs(done["t"] - total) <= 0.5, done
+            done = _poll(page, lambda s: s["status"] == "Ended" and s["downloads"], 20, "the ended state")
+            assert [u.split("?")[0].endswith(event.prefix + "clip.mp4") for u in done["downloads"]] == [True]
+            page.screenshot(path=str(tmp_path / "ended.png"), full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone
+            page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+            assert not [m for m in problems if "Content Security Policy" in m or "Refused" in m], problems
+
+            # Withdrawn: the page's next poll gets 410 and says so.
+            links.revoke(link_id)
+            _poll(page, lambda s: s["expired"], 30, '"link expired" on the page')
+        finally:
+            browser.close()
+
+
+def test_a_failing_segment_url_reloads_the_playlist_once_and_playback_resumes(functions_env, stack, tmp_path,
+                                                                              vtest_video):
+    """An ended event whose second segment URL answers 403 (as an expired signed URL does) until the page
+    fetches the playlist again: hls.js gives up on it, the page checks the link (still valid), reloads the
+    playlist once for fresh URLs and plays on to the end."""
+    from playwright.sync_api import sync_playwright
+
+    from vigint import links
+
+    segments, clip = _hls_segments(vtest_video, tmp_path / "segments")
+    segments = segments[:3]
+    tenant_id = f"heal-{uuid.uuid4().hex[:8]}"
+    event = _LiveEvent(tenant_id, "nuc-7", "porch", datetime.now(timezone.utc) - timedelta(seconds=60))
+    event.begin(b"\xff\xd8\xff\xe0 not shown")
+    for i, (path, start_s, duration_s) in enumerate(segments):
+        event.add_segment(i, path, start_s, duration_s)
+    event.finish(len(segments), clip)
+    token, _, _ = links.create_link(tenant_id=tenant_id, event_id=event.event_id, recipient="v@example.com",
+                                    ttl_seconds=3600)
+    url = f"{stack.function_env['VIGINT_PUBLIC_BASE_URL']}/v/{token}"
+    playlists, refused = [], []
+
+    def segment_route(route):
+        if len(playlists) < 2:  # the URLs of the first playlist "expired"
+            refused.append(route.request.url)
+            route.fulfill(status=403, body="expired", headers={"Access-Control-Allow-Origin": "*"})
+        else:
+            route.continue_()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        try:
+            page = browser.new_context().new_page()
+            page.on("request", lambda r: playlists.append(r.url) if r.url.endswith("/playlist.m3u8") else None)
+            page.route("**/segments/00001.ts?*", segment_route)
+            assert page.goto(url).status == 200
+            done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
+        finally:
+            browser.close()
+    assert len(playlists) == 2 and len(refused) == 4  # the first try and 3 retries, then one playlist reload
+    assert done["error"] is None and abs(done["d"] - 6.0) <= 0.5 and abs(done["t"] - 6.0) <= 0.5, done
