@@ -1,6 +1,6 @@
 """``alert``: ``events-analyzed`` -> policy -> one e-mail per recipient with a private expiring video link.
 
-Policy (decided once per event, stored as ``alert`` on the event, in a transaction with the camera's
+Policy (decided once per event, stored as ``alert`` on the event, in one optimistic read-modify-write with the camera's
 cooldown record ``tenants/{t}/cooldowns/{camera_id}``): alert when ``analysis.threat_level >=
 alert.threshold``, the tenant has recipients or a webhook, and the camera's last alert is at least
 ``alert.cooldown_seconds`` old (so a burst of events on one camera makes one alert). During the tenant's
@@ -148,12 +148,11 @@ def _decide_once(tenant_id: str, event_id: str, camera_id: str, tenant: dict, no
     ref = pipeline.event_ref(tenant_id, event_id)
     cool_ref = pipeline.tenant_ref(tenant_id).collection("cooldowns").document(camera_id or "_none")
 
-    @fs.transactional
     def txn(tx) -> dict:
-        event = ref.get(transaction=tx).to_dict() or {}
+        event = tx.get(ref).to_dict() or {}
         if event.get("alert"):
             return event["alert"]
-        cool = cool_ref.get(transaction=tx)
+        cool = tx.get(cool_ref)
         last = _as_utc((cool.to_dict() or {}).get("last_alert_at")) if cool.exists else None
         alerted, reason, channels = decide(tenant=tenant, event=event, last_alert_at=last, now=now)
         decision = {"decided_at": now, "alerted": alerted, "reason": reason, "channels": channels}
@@ -162,7 +161,7 @@ def _decide_once(tenant_id: str, event_id: str, camera_id: str, tenant: dict, no
             tx.set(cool_ref, {"last_alert_at": now, "event_id": event_id})
         return decision
 
-    return txn(db.transaction(max_attempts=10))
+    return pipeline.run_optimistic(txn, what=f"{tenant_id}/{event_id}: alert decision")
 
 
 def handle_analyzed(*, data: bytes, attributes: Mapping[str, str] | None = None, mailer: Mailer | None = None,
@@ -256,7 +255,7 @@ def late_seconds(event: Mapping[str, Any]) -> float | None:
 
 def _decide_lifecycle(tenant_id: str, event: Mapping[str, Any], cool_key: str, tenant: Mapping[str, Any],
                       now: dt.datetime) -> dict:
-    """The alert decision of a version 2 event (a transaction with the camera's cooldown and the continued
+    """The alert decision of a version 2 event (one optimistic read-modify-write with the camera's cooldown and the continued
     event): kept once it alerted (or continues an alert); otherwise decided again on the latest verdict."""
     event_id = str(event.get("event_id"))
     ref = pipeline.event_ref(tenant_id, event_id)
@@ -264,15 +263,14 @@ def _decide_lifecycle(tenant_id: str, event: Mapping[str, Any], cool_key: str, t
     prev_id = event.get("continues")
     prev_ref = pipeline.event_ref(tenant_id, prev_id) if prev_id else None
 
-    @fs.transactional
     def txn(tx) -> dict:
-        ev = ref.get(transaction=tx).to_dict() or {}
+        ev = tx.get(ref).to_dict() or {}
         stored = ev.get("alert") or {}
         if stored.get("alerted") or stored.get("continues_alert_of"):
             return stored
         prev_alert = {}
         if prev_ref is not None:
-            prev = prev_ref.get(transaction=tx)
+            prev = tx.get(prev_ref)
             prev_alert = ((prev.to_dict() or {}).get("alert") or {}) if prev.exists else {}
         if prev_alert.get("alerted") or prev_alert.get("continues_alert_of"):
             of = prev_alert.get("continues_alert_of") or prev_id
@@ -281,7 +279,7 @@ def _decide_lifecycle(tenant_id: str, event: Mapping[str, Any], cool_key: str, t
                         "level": prev_alert.get("level"), "escalated": False}
             tx.update(ref, {"alert": decision})
             return decision
-        cool = cool_ref.get(transaction=tx)
+        cool = tx.get(cool_ref)
         last = _as_utc((cool.to_dict() or {}).get("last_alert_at")) if cool.exists else None
         alerted, reason, channels = decide(tenant=tenant, event=ev, last_alert_at=last, now=now)
         if not alerted and stored and stored.get("reason") == reason:
@@ -297,7 +295,7 @@ def _decide_lifecycle(tenant_id: str, event: Mapping[str, Any], cool_key: str, t
             tx.set(cool_ref, {"last_alert_at": now, "event_id": event_id})
         return decision
 
-    return txn(clients.firestore().transaction(max_attempts=10))
+    return pipeline.run_optimistic(txn, what=f"{ref.path}: alert")
 
 
 def _escalate_once(tenant_id: str, event: Mapping[str, Any], tenant: Mapping[str, Any],
@@ -308,15 +306,14 @@ def _escalate_once(tenant_id: str, event: Mapping[str, Any], tenant: Mapping[str
     event_id = str(event.get("event_id"))
     ref = pipeline.event_ref(tenant_id, event_id)
 
-    @fs.transactional
     def txn(tx) -> dict | None:
-        ev = ref.get(transaction=tx).to_dict() or {}
+        ev = tx.get(ref).to_dict() or {}
         mine = ev.get("alert") or {}
         target_id = event_id if mine.get("alerted") else mine.get("continues_alert_of")
         if not target_id:
             return None
         target_ref = pipeline.event_ref(tenant_id, target_id)
-        target = ev if target_id == event_id else (target_ref.get(transaction=tx).to_dict() or {})
+        target = ev if target_id == event_id else (tx.get(target_ref).to_dict() or {})
         talert = target.get("alert") or {}
         if talert.get("escalated"):
             record = talert.get("escalation") or {}
@@ -339,21 +336,20 @@ def _escalate_once(tenant_id: str, event: Mapping[str, Any], tenant: Mapping[str
             tx.update(ref, {"alert.escalated": True, "alert.escalated_level": level})
         return record
 
-    return txn(clients.firestore().transaction(max_attempts=10))
+    return pipeline.run_optimistic(txn, what=f"{ref.path}: alert")
 
 
 def _mark_alert_sent(ref, accepted_at: dt.datetime) -> None:
     """``timeline.alert_sent`` (if unset) = when the SMTP server accepted the first alert e-mail."""
 
-    @fs.transactional
     def txn(tx) -> None:
-        ev = ref.get(transaction=tx).to_dict() or {}
+        ev = tx.get(ref).to_dict() or {}
         updates: dict = {"status": "alerted"}
         if not (ev.get("timeline") or {}).get("alert_sent"):
             updates["timeline.alert_sent"] = accepted_at
         tx.update(ref, updates)
 
-    txn(clients.firestore().transaction(max_attempts=10))
+    pipeline.run_optimistic(txn, what=f"{ref.path}: alert sent")
 
 
 def handle_lifecycle(tenant_id: str, event_id: str, tenant: Mapping[str, Any], *, mailer: Mailer | None = None,
@@ -436,9 +432,8 @@ def _claim(ref, recipient: str, now: dt.datetime, kind: str = "email") -> dict |
     except gexc.AlreadyExists:
         pass
 
-    @fs.transactional
     def txn(tx) -> dict | None:
-        d = ref.get(transaction=tx).to_dict() or {}
+        d = tx.get(ref).to_dict() or {}
         status = d.get("status")
         claimed = _as_utc(d.get("claimed_at"))
         if status == "sent" or (status == "failed" and d.get("permanent")):
@@ -448,7 +443,7 @@ def _claim(ref, recipient: str, now: dt.datetime, kind: str = "email") -> dict |
         tx.update(ref, {"status": "sending", "attempts": int(d.get("attempts") or 0) + 1, "claimed_at": now})
         return d
 
-    return txn(clients.firestore().transaction(max_attempts=10))
+    return pipeline.run_optimistic(txn, what=f"{ref.path}: alert")
 
 
 def _deliver(tenant_id: str, event_id: str, recipient: str, event: Mapping[str, Any], tenant: Mapping[str, Any],

@@ -33,7 +33,7 @@ each in ``verdicts.{detections,first,full}`` and published on ``events-analyzed`
 * ``full``, once the event has ended (claim ``full_pass``): Gemini on the clip as for version 1 (or on all the
   segments when the edge could not send a clip).
 
-``analysis`` is the latest verdict by rank (full > first > detections), written in a transaction with the
+``analysis`` is the latest verdict by rank (full > first > detections), written in one optimistic read-modify-write with the
 verdict. Without Gemini only the detections verdict is made (on the ``end`` too, so it is final).
 """
 
@@ -362,13 +362,12 @@ def _segment_media(ref, event: Mapping[str, Any], budget: int,
 
 def _write_verdict(ref, which: str, analysis: dict, tokens: int, tenant_id: str) -> bool:
     """Writes ``verdicts.{which}`` (and ``analysis`` when no verdict of a higher rank exists,
-    ``timeline.first_verdict`` if unset) in a transaction, with the token usage. Returns False (nothing
+    ``timeline.first_verdict`` if unset) in one optimistic read-modify-write, with the token usage. Returns False (nothing
     written) for a detections verdict equal to the stored one."""
     now = dt.datetime.now(dt.timezone.utc)
 
-    @fs.transactional
     def txn(tx) -> bool:
-        event = ref.get(transaction=tx).to_dict() or {}
+        event = tx.get(ref).to_dict() or {}
         verdicts = event.get("verdicts") or {}
         old = verdicts.get(which) or {}
         if which == "detections" and {k: v for k, v in old.items() if k != "analyzed_at"} == analysis:
@@ -386,12 +385,7 @@ def _write_verdict(ref, which: str, analysis: dict, tokens: int, tenant_id: str)
             usage.add(tenant_id, now=now, batch=tx, gemini_tokens=tokens)
         return True
 
-    try:
-        return txn(clients.firestore().transaction(max_attempts=10))
-    except ValueError as exc:
-        if isinstance(exc.__cause__, gexc.Aborted):
-            raise pipeline.InProgress(f"{ref.path}: verdict {which} lost to concurrent writers") from exc
-        raise
+    return pipeline.run_optimistic(txn, what=f"{ref.path}: verdict {which}")
 
 
 def _gemini_pass(ref, which: str, event: Mapping[str, Any], analyzer: GeminiAnalyzer, tenant: Mapping[str, Any],

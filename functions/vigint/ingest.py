@@ -22,7 +22,7 @@ should the scheduled retention miss it. A second message for a stored event is:
 Schema version 2 (attribute ``schema_version`` ``"2"``, docs/contracts.md "Event lifecycle"): a
 ``detection`` event arrives as ``start`` / updates / ``end`` with the same event id, each a whole
 snapshot of the event so far (``vigint.schema.LifecycleMessage``), in any order, twice or with gaps. After
-the same checks, ``ingest_lifecycle`` applies each ``(event_id, seq)`` once: in one transaction it creates
+the same checks, ``ingest_lifecycle`` applies each ``(event_id, seq)`` once: in one optimistic read-modify-write it creates
 ``messages/{seq:06d}`` (the same seq with other data: dropped as ``event_id_conflict``; with the same data: a
 duplicate, which only makes sure its follow-on went out), creates the message's new
 ``segments/{index:05d}`` documents, and merges the state into the event document (``merge_state``: the
@@ -265,7 +265,8 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
                      now: dt.datetime, drop) -> str:
     """Applies one verified version 2 message (see the module docstring); publishes its follow-on.
 
-    One transaction reads the event, the message's ``messages/{seq:06d}``, its segments' documents and the
+    One optimistic read-modify-write (``pipeline.run_optimistic``: no locks) reads the event, the message's
+    ``messages/{seq:06d}``, its segments' documents and the
     continued event, then writes them: so concurrent deliveries of the messages of one event end in one event
     document with the right final state. The event document takes one write per message (one per 2-4 s
     segment), within Firestore's sustained limit of about one write per second per document
@@ -276,7 +277,7 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
         ``"created"``, ``"applied"``, ``"stored"``, ``"duplicate"`` or ``"dropped:event_id_conflict"``.
 
     Raises:
-        vigint.pipeline.InProgress: the transaction lost to concurrent deliveries 10 times (redelivered).
+        vigint.pipeline.InProgress: the write lost to concurrent deliveries every time (redelivered).
         google.api_core.exceptions.GoogleAPICallError: Firestore/Pub/Sub failed (transient).
     """
     s = config.settings()
@@ -287,7 +288,6 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
     prev_ref = pipeline.event_ref(tenant_id, msg.continues) if msg.continues else None
     retention = dt.timedelta(days=pipeline.retention_days(tenant))
 
-    @fs.transactional
     def txn(tx) -> tuple[str, dict]:
         refs = [ref, msg_ref, *seg_refs.values()] + ([prev_ref] if prev_ref is not None else [])
         snaps = {snap.reference.path: snap for snap in tx.get_all(refs)}
@@ -314,7 +314,7 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
             follower = existing.get("continued_by")
             if follower and fields["chain_root"] != event_id:
                 fix_ref = pipeline.event_ref(tenant_id, follower)
-                if not fix_ref.get(transaction=tx).exists:
+                if not tx.get(fix_ref).exists:
                     fix_ref = None
         # --- writes (every read is above) ---
         if created:
@@ -343,12 +343,7 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
         tx.create(msg_ref, stored)
         return ("created" if created else "applied" if applied else "stored"), stored
 
-    try:
-        outcome, stored = txn(clients.firestore().transaction(max_attempts=10))
-    except ValueError as exc:
-        if isinstance(exc.__cause__, gexc.Aborted):  # the library wraps its last Aborted in a ValueError
-            raise pipeline.InProgress(f"{tenant_id}/{event_id}: message {seq} lost to concurrent deliveries") from exc
-        raise
+    outcome, stored = pipeline.run_optimistic(txn, what=f"{tenant_id}/{event_id}: message {seq}")
     if outcome == "conflict":
         return drop("event_id_conflict")
     log.info("ingest: event %s/%s message %d (%s): %s", tenant_id, event_id, seq, msg.phase, outcome)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import random
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore as fs
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from vigint import clients, config
 
@@ -50,6 +53,124 @@ class InProgress(RuntimeError):
     """Another delivery of the same message holds the claim right now (transient: let Pub/Sub redeliver)."""
 
 
+class OptimisticTransaction:
+    """A read-modify-write over a few documents without locks: the optimistic concurrency Firestore allows
+    with write preconditions.
+
+    Reads go straight to Firestore (no lock is taken) and remember each document's ``update_time``; the
+    writes are committed in one atomic batch in which every write to a document that was read carries a
+    precondition: ``last_update_time`` equal to what was read (update, or a set with merge, turned into an
+    update of the same field paths), or "does not exist" (create) for a document read as missing. When
+    another writer got there first the batch fails as a whole and ``run_optimistic`` starts again from the
+    reads. Writes to documents that were not read (counters with ``Increment``) carry no precondition.
+
+    Why not ``@firestore.transactional``: Firestore's server client libraries run pessimistic transactions,
+    whose reads lock documents until the commit. Several deliveries of one event (its lifecycle messages,
+    the analysis, the alert) read and write the same event document within a second; two locking
+    transactions that both read it and then both write it wait for each other until a lock times out: seconds
+    lost on the alert's path, and "Transaction lock timeout" aborts on the emulator (measured: 27 aborted
+    ingests in one two-camera run). Preconditions: https://cloud.google.com/firestore/docs/manage-data/transactions
+    ("Transactions and batched writes", preconditions) and the ``option=`` of ``WriteBatch.update``.
+
+    It offers the subset of ``Transaction`` the handlers use: ``get``, ``get_all``, ``create``, ``set``,
+    ``update``.
+    """
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self._reads: dict[str, Any] = {}
+        self._writes: list[tuple[str, Any, dict, bool]] = []
+
+    def get(self, ref):
+        """The document's snapshot (remembered for the precondition of a later write to it)."""
+        snap = ref.get()
+        self._reads[ref.path] = snap
+        return snap
+
+    def get_all(self, refs) -> list:
+        """Snapshots of ``refs`` (in any order, like ``Client.get_all``), remembered as ``get`` does."""
+        snaps = list(self._client.get_all(list(refs)))
+        for snap in snaps:
+            self._reads[snap.reference.path] = snap
+        return snaps
+
+    def create(self, ref, data: dict) -> None:
+        self._writes.append(("create", ref, data, False))
+
+    def set(self, ref, data: dict, merge: bool = False) -> None:
+        self._writes.append(("set", ref, data, merge))
+
+    def update(self, ref, data: dict) -> None:
+        self._writes.append(("update", ref, data, False))
+
+    @property
+    def writes(self) -> int:
+        return len(self._writes)
+
+    def commit(self) -> None:
+        """Commits the writes in one batch, with the preconditions above.
+
+        Raises:
+            google.api_core.exceptions.FailedPrecondition, AlreadyExists: another writer changed a document
+                that was read (``run_optimistic`` retries).
+        """
+        batch = self._client.batch()
+        for op, ref, data, merge in self._writes:
+            snap = self._reads.get(ref.path)
+            if snap is not None and not snap.exists and op in ("create", "set"):
+                batch.create(ref, data)  # read as missing: it must still be missing
+            elif snap is not None and snap.exists and (op == "update" or (op == "set" and merge)):
+                fields = data if op == "update" else _field_paths(data)
+                batch.update(ref, fields, option=self._client.write_option(last_update_time=snap.update_time))
+            elif op == "create":
+                batch.create(ref, data)
+            elif op == "set":
+                batch.set(ref, data, merge=merge)
+            else:
+                batch.update(ref, data)
+        batch.commit()
+
+
+def _field_paths(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: what ``set(..., merge=True)`` writes, as ``update`` field paths."""
+    out: dict = {}
+    for key, value in data.items():
+        path = (*prefix, key)
+        if isinstance(value, Mapping) and value:
+            out.update(_field_paths(value, path))
+        else:
+            out[FieldPath(*path).to_api_repr()] = value
+    return out
+
+
+OPTIMISTIC_ATTEMPTS = 25
+
+
+def run_optimistic(fn, *, what: str, attempts: int = OPTIMISTIC_ATTEMPTS):
+    """Runs ``fn(tx)`` (an ``OptimisticTransaction``) and commits its writes, again from the reads while another
+    writer wins the race (random back-off of up to 5 ms x 2^attempt, at most 0.2 s).
+
+    Returns:
+        What ``fn`` returned on the attempt that committed (or wrote nothing).
+
+    Raises:
+        InProgress: ``attempts`` commits lost to concurrent writers (transient: let Pub/Sub redeliver).
+        google.api_core.exceptions.GoogleAPICallError: Firestore failed otherwise.
+    """
+    client = clients.firestore()
+    for attempt in range(attempts):
+        tx = OptimisticTransaction(client)
+        result = fn(tx)
+        if not tx.writes:
+            return result
+        try:
+            tx.commit()
+            return result
+        except (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.Aborted):
+            time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** attempt)))
+    raise InProgress(f"{what}: lost to concurrent writers {attempts} times")
+
+
 CLAIM_LEASE_S = 120
 
 
@@ -57,7 +178,7 @@ def claim(ref, name: str, *, done_field: str | None = None, lease_s: float = CLA
           now: dt.datetime | None = None) -> str:
     """Claims a one-time step on a document, so concurrent deliveries of one message do it once.
 
-    In a transaction: if ``done_field`` is truthy the step is done (``"done"``); if ``claims.{name}`` was set
+    In one optimistic read-modify-write (``run_optimistic``): if ``done_field`` is truthy the step is done (``"done"``); if ``claims.{name}`` was set
     less than ``lease_s`` seconds ago another delivery is doing it (``"busy"``); otherwise ``claims.{name}``
     becomes ``now`` and the caller owns the step (``"mine"``). A claimer that dies loses the claim after
     ``lease_s`` seconds, so a later redelivery takes over.
@@ -73,15 +194,14 @@ def claim(ref, name: str, *, done_field: str | None = None, lease_s: float = CLA
         ``"mine"``, ``"busy"`` or ``"done"``.
 
     Raises:
-        InProgress: every one of the transaction's 10 attempts was aborted by concurrent deliveries writing the
-            same document (the client library's ``ValueError``); let Pub/Sub redeliver.
+        InProgress: every attempt lost to concurrent deliveries writing the same document; let Pub/Sub
+            redeliver.
         google.api_core.exceptions.GoogleAPICallError: Firestore failed (transient).
     """
     now = now or dt.datetime.now(dt.timezone.utc)
 
-    @fs.transactional
     def txn(tx) -> str:
-        snap = ref.get(transaction=tx)
+        snap = tx.get(ref)
         if done_field and _flag(snap, done_field):
             return "done"
         try:
@@ -94,12 +214,7 @@ def claim(ref, name: str, *, done_field: str | None = None, lease_s: float = CLA
         tx.update(ref, {f"claims.{name}": now})
         return "mine"
 
-    try:
-        return txn(clients.firestore().transaction(max_attempts=10))
-    except ValueError as exc:
-        if isinstance(exc.__cause__, gexc.Aborted):  # the library wraps its last Aborted in a ValueError
-            raise InProgress(f"{ref.path}: claim {name} lost to concurrent deliveries: {exc}") from exc
-        raise
+    return run_optimistic(txn, what=f"{ref.path}: claim {name}")
 
 
 def publish_once(ref, flag: str, topic_id: str, tenant_id: str, event_id: str,
