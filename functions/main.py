@@ -16,7 +16,7 @@ from vigint import retention as _retention
 from vigint import tenant_api as _tenant_api
 from vigint import video_link as _video_link
 
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def _pubsub_message(cloud_event) -> tuple[bytes, dict, str | None]:

@@ -48,6 +48,7 @@ from vigint_edge.status import MeteredDeliverer, StatusServer
 from vigint_edge.systemd import Notifier
 
 log = logging.getLogger(__name__)
+PUBLISHER_WARM_TIMEOUT_S = 10.0  # longest wait at start for the Pub/Sub client before the cameras start
 
 
 @dataclass
@@ -112,6 +113,12 @@ class EdgeDaemon:
                                      daemon=True) for d in self.deliverers]
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         health = threading.Thread(target=self._health_loop, name="health", daemon=True)
+        # The Pub/Sub client and publish credentials first (a second or more on a busy box: imports, a
+        # channel, an edge_api call), so a camera that shows someone at once does not wait for them;
+        # bounded, because offline the first publish simply tries again.
+        warm = threading.Thread(target=self.deliverer.publisher.warm, name="publisher-warm", daemon=True)
+        warm.start()
+        warm.join(PUBLISHER_WARM_TIMEOUT_S)
         for t in delivery:
             t.start()
         heartbeat.start()
