@@ -2,7 +2,9 @@
 
 1. Assets: the COCO SSDLite-MobileNetV2 detector converted to OpenVINO IR, and the video (``vtest.avi`` from
    Debian's ``opencv-doc`` unless ``--video`` is given).
-2. The local stack (reused if ``make up`` already started it), emptied.
+2. The local stack (reused if ``make up`` already started it), emptied. Before anything starts, every port it
+   needs is checked: one in use stops the demo at once, naming the port, its holder and the variable that
+   moves it.
 3. A demo tenant with one device and one alert recipient, created with ``python -m vigint.admin`` — the
    operator's own path.
 4. The edge daemon watches the video as a camera (read at its own frame rate) and delivers its events.
@@ -10,7 +12,15 @@
    and prints a summary with the latency from each event's end to its email's arrival.
 
 The stack keeps running so the link in the email can be opened in a browser; ``make down`` stops it.
-Exit status: 0 when at least one alert email arrived, 1 otherwise (with the reason).
+
+Ports: the stack's as ``make up`` (``VIGINT_PORT_<PART>``, e.g. ``VIGINT_PORT_FIRESTORE=9510``), and the edge
+daemon's status endpoint (``/healthz``, ``/metrics``) on 9393 unless ``VIGINT_PORT_EDGE_STATUS`` says otherwise.
+
+Exit status: 0 when the run worked: the alert emails arrived, or there was nothing to alert about (a quiet
+video: "no one in view: no events, no alerts"). 1 when something broke (a port taken, a process of the stack or
+the edge daemon failed, the edge could not deliver, ingest dropped a message) or an expected alert went missing
+(the edge published an alert-severity event and, within ``--timeout``, neither its email arrived nor did the
+cloud decide not to alert), with the reason.
 """
 
 from __future__ import annotations
@@ -28,11 +38,14 @@ from pathlib import Path
 
 from infra import assets
 from infra.local.smtp_sink import read_messages
+from infra.local.ports import PortsTaken, check_free, port_variable
 from infra.local.stack import REPO, LocalStack, _alive, _passthrough_env, default_ports
 
-DEMO = REPO / ".local" / "demo"
+LOCAL = REPO / ".local"
 TENANT, DEVICE, CAMERA = "demo", "nuc-1", "entrance"
 RECIPIENT = "security@demo.example"
+EDGE_STATUS_PORT = 9393  # the edge daemon's default (vigint_edge.config.StatusConfig)
+TAP = "demo-edge-events-tap"  # a pull subscription on edge-events: what the edge published, as the cloud got it
 
 
 def _admin(env: dict, *args: str) -> str:
@@ -43,18 +56,95 @@ def _admin(env: dict, *args: str) -> str:
     return out.stdout
 
 
-def _stack() -> LocalStack:
-    workdir = REPO / ".local" / "stack"
+def _edge_status_port() -> int:
+    """``VIGINT_PORT_EDGE_STATUS`` or 9393.
+
+    Raises:
+        SystemExit: not a port number.
+    """
+    value = os.environ.get(port_variable("edge_status"), str(EDGE_STATUS_PORT))
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise SystemExit(f"{port_variable('edge_status')}={value!r} is not a TCP port (1-65535)")
+    return int(value)
+
+
+def _running_stack(workdir: Path) -> LocalStack | None:
+    """The stack ``make up`` (or an earlier demo) left running in ``workdir``, or None (a half-dead one is
+    stopped)."""
     if (workdir / "stack.json").exists():
         stack = LocalStack.load(workdir)
         if all(_alive(pid) for pid in stack.pids.values()):
-            print("local stack: already running, reusing it")
             return stack
         stack.stop()
+    return None
+
+
+def _stack(workdir: Path, running: LocalStack | None) -> LocalStack:
+    if running is not None:
+        print("local stack: already running, reusing it")
+        return running
     print("local stack: starting (Firestore and Pub/Sub emulators, fake-gcs-server, 5 functions, SMTP)")
     stack = LocalStack(workdir=workdir, ports=default_ports(), extra_env=_passthrough_env())
     stack.start()
     return stack
+
+
+def _tap(stack: LocalStack) -> str:
+    """A fresh pull subscription on ``edge-events``; returns its path."""
+    os.environ.update(stack.env)
+    from google.api_core.exceptions import NotFound
+    from google.cloud import pubsub_v1
+
+    subscriber = pubsub_v1.SubscriberClient()
+    path = subscriber.subscription_path(stack.project, TAP)
+    try:
+        subscriber.delete_subscription(request={"subscription": path})
+    except NotFound:
+        pass
+    subscriber.create_subscription(request={"name": path, "topic": f"projects/{stack.project}/topics/edge-events"})
+    subscriber.close()
+    return path
+
+
+def _published(stack: LocalStack, tap: str) -> list[dict]:
+    """Every message the edge published since ``_tap`` (acknowledged): ``[{"event_id", "kind", "severity"}]``."""
+    import warnings
+
+    os.environ.update(stack.env)
+    from google.cloud import pubsub_v1
+
+    subscriber = pubsub_v1.SubscriberClient()
+    out, empty = [], 0
+    while empty < 3:
+        with warnings.catch_warnings():  # return_immediately is deprecated but the emulator honours it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            resp = subscriber.pull(request={"subscription": tap, "max_messages": 1000, "return_immediately": True},
+                                   timeout=10)
+        if not resp.received_messages:
+            empty += 1
+            time.sleep(0.2)
+            continue
+        empty = 0
+        subscriber.acknowledge(request={"subscription": tap, "ack_ids": [m.ack_id for m in resp.received_messages]})
+        for m in resp.received_messages:
+            try:
+                body = json.loads(m.message.data)
+            except ValueError:
+                body = {}
+            out.append({"event_id": body.get("event_id") or m.message.attributes.get("event_id"),
+                        "kind": body.get("kind"), "severity": body.get("severity")})
+    subscriber.delete_subscription(request={"subscription": tap})
+    subscriber.close()
+    return out
+
+
+def _ingest_drops(stack: LocalStack) -> dict:
+    """``stats/ingest_drops`` (``{reason: n, "total": n, ...}``; empty when ingest dropped nothing)."""
+    os.environ.update(stack.env)
+    from google.cloud import firestore
+
+    snap = firestore.Client(project=stack.project).collection("stats").document("ingest_drops").get()
+    return snap.to_dict() if snap.exists else {}
 
 
 def _firestore_events(stack: LocalStack) -> list[dict]:
@@ -73,10 +163,28 @@ def _parse_time(value) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make demo")
+    parser = argparse.ArgumentParser(
+        prog="make demo", description="The whole system on the local stack, on real video.",
+        epilog="Ports: the stack's move with VIGINT_PORT_<PART> (e.g. VIGINT_PORT_FIRESTORE=9510, as for make up), "
+               f"the edge daemon's status endpoint ({EDGE_STATUS_PORT}) with VIGINT_PORT_EDGE_STATUS.")
     parser.add_argument("--video", type=Path, help="a video file to use instead of vtest.avi")
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for alerts after the video ends")
+    parser.add_argument("--local-dir", type=Path, default=LOCAL,
+                        help="where the stack (stack/) and the demo's files (demo/) live (default .local)")
     args = parser.parse_args(argv)
+    local = args.local_dir.resolve()
+    demo = local / "demo"
+
+    running = _running_stack(local / "stack")
+    status_port = _edge_status_port()
+    needed = {"edge_status": status_port}
+    if running is None:
+        needed.update(LocalStack(workdir=local / "stack", ports=default_ports()).used_ports)
+    try:
+        check_free(needed)
+    except PortsTaken as exc:
+        print(f"FAILED: nothing started, a port the demo needs is not free:\n{exc}", file=sys.stderr)
+        return 1
 
     print("== assets")
     model_xml = assets.ensure_default_model()
@@ -86,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {model_xml}\nvideo: {video}")
 
     print("== local stack")
-    stack = _stack()
+    stack = _stack(local / "stack", running)
     stack.reset()
     for name, url in stack.urls.items():
         print(f"  {name:11s} {url}")
@@ -98,13 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     creds = json.loads(_admin(env, "device", "create", "--tenant", TENANT, "--id", DEVICE, "--name", "Demo NUC"))
     print(f"  tenant {TENANT}, device {DEVICE} (key version {creds['key_version']}), recipient {RECIPIENT}")
 
-    shutil.rmtree(DEMO, ignore_errors=True)
-    (DEMO / "mail").mkdir(parents=True)
-    secret_file = DEMO / "device-secret"
+    shutil.rmtree(demo, ignore_errors=True)
+    (demo / "mail").mkdir(parents=True)
+    secret_file = demo / "device-secret"
     fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, creds["secret"].encode())
     os.close(fd)
-    config = DEMO / "config.yaml"
+    config = demo / "config.yaml"
     config.write_text(
         f"""# Written by make demo: the edge daemon watching {video.name} as camera '{CAMERA}'.
 device:
@@ -119,9 +227,13 @@ cameras:
 model:
   path: {model_xml}
 spool:
-  dir: {DEMO / 'spool'}
+  dir: {demo / 'spool'}
+status:
+  host: 127.0.0.1
+  port: {status_port}
 """
     )
+    tap = _tap(stack)
 
     print(f"== edge daemon: watching {video.name} in real time (Ctrl-C stops)")
     edge_env = {**os.environ, "PUBSUB_EMULATOR_HOST": stack.env["PUBSUB_EMULATOR_HOST"],
@@ -130,6 +242,8 @@ spool:
     rc = subprocess.run([sys.executable, "-m", "vigint_edge.cli", "run", "--config", str(config),
                          "--exit-when-done"], env=edge_env, cwd=REPO).returncode
     print(f"edge daemon finished in {time.time() - started:.1f} s (exit {rc})")
+    published = _published(stack, tap)
+    published_ids = {m["event_id"] for m in published}
 
     print("== waiting for the cloud: ingest -> analyze -> alert -> email")
     deadline = time.time() + args.timeout
@@ -138,8 +252,9 @@ spool:
         decided = [e for e in events if e.get("alert", {}).get("decided_at")]
         expected = sum(len(e["alert"].get("recipients", [RECIPIENT])) for e in decided if e["alert"].get("alerted"))
         mails = read_messages(stack.maildir)
-        if events and len(decided) == len(events) and len(mails) >= expected:
-            break
+        if published_ids <= {e["event_id"] for e in events} and len(decided) == len(events) \
+                and len(mails) >= expected:
+            break  # also at once when the edge published nothing: nothing to wait for
         if time.time() > deadline:
             break
         time.sleep(0.5)
@@ -157,7 +272,7 @@ spool:
             "alerted": (e.get("alert") or {}).get("alerted"),
         })
     for i, msg in enumerate(mails):
-        (DEMO / "mail" / f"{i + 1:03d}.eml").write_bytes(bytes(msg))
+        (demo / "mail" / f"{i + 1:03d}.eml").write_bytes(bytes(msg))
         text = msg.get_body(("plain",)).get_content() if msg.get_body(("plain",)) else ""
         link = re.search(r"https?://\S+/v/[A-Za-z0-9_\-]+", text)
         event_id = msg.get("X-Vigint-Event-Id", "")
@@ -167,7 +282,7 @@ spool:
             "link": link.group(0) if link else None, "received_at": received,
             "latency_s": round(received - ends[event_id], 2) if event_id in ends else None,
         })
-    (DEMO / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (demo / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
     print("\n== events")
     for e in summary["events"]:
@@ -178,13 +293,51 @@ spool:
     for m in summary["emails"]:
         print(f"  to={m['to']} subject={m['subject']!r}\n      link={m['link']}\n"
               f"      latency from event end to inbox: {m['latency_s']} s")
-    print(f"\nsummary: {DEMO / 'summary.json'}  mail: {DEMO / 'mail'}")
-    if not summary["emails"]:
-        reason = "no events reached Firestore" if not events else "events were stored but no alert email arrived"
-        print(f"FAILED: {reason}; see the logs under {stack.workdir / 'logs'}", file=sys.stderr)
+    print(f"\nsummary: {demo / 'summary.json'}  mail: {demo / 'mail'}")
+    problems = _problems(stack, rc, demo, published, events, mails, args.timeout)
+    if problems:
+        print(f"FAILED: {'; '.join(problems)}; see the logs under {stack.workdir / 'logs'}", file=sys.stderr)
         return 1
+    if not published and not events:
+        print("no one in view: no events, no alerts. The stack keeps running; `make down` stops it.")
+        return 0
+    if not summary["emails"]:
+        print(f"{len(events)} event(s), none to alert about: no alert emails. The stack keeps running; "
+              "`make down` stops it.")
+        return 0
     print("Open a link above in a browser to play the clip. The stack keeps running; `make down` stops it.")
     return 0
+
+
+def _problems(stack: LocalStack, rc: int, demo: Path, published: list[dict], events: list[dict], mails: list,
+              timeout: float) -> list[str]:
+    """What broke in the run, or the alerts that went missing; empty when it worked (a quiet video included)."""
+    problems = []
+    if rc != 0:
+        problems.append(f"the edge daemon exited with status {rc}"
+                        + (" (events left undelivered in its spool)" if rc == 1 else ""))
+    failed = sorted(p.name for p in (demo / "spool" / "failed").glob("*"))
+    if failed:
+        problems.append(f"the cloud refused {len(failed)} spooled item(s) for good ({', '.join(failed)})")
+    dead = [name for name, pid in stack.pids.items() if not _alive(pid)]
+    if dead:
+        problems.append(f"stack part(s) no longer running: {', '.join(dead)}")
+    drops = _ingest_drops(stack)
+    if drops.get("total"):
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(drops.items()) if isinstance(v, int) and k != "total")
+        problems.append(f"ingest dropped {drops['total']} message(s) ({reasons})")
+    stored = {e["event_id"]: e for e in events}
+    lost = sorted({m["event_id"] for m in published} - set(stored))
+    if lost:
+        problems.append(f"{len(lost)} published event(s) never reached Firestore ({', '.join(lost)})")
+    mailed = {m.get("X-Vigint-Event-Id", "") for m in mails}
+    missing = sorted(
+        eid for eid in {m["event_id"] for m in published if m["severity"] == "alert"} & set(stored)
+        if eid not in mailed and (stored[eid].get("alert") or {}).get("alerted") is not False
+    )
+    if missing:
+        problems.append(f"no alert email within {timeout:g} s for alert event(s) {', '.join(missing)}")
+    return problems
 
 
 if __name__ == "__main__":

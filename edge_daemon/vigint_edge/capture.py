@@ -1,8 +1,9 @@
-"""Frames from a camera: an RTSP stream (reconnecting with backoff) or a video file (read at its own
-frame rate, like a camera, unless ``realtime`` is off), demuxed and decoded with PyAV (FFmpeg).
+"""Frames from a camera: an RTSP stream (reconnecting with backoff) or a video file (played by its own
+timestamps, like a camera, unless ``realtime`` is off), demuxed and decoded with PyAV (FFmpeg).
 
-Each frame carries two clocks: ``t``, seconds since the source opened (monotonic, used for pre/post roll
-and clip timestamps), and ``wall``, the UTC time it was captured (used for event times). It also carries the
+Each frame carries two clocks: ``t``, seconds since the source opened (increasing, used for pre/post roll
+and clip timestamps; for a file, its presentation timestamp since the first frame), and ``wall``, the UTC time
+it was captured (used for event times; for a file, the time it opened plus ``t``). It also carries the
 compressed packets demuxed since the previous frame, so H.264 clips can be cut by remuxing the camera's own
 stream (no re-encoding; ``clip.RemuxWriter``) and other codecs are re-encoded.
 """
@@ -51,7 +52,8 @@ class Frame:
             frames nobody looks at (between detector frames, remuxed into clips) cost no colour conversion.
             None for a frame whose pixels were dropped (``without_pixels``).
         av_frame: the decoder's picture (``av.VideoFrame``, usually yuv420p), or None.
-        t: seconds since the source opened.
+        t: seconds since the source opened (streams: on arrival; files: the frame's presentation timestamp
+            since the first frame's, see ``_FileClock``).
         wall: capture time, UTC.
         index: frame number since the source opened.
         packets: the compressed packets (``av.Packet``) demuxed since the previous frame, in decode order;
@@ -210,9 +212,10 @@ class VideoSource:
 
     # ------------------------------------------------------------------------------------------ files
     def _file_frames(self) -> Iterator[Frame]:
-        """Every frame of the file, in order (none dropped). A reader thread demuxes and decodes up to
-        ``_QUEUE_FRAMES`` ahead, as for streams, so decoding overlaps the consumer's work (measured with the
-        detector on every frame of a 1080p file: 106 -> 118 frames/s on two cores)."""
+        """Every frame of the file, in order (none dropped), timed by the file's own presentation timestamps
+        (``_FileClock``) and, with ``realtime``, yielded when that time comes. A reader thread demuxes and
+        decodes up to ``_QUEUE_FRAMES`` ahead, as for streams, so decoding overlaps the consumer's work
+        (measured with the detector on every frame of a 1080p file: 106 -> 118 frames/s on two cores)."""
         try:
             container = av.open(self.camera.source)
             stream = container.streams.video[0]
@@ -228,13 +231,14 @@ class VideoSource:
         anchor_wall = datetime.now(timezone.utc)
         anchor_mono = time.monotonic()
         index = 0
+        clock = _FileClock(self.fps)
         try:
             while (item := frames.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item  # the reader failed unexpectedly: as if decoding had run here
                 if self.stop.is_set() or (self.max_frames is not None and index >= self.max_frames):
                     return
-                t = index / self.fps
+                t = clock.t(item[0], stream.time_base)
                 if self.camera.realtime:
                     delay = anchor_mono + t - time.monotonic()
                     if delay > 0 and self.stop.wait(delay):
@@ -374,6 +378,42 @@ class VideoSource:
 
     def _count_drop(self) -> None:
         self.dropped += 1
+
+
+class _FileClock:
+    """A file's own clock: seconds of each decoded frame since the file's first frame, from its presentation
+    timestamp (``pts x time_base``), so a file with variable frame timing plays, and is timed, as it was
+    recorded (a frame count over the average rate would play its gaps many times too fast).
+
+    A frame without a pts is put ``1 / fps`` after the previous one. So that ``t`` always increases (the
+    event pipeline skips frames that do not), a pts at or before the previous frame's (a timestamp
+    discontinuity, a duplicate) is also put ``1 / fps`` after it, and the later frames keep that offset.
+
+    Args:
+        fps: the stream's nominal frame rate (frames per second, > 0), for the fallback step.
+    """
+
+    def __init__(self, fps: float):
+        self.step = 1.0 / fps
+        self._offset: float | None = None  # seconds to subtract from pts x time_base
+        self._last: float | None = None
+
+    def t(self, frame, time_base) -> float:
+        """Seconds since the first frame for the decoded ``frame`` (``av.VideoFrame``); ``time_base`` is the
+        stream's, used when the frame carries none."""
+        nxt = 0.0 if self._last is None else self._last + self.step
+        tb = frame.time_base or time_base
+        if frame.pts is None or not tb:
+            t = nxt
+        else:
+            pts_s = float(frame.pts * tb)
+            if self._offset is None:
+                self._offset = pts_s - nxt  # the first timed frame: its place on the clock so far
+            t = pts_s - self._offset
+            if self._last is not None and t <= self._last:
+                self._offset, t = pts_s - nxt, nxt
+        self._last = t
+        return t
 
 
 def _decode(container, stream) -> Iterator[tuple[object, list]]:

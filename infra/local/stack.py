@@ -11,7 +11,9 @@ CLI::
     python -m infra.local.stack down [--workdir .local/stack]
     python -m infra.local.stack status [--workdir .local/stack]
 
-Ports default to 8510-8525 and are overridable with ``VIGINT_PORT_<PART>`` (e.g. ``VIGINT_PORT_PUBSUB``).
+Ports default to 8510-8519 and are overridable with ``VIGINT_PORT_<PART>`` (e.g. ``VIGINT_PORT_PUBSUB``,
+``VIGINT_PORT_EDGE_API``). ``up`` checks every port before it starts anything and stops at once (exit status
+1) if one is taken, naming the port, the process holding it and the variable that moves it.
 The start commands and the Pub/Sub emulator's classpath fix come from ``shared/DESIGN.md``.
 """
 
@@ -35,6 +37,7 @@ import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from infra.local import service_account
+from infra.local.ports import PortsTaken, check_free, port_variable
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +78,18 @@ def free_port() -> int:
 
 
 def default_ports() -> dict[str, int]:
-    """The CLI's ports: 8510.. unless ``VIGINT_PORT_<PART>`` says otherwise."""
-    return {p: int(os.environ.get(f"VIGINT_PORT_{p.upper()}", DEFAULT_PORTS[p])) for p in PARTS}
+    """The CLI's ports: 8510.. unless ``VIGINT_PORT_<PART>`` says otherwise.
+
+    Raises:
+        SystemExit: a ``VIGINT_PORT_<PART>`` that is not a port number.
+    """
+    ports = {}
+    for part in PARTS:
+        value = os.environ.get(port_variable(part), str(DEFAULT_PORTS[part]))
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise SystemExit(f"{port_variable(part)}={value!r} is not a TCP port (1-65535)")
+        ports[part] = int(value)
+    return ports
 
 
 def _wait_port(port: int, proc: subprocess.Popen, name: str, timeout: float = 60.0) -> None:
@@ -170,12 +183,21 @@ class LocalStack:
         return env
 
     # ------------------------------------------------------------------------------------- lifecycle
+    @property
+    def used_ports(self) -> dict[str, int]:
+        """Part -> port of the parts ``start`` runs."""
+        parts = PARTS if self.with_functions else ["firestore", "pubsub", "gcs"]
+        return {part: self.ports[part] for part in parts}
+
     def start(self) -> None:
-        """Starts every part, waits until each listens, then creates bucket, topics and subscriptions.
+        """Checks that every port is free, starts every part, waits until each listens, then creates bucket,
+        topics and subscriptions.
 
         Raises:
+            PortsTaken: a port is in use or given twice; nothing was started (nor written).
             RuntimeError: a part exited or did not listen in time (its log is under ``workdir/logs``).
         """
+        check_free(self.used_ports)
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         if not self.device_key_secret:
@@ -230,9 +252,11 @@ class LocalStack:
 
     def reset(self) -> None:
         """Empties Firestore and the mail spool (between tests)."""
-        # The emulator answers 409 while a transaction (e.g. a function still at work) holds documents.
+        # The emulator answers 409 while a transaction (e.g. a function still at work) holds documents, and
+        # may take longer than the read timeout just after it started on a busy machine (seen at load 10 on 2
+        # cores); deleting everything again is harmless.
         for attempt in Retrying(stop=stop_after_attempt(20), wait=wait_fixed(0.25), reraise=True,
-                                retry=retry_if_exception_type(requests.HTTPError)):
+                                retry=retry_if_exception_type((requests.HTTPError, requests.Timeout))):
             with attempt:
                 requests.delete(
                     f"{self.urls['firestore']}/emulator/v1/projects/{self.project}/databases/(default)/documents",
@@ -427,7 +451,11 @@ def main(argv: list[str] | None = None) -> int:
         if workdir.exists():
             shutil.rmtree(workdir / "mail", ignore_errors=True)
         stack = LocalStack(workdir=workdir, ports=default_ports(), extra_env=_passthrough_env())
-        stack.start()
+        try:
+            stack.start()
+        except PortsTaken as exc:
+            print(f"local stack not started:\n{exc}", file=sys.stderr)
+            return 1
         _print_urls(stack)
         print(f"environment for clients: source {workdir / 'env.sh'}")
         return 0

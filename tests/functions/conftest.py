@@ -55,7 +55,11 @@ def _jpeg(width: int = 160, height: int = 120) -> bytes:
     return out.getvalue()
 
 
-FIXTURE_START = dt.datetime(2026, 11, 22, 6, 0, 0, tzinfo=dt.timezone.utc)  # start_time of ``Fenv.event``
+# start_time of ``Fenv.event``: 06:00 UTC on the day before the run, so that fixtures are as old as real events
+# (hours, not months) on whatever day the suite runs, always at the same time of day. Tests that need another
+# instant pin the clock (``now=``) relative to it.
+FIXTURE_START = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).replace(hour=6, minute=0, second=0,
+                                                                                   microsecond=0)
 
 
 @pytest.fixture(scope="session")
@@ -189,10 +193,6 @@ def fenv(functions_env, monkeypatch, media) -> Fenv:
         topics[which], subs[which] = topic_id, sub
         monkeypatch.setenv(var, topic_id)
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
-    # ``Fenv.event`` stamps events at the fixed FIXTURE_START; keep them inside ingest's max age however long
-    # after that date the suite runs (tests of the age limit set it themselves).
-    age = (dt.datetime.now(dt.timezone.utc) - FIXTURE_START).total_seconds() + 7 * 24 * 3600
-    monkeypatch.setenv("VIGINT_EVENT_MAX_AGE_SECONDS", str(int(max(age, 7 * 24 * 3600))))
     clients.reset()
     env = dict(functions_env)
     env.update({"VIGINT_INGESTED_TOPIC": topics["ingested"], "VIGINT_ANALYZED_TOPIC": topics["analyzed"]})

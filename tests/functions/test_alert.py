@@ -11,6 +11,8 @@ import uuid
 import pytest
 import requests
 
+from tests.functions.conftest import FIXTURE_START
+
 
 def _msg(ev: dict) -> bytes:
     return json.dumps({"tenant_id": ev["tenant_id"], "event_id": ev["event_id"]}).encode()
@@ -126,7 +128,12 @@ def test_email_structure(fenv, smtp_sink, media):
     link = _link(message)
     assert link.startswith(fenv.env["VIGINT_PUBLIC_BASE_URL"] + "/v/")
     assert html.escape(link) in body_html or link in body_html
-    assert "Sunday 22 November 2026, 06:00:00 UTC" in text  # event time written out in UTC
+    start = FIXTURE_START  # the event's start, 06:00 UTC the day before the run, written out in UTC
+    assert f"{start:%A} {start.day} {start:%B %Y}, 06:00:00 UTC" in text
+    from vigint import render  # the format itself, on a fixed instant (nothing here ages)
+
+    assert render.utc_words(dt.datetime(2026, 11, 22, 7, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=1)))) \
+        == "Sunday 22 November 2026, 06:00:05 UTC"
     assert "lobby" in text and "No AI analysis" in text
     assert re.search(r"expires on \w+day \d+ \w+ \d{4}, \d\d:\d\d:\d\d UTC, 7 days after", text), text
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.functions.conftest import FIXTURE_START
 
 
 def _msg(ev: dict) -> bytes:
@@ -68,7 +69,7 @@ def test_quiet_hours_window(utc, quiet):
 def test_quiet_hours_hold_emails_below_level_3(fenv, smtp_sink):
     from vigint import alert, pipeline
 
-    night = dt.datetime(2026, 11, 22, 22, 30, tzinfo=dt.timezone.utc)  # 23:30 in Paris
+    night = FIXTURE_START.replace(hour=22, minute=30)  # 23:30 in Paris (00:30 in summer)
     recipient = f"night-{uuid.uuid4().hex[:8]}@example.com"
     person = _analysed(fenv, [recipient])
     pipeline.tenant_ref(person["tenant_id"]).update({"quiet_hours": PARIS_NIGHT})
@@ -91,7 +92,7 @@ def test_quiet_hours_hold_emails_below_level_3(fenv, smtp_sink):
     assert "Condition: camera_tampered" in text and "/v/" in text
 
     # The next morning a person event is e-mailed again.
-    morning = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.timezone.utc)
+    morning = night.replace(hour=9, minute=0) + dt.timedelta(days=1)  # 10:00 in Paris (11:00 in summer)
     later = fenv.ingested_event(creds)
     analyze.handle_ingested(data=_msg(later))
     assert alert.handle_analyzed(data=_msg(later), now=morning) == "sent:1"

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 
 from tests.fakes.gemini_server import FakeGemini
+from tests.functions.conftest import FIXTURE_START
 
 
 def _msg(ev: dict) -> bytes:
@@ -118,8 +120,18 @@ def test_prompt_has_zones_local_time_and_normal_context(fenv, gemini):
     analyze.handle_ingested(data=_msg(ev))
     prompt = " ".join(p.get("text", "") for p in _parts(gemini.requests[-1]))
     assert "Zones entered: driveway." in prompt
-    # 2026-11-22 06:00 UTC is a Sunday, 07:00 in Paris (CET, UTC+1).
-    assert "Local time at the site: Sunday 07:00 (morning) in Europe/Paris." in prompt
+    # The event starts at FIXTURE_START, 06:00 UTC on the day before the run: 07:00 in Paris (CET, UTC+1) or
+    # 08:00 in summer (CEST, UTC+2), the weekday of that day there.
+    from zoneinfo import ZoneInfo
+
+    local = FIXTURE_START.astimezone(ZoneInfo("Europe/Paris"))
+    assert local.hour in (7, 8)
+    assert f"Local time at the site: {local:%A} {local:%H}:00 (morning) in Europe/Paris." in prompt
+    # A fixed instant, given to the formatter itself (nothing here ages): 2026-11-22 06:00 UTC is a Sunday.
+    from vigint import prompts
+
+    sunday = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.timezone.utc)
+    assert prompts.local_time_words(sunday, "Europe/Paris") == "Sunday 07:00 (morning) in Europe/Paris"
     assert "Deliveries arrive before 8." in prompt
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
+from tests.functions.conftest import FIXTURE_START
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,7 +80,7 @@ def test_schema_rejects_what_the_contract_forbids(fenv):
         "bad tenant": {**good, "tenant_id": "Demo!"},
         "path in id": {**good, "event_id": "../../etc"},
         "naive time": {**good, "start_time": "2026-11-22T06:00:00"},
-        "end before start": {**good, "end_time": "2026-11-22T05:59:59Z"},
+        "end before start": {**good, "end_time": (FIXTURE_START - dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")},
         "score > 1": {**good, "top_score": 1.5},
         "51 detections": {**good, "detections": good["detections"] * 51},
         "duplicate labels": {**good, "labels": ["person", "person"]},
