@@ -54,3 +54,110 @@ def synthetic_event(spool, tenant_id: str, device_id: str, camera_id: str, tmp: 
     )
     spool.put(event, info.path, snap)
     return event
+
+
+# ---- the cloud as a test reads it back (Firestore emulator, fake-gcs-server, SMTP sink, video_link) ----
+
+
+def event_docs(stack, tenant_id: str) -> dict[str, dict]:
+    """The tenant's event documents by event id."""
+    from google.cloud import firestore
+
+    db = firestore.Client(project=stack.project)
+    return {d.id: d.to_dict() for d in db.collection("tenants").document(tenant_id).collection("events").stream()}
+
+
+def sub_docs(stack, tenant_id: str, event_id: str, collection: str) -> dict[str, dict]:
+    """An event's ``messages``, ``segments`` or ``deliveries`` documents by id."""
+    from google.cloud import firestore
+
+    db = firestore.Client(project=stack.project)
+    ref = db.collection("tenants").document(tenant_id).collection("events").document(event_id)
+    return {d.id: d.to_dict() for d in ref.collection(collection).stream()}
+
+
+def bucket(stack):
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(project=stack.project, credentials=AnonymousCredentials()).bucket(stack.bucket)
+
+
+def mails_to(stack, recipient: str):
+    """Messages in the SMTP sink whose ``To`` contains ``recipient`` (a whole address or a domain), oldest
+    first."""
+    from infra.local.smtp_sink import read_messages
+
+    return [m for m in read_messages(stack.maildir) if recipient in m.get("To", "")]
+
+
+def mail_text(mail) -> str:
+    return mail.get_body(("plain",)).get_content()
+
+
+def link_of(mail) -> str:
+    """The private video link in an alert e-mail."""
+    import re
+
+    return re.search(r"https?://\S+/v/[A-Za-z0-9_\-]+", mail_text(mail)).group(0)
+
+
+def playlist(link: str) -> tuple[list[str], list[tuple[float, str]]]:
+    """The link page's HLS playlist (the URL its ``data-playlist`` names): its lines and ``[(EXTINF
+    seconds, signed segment URL)]``."""
+    import html
+    import re
+    from urllib.parse import urljoin
+
+    import requests
+
+    page = requests.get(link, timeout=10)
+    assert page.status_code == 200, page.status_code
+    assert re.search(r'data-mode="hls"', page.text), "a version 2 event plays over HLS"
+    url = urljoin(link, html.unescape(re.search(r'data-playlist="([^"]+)"', page.text).group(1)))
+    resp = requests.get(url, timeout=10)
+    assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("application/vnd.apple.mpegurl")
+    lines = resp.text.splitlines()
+    assert lines[0] == "#EXTM3U"
+    entries = []
+    for i, line in enumerate(lines):
+        if line.startswith("#EXTINF:"):
+            entries.append((float(line[len("#EXTINF:"):].rstrip(",")), lines[i + 1]))
+    return lines, entries
+
+
+def state_json(link: str) -> dict:
+    import requests
+
+    resp = requests.get(link.rstrip("/") + "/state.json", timeout=10)
+    assert resp.status_code == 200, resp.status_code
+    return resp.json()
+
+
+def decode_ts(data: bytes) -> list[bytes]:
+    """Decodes one MPEG-TS segment; returns a digest per decoded frame (asserts H.264 video)."""
+    import hashlib
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data), format="mpegts") as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        return [hashlib.sha256(f.to_ndarray(format="yuv420p").tobytes()).digest()
+                for f in container.decode(video=0)]
+
+
+def decode_mp4(data: bytes) -> list[bytes]:
+    import hashlib
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        assert container.streams.video[0].codec_context.name == "h264"
+        return [hashlib.sha256(f.to_ndarray(format="yuv420p").tobytes()).digest()
+                for f in container.decode(video=0)]
+
+
+def as_utc(v) -> datetime:
+    return v if isinstance(v, datetime) else datetime.fromisoformat(str(v).replace("Z", "+00:00"))

@@ -5,17 +5,17 @@ the link page served by the real video_link function."""
 from __future__ import annotations
 
 import hashlib
-import html
 import io
 import re
 from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlsplit
 
 import av
 import pytest
 import requests
 from google.cloud import firestore, storage
 
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import decode_mp4, decode_ts, link_of, playlist, state_json, sub_docs, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -87,18 +87,43 @@ def test_camera_to_inbox_on_real_video(stack, default_model_dir, vtest_video, tm
     assert decoded == doc["clip"]["frames"]
     assert decoded >= frames - 10, "pre-roll covers the frames before the event was confirmed"
     assert clip_bytes.index(b"moov") < clip_bytes.index(b"mdat"), "moov first, so browsers start playing at once"
-    snapshot = bucket.blob(prefix + "snapshot.jpg").download_as_bytes()
-    assert snapshot[:3] == b"\xff\xd8\xff"
+    snapshot_obj = doc["snapshot"]["object"]
+    assert re.fullmatch(re.escape(prefix) + r"snapshots/\d{5}\.jpg", snapshot_obj), snapshot_obj
+    assert bucket.blob(snapshot_obj).download_as_bytes()[:3] == b"\xff\xd8\xff"
 
-    # Exactly one email per recipient, each with its own working link.
+    # A version 2 event: ended, its segments stored one document each, the clip made of the same frames.
+    assert doc["schema_version"] == 2 and doc["ended"] is True and doc["phase"] == "end"
+    count = doc["segment_count"]
+    segment_docs = sub_docs(stack, "acme", event_id, "segments")
+    assert sorted(segment_docs) == [f"{i:05d}" for i in range(count)] and count >= 2, segment_docs.keys()
+    assert abs(sum(s["duration_s"] for s in segment_docs.values()) - doc["clip"]["duration_s"]) <= 0.2
+    clip_frames = decode_mp4(clip_bytes)
+
+    # Exactly one email per recipient, each with its own working link: the page plays the event's HLS
+    # playlist (complete, every segment decodes, together they are the clip's frames) and offers the clip.
     for r in recipients:
         mails = wait_for(lambda: _mails_to(stack, r), timeout=30, what=f"the email to {r}")
         assert len(mails) == 1
-        text = mails[0].get_body(("plain",)).get_content()
-        link = re.search(r"https?://\S+/v/[A-Za-z0-9_\-]+", text).group(0)
-        page = requests.get(link, timeout=10)
-        assert page.status_code == 200
-        src = html.unescape(re.search(r"<video[^>]*\ssrc=\"([^\"]+)\"", page.text).group(1))
-        video = requests.get(src, timeout=10)
-        assert video.status_code == 200 and video.content == clip_bytes
+        link = link_of(mails[0])
+        lines, entries = playlist(link)
+        assert lines[-1] == "#EXT-X-ENDLIST" and "#EXT-X-PLAYLIST-TYPE:EVENT" in lines
+        assert len(entries) == count
+        frames = []
+        for i, (extinf, url) in enumerate(entries):
+            assert urlsplit(url).path.endswith(prefix + f"segments/{i:05d}.ts"), url
+            assert extinf == pytest.approx(segment_docs[f"{i:05d}"]["duration_s"], abs=0.001)
+            seg = requests.get(url, timeout=10)
+            assert seg.status_code == 200
+            assert hashlib.sha256(seg.content).hexdigest() == segment_docs[f"{i:05d}"]["sha256"]
+            decoded = decode_ts(seg.content)
+            assert decoded, f"segment {i} decodes to no frame"
+            frames += decoded
+        assert frames == clip_frames, "the clip is the segments' frames, in order"
+        st = state_json(link)
+        assert st["mode"] == "hls" and st["ended"] and st["complete"] and st["segments"] == count
+        download = requests.get(st["download_url"], timeout=10)
+        assert download.status_code == 200 and download.content == clip_bytes
+        # fake-gcs-server ignores response-content-disposition; Cloud Storage answers with the signed one.
+        disposition = parse_qs(urlsplit(st["download_url"]).query)["response-content-disposition"]
+        assert disposition[0].startswith("attachment; filename=") and disposition[0].endswith('.mp4"')
     assert len(_mails_to(stack, "acme.example")) == len(recipients)
