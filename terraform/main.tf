@@ -143,6 +143,7 @@ locals {
     VIGINT_HEARTBEAT_INTERVAL_SECONDS = tostring(var.heartbeat_interval_seconds)
     VIGINT_STALE_HEARTBEAT_INTERVALS  = tostring(var.stale_heartbeat_intervals)
     VIGINT_LATE_ALERT_SECONDS         = tostring(var.late_alert_seconds)
+    VIGINT_SEGMENT_URL_TTL_SECONDS    = tostring(var.segment_url_ttl_seconds)
     VIGINT_GEMINI_BACKEND             = var.gemini_backend
     VIGINT_GEMINI_LOCATION            = var.gemini_location
     VIGINT_GEMINI_MONTHLY_TOKEN_CAP   = tostring(var.gemini_monthly_token_cap)

@@ -283,3 +283,14 @@ variable "late_alert_seconds" {
     error_message = "late_alert_seconds must be at least 0."
   }
 }
+
+variable "segment_url_ttl_seconds" {
+  type        = number
+  description = "Lifetime in seconds of the signed URL of each segment in a link page's HLS playlist (VIGINT_SEGMENT_URL_TTL_SECONDS); live playlists are fetched again every few seconds, so keep it short."
+  default     = 120
+
+  validation {
+    condition     = var.segment_url_ttl_seconds >= 10 && var.segment_url_ttl_seconds <= 3600
+    error_message = "segment_url_ttl_seconds must be from 10 to 3600."
+  }
+}

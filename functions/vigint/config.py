@@ -75,6 +75,9 @@ class Settings(BaseModel):
     late_alert_seconds: float = Field(default=30.0, ge=0.0, description=(
         "VIGINT_LATE_ALERT_SECONDS: an alert whose start reached the cloud more than this many seconds after "
         "the event was confirmed (sent_at - confirmed_at) says it is late, and by how much"))
+    segment_url_ttl_seconds: int = Field(default=120, ge=10, le=3600, description=(
+        "VIGINT_SEGMENT_URL_TTL_SECONDS: lifetime of the signed URL of each segment in a link page's playlist "
+        "(a live playlist is fetched again every few seconds, so short)"))
 
     @field_validator("public_base_url")
     @classmethod
@@ -131,6 +134,7 @@ ENV = {
     "VIGINT_HEARTBEAT_INTERVAL_SECONDS": "heartbeat_interval_seconds",
     "VIGINT_STALE_HEARTBEAT_INTERVALS": "stale_heartbeat_intervals",
     "VIGINT_LATE_ALERT_SECONDS": "late_alert_seconds",
+    "VIGINT_SEGMENT_URL_TTL_SECONDS": "segment_url_ttl_seconds",
 }
 
 

@@ -51,8 +51,6 @@ log = logging.getLogger(__name__)
 
 Response = tuple[str | bytes, int, dict]
 
-SEGMENT_URL_TTL_ENV = "VIGINT_SEGMENT_URL_TTL_SECONDS"
-DEFAULT_SEGMENT_URL_TTL_SECONDS = 120
 # A split chain longer than this many events is cut (with EXT-X-ENDLIST): 2 hours at max_length_s = 60 s.
 # Every playlist poll reads each event of the chain and its segment documents.
 MAX_CHAIN_EVENTS = 120
@@ -72,23 +70,8 @@ _URL_CACHE_SIZE = 4096  # signed URLs kept per instance (about 1 MB)
 
 
 def segment_url_ttl_seconds() -> int:
-    """``VIGINT_SEGMENT_URL_TTL_SECONDS`` (default 120): lifetime of a playlist's segment URLs, in seconds.
-
-    Read here until ``vigint.config`` has the setting.
-
-    Raises:
-        config.ConfigError: the value is not an integer from 10 to 3600.
-    """
-    raw = os.environ.get(SEGMENT_URL_TTL_ENV, "").strip()
-    if not raw:
-        return DEFAULT_SEGMENT_URL_TTL_SECONDS
-    try:
-        ttl = int(raw)
-    except ValueError:
-        ttl = -1
-    if not 10 <= ttl <= 3600:
-        raise config.ConfigError(f"{SEGMENT_URL_TTL_ENV} must be an integer number of seconds from 10 to 3600")
-    return ttl
+    """``VIGINT_SEGMENT_URL_TTL_SECONDS`` (``config.Settings.segment_url_ttl_seconds``, default 120 s)."""
+    return config.settings().segment_url_ttl_seconds
 
 
 # ---------------------------------------------------------------- responses

@@ -5,6 +5,8 @@ documents and objects are written here as ingest writes them (the contract's lay
 
 from __future__ import annotations
 
+import os
+
 import datetime as dt
 import fnmatch
 import hashlib
@@ -215,12 +217,17 @@ def test_segment_url_ttl_setting(fenv, events, link_app, monkeypatch):
     events.segment(ev, 0)
     token = events.link(ev)
     monkeypatch.setenv("VIGINT_SEGMENT_URL_TTL_SECONDS", "30")
-    _, urls = _playlist(link_app, token)
-    assert parse_qs(urlsplit(urls[0]).query)["X-Goog-Expires"] == ["30"]
+    config.settings.cache_clear()
+    try:
+        assert video_link.segment_url_ttl_seconds() == 30
+        _, urls = _playlist(link_app, token)
+        assert parse_qs(urlsplit(urls[0]).query)["X-Goog-Expires"] == ["30"]
+    finally:
+        monkeypatch.delenv("VIGINT_SEGMENT_URL_TTL_SECONDS")
+        config.settings.cache_clear()
     for bad in ("abc", "5", "100000"):
-        monkeypatch.setenv("VIGINT_SEGMENT_URL_TTL_SECONDS", bad)
         with pytest.raises(config.ConfigError, match="VIGINT_SEGMENT_URL_TTL_SECONDS"):
-            video_link.segment_url_ttl_seconds()
+            config.load({**os.environ, "VIGINT_SEGMENT_URL_TTL_SECONDS": bad})
 
 
 def test_state_json_follows_the_event(fenv, events, link_app, public_key):
