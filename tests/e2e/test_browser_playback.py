@@ -275,45 +275,138 @@ def test_the_link_plays_the_event_live_then_to_its_end_without_a_reload(function
             browser.close()
 
 
-def test_a_failing_segment_url_reloads_the_playlist_once_and_playback_resumes(functions_env, stack, tmp_path,
-                                                                              vtest_video):
-    """An ended event whose second segment URL answers 403 (as an expired signed URL does) until the page
-    fetches the playlist again: hls.js gives up on it, the page checks the link (still valid), reloads the
-    playlist once for fresh URLs and plays on to the end."""
-    from playwright.sync_api import sync_playwright
-
+def _ended_event(stack, tenant_prefix: str, tmp_path, vtest_video, segments_n: int = 3):
+    """An ended v2 event of ``segments_n`` real 2-s segments, and a valid link to it; returns the page URL."""
     from vigint import links
 
     segments, clip = _hls_segments(vtest_video, tmp_path / "segments")
-    segments = segments[:3]
-    tenant_id = f"heal-{uuid.uuid4().hex[:8]}"
-    event = _LiveEvent(tenant_id, "nuc-7", "porch", datetime.now(timezone.utc) - timedelta(seconds=60))
+    segments = segments[:segments_n]
+    event = _LiveEvent(f"{tenant_prefix}-{uuid.uuid4().hex[:8]}", "nuc-7", "porch",
+                       datetime.now(timezone.utc) - timedelta(seconds=60))
     event.begin(b"\xff\xd8\xff\xe0 not shown")
     for i, (path, start_s, duration_s) in enumerate(segments):
         event.add_segment(i, path, start_s, duration_s)
     event.finish(len(segments), clip)
-    token, _, _ = links.create_link(tenant_id=tenant_id, event_id=event.event_id, recipient="v@example.com",
-                                    ttl_seconds=3600)
-    url = f"{stack.function_env['VIGINT_PUBLIC_BASE_URL']}/v/{token}"
-    playlists, refused = [], []
+    token, _, _ = links.create_link(tenant_id=event.tenant_id, event_id=event.event_id,
+                                    recipient="v@example.com", ttl_seconds=3600)
+    return f"{stack.function_env['VIGINT_PUBLIC_BASE_URL']}/v/{token}"
 
-    def segment_route(route):
-        if len(playlists) < 2:  # the URLs of the first playlist "expired"
-            refused.append(route.request.url)
-            route.fulfill(status=403, body="expired", headers={"Access-Control-Allow-Origin": "*"})
-        else:
+
+def test_a_failing_segment_url_reloads_the_playlist_once_and_playback_resumes(functions_env, stack, tmp_path,
+                                                                              vtest_video):
+    """An ended event whose second segment URL answers 403 (as an expired signed URL does) until the page
+    has checked the link and fetched the playlist again: hls.js gives up on it after its retries, the page
+    checks the link (still valid), reloads the playlist once for fresh URLs and plays on to the end.
+
+    Every decision of the routes below is keyed on what the page asked for before, never on time: segment 1
+    is refused until a playlist fetch that follows a state.json check made after the last refusal (the
+    page's reload). The page's first state.json answer is held until hls.js has asked for segment 0, i.e.
+    until it has parsed the playlist: otherwise that answer can start a second hls.js instance (player.js
+    calls start() again while ``started`` is still false; see
+    ``test_state_json_before_the_manifest_starts_one_player``), which fetches the playlist and the segments
+    a second time."""
+    from playwright.sync_api import sync_playwright
+
+    url = _ended_event(stack, "heal", tmp_path, vtest_video)
+    order: list[str] = []  # what the page asked for, in the order the routes saw it
+    held = []
+
+    def reloaded_after_failure() -> bool:
+        if "refused" not in order:
+            return False
+        after = order[len(order) - order[::-1].index("refused"):]
+        return "state" in after and "playlist" in after[after.index("state"):]
+
+    def on_playlist(route):
+        order.append("playlist")
+        route.continue_()
+
+    def on_state(route):
+        order.append("state")
+        if "segment0" in order:
             route.continue_()
+        else:
+            held.append(route)
+
+    def on_segment0(route):
+        order.append("segment0")
+        route.continue_()
+        while held:
+            held.pop(0).continue_()
+
+    def on_segment1(route):
+        if reloaded_after_failure():
+            order.append("segment1")
+            route.continue_()
+        else:  # the URLs of the first playlist "expired"
+            order.append("refused")
+            route.fulfill(status=403, body="expired", headers={"Access-Control-Allow-Origin": "*"})
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
         try:
             page = browser.new_context().new_page()
-            page.on("request", lambda r: playlists.append(r.url) if r.url.endswith("/playlist.m3u8") else None)
-            page.route("**/segments/00001.ts?*", segment_route)
+            page.route("**/playlist.m3u8", on_playlist)
+            page.route("**/state.json", on_state)
+            page.route("**/segments/00000.ts?*", on_segment0)
+            page.route("**/segments/00001.ts?*", on_segment1)
             assert page.goto(url).status == 200
+            done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
+            error_hidden = page.evaluate("() => document.getElementById('player-error').hidden")
+        finally:
+            browser.close()
+    assert order.count("refused") == 4, order  # the first try and 3 retries: then hls.js gives up
+    assert order.count("playlist") == 2, order  # the first load and one reload
+    reload_at = len(order) - 1 - order[::-1].index("playlist")
+    last_refusal = len(order) - 1 - order[::-1].index("refused")
+    assert order.index("playlist") < order.index("segment0") < order.index("refused") < reload_at, order
+    assert "state" in order[last_refusal:reload_at], "the page checked the link before reloading"
+    assert "segment1" in order[reload_at:], "segment 1 came with a fresh URL after the reload"
+    assert error_hidden, "the page shows no playback error"
+    assert done["error"] is None and abs(done["d"] - 6.0) <= 0.5 and abs(done["t"] - 6.0) <= 0.5, done
+
+
+@pytest.mark.xfail(strict=True, reason="player.js: start() runs again when the first state.json answer "
+                   "arrives before hls.js has parsed the playlist (``started`` is only set on MANIFEST_PARSED): "
+                   "two hls.js instances on one <video>")
+def test_state_json_before_the_manifest_starts_one_player(functions_env, stack, tmp_path, vtest_video):
+    """The page's first state.json answer arrives while the playlist is still loading (held here until that
+    answer has been delivered and the page had 3 s to act on it): the page must still start one player,
+    i.e. fetch the playlist once."""
+    from playwright.sync_api import sync_playwright
+
+    url = _ended_event(stack, "once", tmp_path, vtest_video, segments_n=2)
+    order: list[str] = []
+    held = []
+
+    def on_playlist(route):
+        order.append("playlist")
+        if "state answered" in order:
+            route.continue_()
+        else:
+            held.append(route)
+
+    def on_state(route):
+        order.append("state")
+        route.fulfill(response=route.fetch())
+        order.append("state answered")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        try:
+            page = browser.new_context().new_page()
+            page.route("**/playlist.m3u8", on_playlist)
+            page.route("**/state.json", on_state)
+            assert page.goto(url).status == 200
+            wait_for(lambda: page.evaluate("() => true") and "state answered" in order, timeout=30,
+                     what="the first state.json answer")
+            page.wait_for_timeout(3000)
+            while held:
+                held.pop(0).continue_()
             done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
         finally:
             browser.close()
-    assert len(playlists) == 2 and len(refused) == 4  # the first try and 3 retries, then one playlist reload
-    assert done["error"] is None and abs(done["d"] - 6.0) <= 0.5 and abs(done["t"] - 6.0) <= 0.5, done
+    assert done["error"] is None
+    assert order.count("playlist") == 1, order
