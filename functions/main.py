@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 
 import functions_framework
 
 from vigint import alert as _alert
+from vigint import clients as _clients
 from vigint import analyze as _analyze
 from vigint import edge_api as _edge_api
 from vigint import ingest as _ingest
@@ -17,6 +19,11 @@ from vigint import tenant_api as _tenant_api
 from vigint import video_link as _video_link
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+if os.environ.get("K_SERVICE"):  # a deployed function (Cloud Run sets K_SERVICE; so does the local stack)
+    # Off the request path, so an alert's first hop does not build the clients; in the server's worker process
+    # (functions-framework imports this file in gunicorn's master and forks the worker; a gRPC channel must not
+    # cross a fork).
+    os.register_at_fork(after_in_child=_clients.warm_in_background)
 
 
 def _pubsub_message(cloud_event) -> tuple[bytes, dict, str | None]:

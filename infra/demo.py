@@ -9,7 +9,10 @@
    operator's own path.
 4. The edge daemon watches the video as a camera (read at its own frame rate) and delivers its events.
 5. Waits for the alert emails, saves them to ``.local/demo/mail/*.eml``, writes ``.local/demo/summary.json``
-   and prints a summary with the latency from each event's end to its email's arrival.
+   and prints, for every e-mail, the time from the first sight of the object that made it an alert (the event's
+   ``timeline.first_seen``: capture time of that frame) to the SMTP server accepting the message
+   (``first_seen_to_inbox_s`` in the summary; ``first_seen`` on each event, RFC 3339). Alerts leave while the
+   event is still going, so the time from the event's end to the inbox is usually negative.
 
 The stack keeps running so the link in the email can be opened in a browser; ``make down`` stops it.
 
@@ -33,7 +36,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from infra import assets
@@ -153,13 +156,28 @@ def _firestore_events(stack: LocalStack) -> list[dict]:
 
     db = firestore.Client(project=stack.project)
     docs = db.collection("tenants").document(TENANT).collection("events").stream()
-    return sorted((d.to_dict() for d in docs), key=lambda e: e["start_time"])
+    # A continuation stored before the event it continues leaves a placeholder ({continued_by}): not an event yet.
+    events = [d.to_dict() for d in docs]
+    return sorted((e for e in events if e.get("event_id")), key=lambda e: e["start_time"])
 
 
 def _parse_time(value) -> float:
     if isinstance(value, datetime):
         return value.timestamp()
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def _first_seen(event: dict) -> float | None:
+    """Capture time (Unix seconds) of the first frame showing the object that made the event an alert (or
+    started it): ``timeline.first_seen`` (docs/contracts.md, "Event lifecycle"); None for an event without it."""
+    value = (event.get("timeline") or {}).get("first_seen")
+    return _parse_time(value) if value else None
+
+
+def _rfc3339(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,12 +278,15 @@ status:
         time.sleep(0.5)
 
     summary = {"video": str(video), "tenant": TENANT, "device": DEVICE, "events": [], "emails": []}
-    ends = {}
+    ends, seen = {}, {}
     for e in events:
         ends[e["event_id"]] = _parse_time(e["end_time"])
+        seen[e["event_id"]] = _first_seen(e)
         summary["events"].append({
             "event_id": e["event_id"], "camera": e["camera_id"], "labels": e["labels"],
+            "first_seen": _rfc3339(seen[e["event_id"]]),
             "start": str(e["start_time"]), "end": str(e["end_time"]), "severity": e.get("severity"),
+            "ended": e.get("ended"), "continues": e.get("continues"), "interrupted": e.get("interrupted", False),
             "clip": (e.get("clip") or {}).get("object"), "snapshot": (e.get("snapshot") or {}).get("object"),
             "threat_level": (e.get("analysis") or {}).get("threat_level"),
             "verdict": (e.get("analysis") or {}).get("title"),
@@ -279,20 +300,26 @@ status:
         received = float(msg.get("X-Vigint-Received-At", 0))
         summary["emails"].append({
             "to": msg["To"], "subject": msg["Subject"], "event_id": event_id,
+            "kind": "escalation" if "escalat" in str(msg["Subject"]).lower() else "alert",
             "link": link.group(0) if link else None, "received_at": received,
-            "latency_s": round(received - ends[event_id], 2) if event_id in ends else None,
+            # The figure a user feels: first sight of the object -> the SMTP server has accepted the message.
+            "first_seen_to_inbox_s": round(received - seen[event_id], 2) if seen.get(event_id) else None,
+            # Negative when the e-mail arrived while the event was still going (it no longer waits for the end).
+            "event_end_to_inbox_s": round(received - ends[event_id], 2) if event_id in ends else None,
         })
     (demo / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
     print("\n== events")
     for e in summary["events"]:
-        print(f"  {e['event_id']} camera={e['camera']} labels={','.join(e['labels'])} "
-              f"{e['start']} -> {e['end']} threat={e['threat_level']} alerted={e['alerted']}")
+        print(f"  {e['event_id']} camera={e['camera']} labels={','.join(e['labels'])} first seen {e['first_seen']} "
+              f"{e['start']} -> {e['end']} threat={e['threat_level']} alerted={e['alerted']}"
+              + (f" (continues {e['continues']})" if e["continues"] else ""))
         print(f"      clip={e['clip']}\n      snapshot={e['snapshot']}")
     print("== emails")
     for m in summary["emails"]:
         print(f"  to={m['to']} subject={m['subject']!r}\n      link={m['link']}\n"
-              f"      latency from event end to inbox: {m['latency_s']} s")
+              f"      {m['kind']}: first sight -> inbox {m['first_seen_to_inbox_s']} s "
+              f"(event end -> inbox {m['event_end_to_inbox_s']} s)")
     print(f"\nsummary: {demo / 'summary.json'}  mail: {demo / 'mail'}")
     problems = _problems(stack, rc, demo, published, events, mails, args.timeout)
     if problems:

@@ -1,7 +1,7 @@
 """Google clients created lazily on first use and cached for the life of the process.
 
 Cold start matters in Cloud Functions, so nothing here connects at import (python-docs-samples
-``tips-lazy-globals``). Each client honours the emulator variables (``FIRESTORE_EMULATOR_HOST``,
+``tips-lazy-globals``); ``warm_in_background`` builds them on a thread right after import instead. Each client honours the emulator variables (``FIRESTORE_EMULATOR_HOST``,
 ``PUBSUB_EMULATOR_HOST``, ``STORAGE_EMULATOR_HOST``) by itself. ``reset()`` forgets every cached client and
 the cached settings (tests change the environment between cases).
 """
@@ -51,6 +51,28 @@ def gemini():
     from vigint.gemini import GeminiAnalyzer
 
     return GeminiAnalyzer.create(s.gemini_api_key.get_secret_value(), s.gemini_model, s.gemini_base_url)
+
+
+def warm_in_background() -> None:
+    """Builds the Firestore, Pub/Sub and Storage clients (and the URL signer) on a daemon thread, so the first
+    request does not pay for them (measured here: the Pub/Sub client alone 0.7 s, Storage 0.2 s, more on a
+    loaded machine; together the first alert of a fresh instance took about 3 s longer). Import itself still
+    connects to nothing and returns at once; a failure here is only logged (the first use tries again)."""
+    import logging
+    import threading
+
+    def run() -> None:
+        try:
+            firestore()
+            publisher()
+            storage()
+            from vigint import storage as vstorage
+
+            vstorage.prepare_signer()
+        except Exception as exc:  # noqa: BLE001 - the request that needs the client will say what is wrong
+            logging.getLogger(__name__).info("clients: warm-up did not finish: %s", type(exc).__name__)
+
+    threading.Thread(target=run, name="clients-warm-up", daemon=True).start()
 
 
 def reset() -> None:

@@ -65,6 +65,15 @@ def _signing_kwargs() -> dict:
         return {"credentials": _signer}
 
 
+def prepare_signer() -> None:
+    """Loads the signing credentials now (``clients.warm_in_background``), not on the first signed URL.
+
+    Raises:
+        SigningError: no signing credentials are configured.
+    """
+    _signing_kwargs()
+
+
 def _blob(object_name: str):
     s = config.settings()
     return clients.storage().bucket(s.bucket).blob(object_name)

@@ -216,7 +216,7 @@ class LocalStack:
                      "--maildir", str(self.maildir)],
                 )
                 for name, sig in FUNCTIONS.items():
-                    self._spawn(name, self._function_cmd(name, sig), env=self.function_env)
+                    self._spawn(name, self._function_cmd(name, sig), env={**self.function_env, "K_SERVICE": name})
                 for part in ["smtp", *FUNCTIONS]:
                     _wait_port(self.ports[part], self._procs[part], part)
             self._wait_firestore()
