@@ -253,7 +253,7 @@ def run_round(stack: LocalStack, creds: dict, clips: list[Path], model_xml: Path
     deadline = time.time() + timeout_s
     while True:
         docs = [d.to_dict() for d in db.collection("tenants").document(TENANT).collection("events").stream()]
-        docs = [d for d in docs if d.get("camera_id") in cams and (_as_s(d.get("start_time")) or 0) >= started - 60]
+        docs = [d for d in docs if d.get("camera_id") in cams and (_as_s(d.get("start_time")) or 0) >= started]
         mails = [m for m in read_messages(stack.maildir) if float(m.get("X-Vigint-Received-At", 0)) >= started]
         mailed = {m.get("X-Vigint-Event-Id") for m in mails}
         settled = all(d.get("ended") and (d.get("alert") or {}).get("decided_at") for d in docs)

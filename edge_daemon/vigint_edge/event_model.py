@@ -101,6 +101,15 @@ UtcDatetime = Annotated[
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
 Sha256Hex = Annotated[str, Field(pattern=SHA256_PATTERN)]
 Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$")]
+
+
+def _distinct(labels: list[str]) -> list[str]:
+    if len(set(labels)) != len(labels):
+        raise ValueError("labels must be distinct")
+    return labels
+
+
+Labels = Annotated[list[Label], Field(max_length=100), AfterValidator(_distinct)]  # distinct, most frequent first
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -245,7 +254,7 @@ class EdgeEvent(_Strict):
     camera_id: Slug
     kind: Literal["detection", "camera_health", "recording"]
     severity: Literal["alert", "detection"]
-    labels: list[Label] = Field(default_factory=list, max_length=100)
+    labels: Labels = Field(default_factory=list)
     start_time: UtcDatetime
     end_time: UtcDatetime
     top_score: Score = 0.0
@@ -254,13 +263,6 @@ class EdgeEvent(_Strict):
     zones: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=50)
     clip: ClipRef | None = None
     snapshot: SnapshotRef | None = None
-
-    @field_validator("labels")
-    @classmethod
-    def _distinct(cls, labels: list[str]) -> list[str]:
-        if len(set(labels)) != len(labels):
-            raise ValueError("labels must be distinct")
-        return labels
 
     @model_validator(mode="after")
     def _times(self) -> "EdgeEvent":
@@ -340,7 +342,7 @@ class LifecycleMessage(_Strict):
     phase: Literal["start", "update", "end"]
     seq: int = Field(ge=0, le=99999)
     severity: Literal["alert", "detection"]
-    labels: list[Label] = Field(default_factory=list, max_length=100)
+    labels: Labels = Field(default_factory=list)
     start_time: UtcDatetime
     end_time: UtcDatetime
     first_seen: UtcDatetime
@@ -358,13 +360,6 @@ class LifecycleMessage(_Strict):
     clip: ClipRef | None = None
     continues: str | None = Field(default=None, pattern=EVENT_ID_PATTERN)
     interrupted: bool = False
-
-    @field_validator("labels")
-    @classmethod
-    def _distinct(cls, labels: list[str]) -> list[str]:
-        if len(set(labels)) != len(labels):
-            raise ValueError("labels must be distinct")
-        return labels
 
     @model_validator(mode="after")
     def _rules(self) -> "LifecycleMessage":

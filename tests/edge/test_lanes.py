@@ -16,6 +16,7 @@ import uuid
 import pytest
 import requests
 
+from tests.edge.test_durability import TcpForwarder
 from tests.edge.lifecycle_helpers import SyntheticEvent, pull_messages
 from tests.e2e.conftest import wait_for
 from vigint_edge.api_client import EdgeApiClient
@@ -194,19 +195,7 @@ class CuttableLink:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src, dst) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    _pump = staticmethod(TcpForwarder._pump)  # both ways until either side closes
 
     def cut(self) -> None:
         self.up.clear()
