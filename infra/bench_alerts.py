@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(REPO / "edge_daemon"))
         from vigint_edge.config import CameraConfig, EventConfig
 
-        floor["confirmation_s"] = (EventConfig().min_hits - 1) / CameraConfig(id="x", source="x").detect_fps
+        floor["confirmation_s"] = (EventConfig().min_hits - 1) / CameraConfig(id="cam-0", source="x.mp4").detect_fps
     finally:
         stack.stop()
         fake.__exit__(None, None, None)

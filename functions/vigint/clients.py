@@ -9,11 +9,28 @@ the cached settings (tests change the environment between cases).
 from __future__ import annotations
 
 import functools
+import threading
 
 from vigint import config
 
+# One client is built at a time: the warm-up thread and a first request must not import the same Google
+# module concurrently (seen: "partially initialized module 'google.cloud.pubsub_v1'" on a cold instance).
+_build = threading.RLock()
 
-@functools.lru_cache(maxsize=1)
+
+def _one_at_a_time(builder):
+    cached = functools.lru_cache(maxsize=1)(builder)
+
+    @functools.wraps(builder)
+    def get():
+        with _build:
+            return cached()
+
+    get.cache_clear = cached.cache_clear
+    return get
+
+
+@_one_at_a_time
 def firestore():
     """The Firestore client (``google.cloud.firestore.Client``) for ``GOOGLE_CLOUD_PROJECT``."""
     from google.cloud import firestore as fs
@@ -21,7 +38,7 @@ def firestore():
     return fs.Client(project=config.settings().project)
 
 
-@functools.lru_cache(maxsize=1)
+@_one_at_a_time
 def storage():
     """The Cloud Storage client; anonymous against fake-gcs-server, default credentials otherwise."""
     from google.cloud import storage as gcs
@@ -34,7 +51,7 @@ def storage():
     return gcs.Client(project=s.project)
 
 
-@functools.lru_cache(maxsize=1)
+@_one_at_a_time
 def publisher():
     """The Pub/Sub ``PublisherClient``."""
     from google.cloud import pubsub_v1
@@ -42,7 +59,7 @@ def publisher():
     return pubsub_v1.PublisherClient()
 
 
-@functools.lru_cache(maxsize=1)
+@_one_at_a_time
 def gemini():
     """The ``vigint.gemini.GeminiAnalyzer`` for ``GEMINI_API_KEY`` (None when no key is configured)."""
     s = config.settings()
@@ -68,7 +85,8 @@ def warm_in_background() -> None:
             storage()
             from vigint import storage as vstorage
 
-            vstorage.prepare_signer()
+            with _build:
+                vstorage.prepare_signer()
         except Exception as exc:  # noqa: BLE001 - the request that needs the client will say what is wrong
             logging.getLogger(__name__).info("clients: warm-up did not finish: %s", type(exc).__name__)
 

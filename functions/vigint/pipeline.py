@@ -234,12 +234,22 @@ def publish_once(ref, flag: str, topic_id: str, tenant_id: str, event_id: str,
         InProgress: another delivery is publishing it at this moment.
         google.api_core.exceptions.GoogleAPICallError: Firestore/Pub/Sub failed (transient).
     """
-    state = claim(ref, "publish_" + flag.rsplit(".", 1)[-1], done_field=flag)
+    name = "publish_" + flag.rsplit(".", 1)[-1]
+    state = claim(ref, name, done_field=flag)
     if state == "done":
         return False
     if state == "busy":
         raise InProgress(f"{tenant_id}/{event_id}: {flag} is being published by another delivery")
-    publish_follow_on(topic_id, tenant_id, event_id, extra)
+    try:
+        publish_follow_on(topic_id, tenant_id, event_id, extra)
+    except BaseException:
+        # Let the redelivery publish at once instead of answering InProgress until the lease runs out (on the
+        # emulator the subscription's attempts run out first, and the follow-on would never go out).
+        try:
+            ref.update({f"claims.{name}": fs.DELETE_FIELD})
+        except Exception:  # noqa: BLE001 - best effort; the lease expires anyway
+            log.exception("%s/%s: could not release the %s claim", tenant_id, event_id, flag)
+        raise
     ref.update({flag: True})
     return True
 

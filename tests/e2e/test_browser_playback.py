@@ -367,9 +367,6 @@ def test_a_failing_segment_url_reloads_the_playlist_once_and_playback_resumes(fu
     assert done["error"] is None and abs(done["d"] - 6.0) <= 0.5 and abs(done["t"] - 6.0) <= 0.5, done
 
 
-@pytest.mark.xfail(strict=True, reason="player.js: start() runs again when the first state.json answer "
-                   "arrives before hls.js has parsed the playlist (``started`` is only set on MANIFEST_PARSED): "
-                   "two hls.js instances on one <video>")
 def test_state_json_before_the_manifest_starts_one_player(functions_env, stack, tmp_path, vtest_video):
     """The page's first state.json answer arrives while the playlist is still loading (held here until that
     answer has been delivered and the page had 3 s to act on it): the page must still start one player,

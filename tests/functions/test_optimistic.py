@@ -106,3 +106,24 @@ def test_a_writer_that_always_loses_gives_in_progress(fenv):
     with pytest.raises(pipeline.InProgress):
         pipeline.run_optimistic(txn, what="loser", attempts=3)
     assert ref.get().to_dict()["n"] == 300
+
+
+def test_a_failed_follow_on_publish_releases_its_claim(fenv, monkeypatch):
+    """A publish that fails after the claim must not leave the redelivery answering InProgress for the whole
+    lease (the emulator's delivery attempts run out first and the follow-on would never go out)."""
+    from google.api_core import exceptions as gexc
+
+    from vigint import pipeline
+
+    ref = _doc(fenv)
+    real = pipeline.publish_follow_on
+
+    def down(*_a, **_k):
+        raise gexc.ServiceUnavailable("Pub/Sub is down")
+
+    monkeypatch.setattr(pipeline, "publish_follow_on", down)
+    with pytest.raises(gexc.ServiceUnavailable):
+        pipeline.publish_once(ref, "published.test", "events-ingested", "t", "e")
+    monkeypatch.setattr(pipeline, "publish_follow_on", real)
+    assert pipeline.publish_once(ref, "published.test", fenv.topics["ingested"], "t", "e") is True
+    assert ref.get().to_dict()["published"]["test"] is True

@@ -27,6 +27,7 @@
 
   var hls = null;                 // the Hls instance, when hls.js plays
   var started = false;            // playback source set
+  var starting = false;           // start() ran: a player exists (it sets started once the playlist is parsed)
   var playlistEnded = false;      // the last playlist loaded had EXT-X-ENDLIST
   var playlistSegments = 0;       // segments in the last playlist loaded
   var reloadedSinceProgress = false, mediaRecovered = false;
@@ -210,6 +211,8 @@
   }
 
   function start() {
+    if (starting) { return; }     // a state.json answer before the manifest was parsed: one player only
+    starting = true;
     $("waiting").hidden = true;
     if (window.Hls && Hls.isSupported()) {
       startHlsJs();
