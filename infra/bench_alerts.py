@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                                                     if r["input"] == inp and r["gemini_delay_s"] == d])
                     for inp in clips for d in DELAYS_S},
     }
-    result["steps"]["SMTP accepted → in the sink's inbox"] = _fig(
+    result["steps"]["sink's receive stamp − alert_sent (stamped after the SMTP reply)"] = _fig(
         [r["timeline"]["inbox"] - r["timeline"]["alert_sent"] for r in alerts if r["timeline"].get("alert_sent")])
     write_markdown(args.out, result)
     (WORK / "rows.json").write_text(json.dumps(rows, indent=1, default=str))
