@@ -77,6 +77,9 @@ class Notifier:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
                 sock.connect(address)
+                # Never wait: a listener that stops reading (its queue holds 10 datagrams,
+                # net.unix.max_dgram_qlen) would otherwise block the thread sending the watchdog forever.
+                sock.setblocking(False)
                 sock.sendall(payload)
         except OSError as exc:
             log.warning("sd_notify to %s failed: %s", self.socket_path, exc)

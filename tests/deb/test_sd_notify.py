@@ -70,3 +70,20 @@ def test_unreachable_socket_is_logged_not_raised(tmp_path, caplog):
     n = Notifier(str(tmp_path / "nobody-listens"))
     assert n.ready() is False
     assert "sd_notify" in caplog.text
+
+
+def test_a_listener_that_stops_reading_never_blocks_the_daemon(listener, caplog):
+    """A unix datagram socket queues about 10 unread datagrams (net.unix.max_dgram_qlen); past that a blocking
+    send waits for the reader forever, which hung the packaged daemon's watchdog thread in a test that read its
+    pings only at the end. The send must give up instead (logged, False)."""
+    import threading
+
+    path, _ = listener
+    n = Notifier(path)
+    results: list[bool] = []
+    sender = threading.Thread(target=lambda: results.extend(n.notify(watchdog=1) for _ in range(100)), daemon=True)
+    sender.start()
+    sender.join(30)
+    assert not sender.is_alive(), "a notification blocked on a full socket"
+    assert results[0] is True and results[-1] is False and len(results) == 100
+    assert "sd_notify" in caplog.text
