@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -262,19 +263,31 @@ def test_process_real_video_as_the_service_user(installed, stack, creds, vtest_v
     env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8", "CREDENTIALS_DIRECTORY": str(cred_dir),
            "PUBSUB_EMULATOR_HOST": stack.env["PUBSUB_EMULATOR_HOST"],
            "NOTIFY_SOCKET": str(workdir / "notify"), "WATCHDOG_USEC": "1000000"}
+    # Read as systemd does, while the daemon runs: a socket that nobody reads holds only ~10 datagrams.
+    messages: list[str] = []
+    notify.settimeout(0.2)
+    reading = threading.Event()
+
+    def read_notifications() -> None:
+        while not reading.is_set():
+            try:
+                messages.append(notify.recv(4096).decode())
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    reader = threading.Thread(target=read_notifications, daemon=True)
+    reader.start()
     started = time.monotonic()
     proc = _run(["runuser", "-u", USER, "--", "vigint-edge", "process", "--video", str(clip),
                  "--config", str(CONFIG), "--camera", "porch", "--fast"], check=False, env=env, timeout=600)
     print(f"vigint-edge process: exit {proc.returncode} in {time.monotonic() - started:.0f} s")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert creds["secret"] not in proc.stdout + proc.stderr
-    notify.setblocking(False)
-    messages = []
-    while True:
-        try:
-            messages.append(notify.recv(4096).decode())
-        except BlockingIOError:
-            break
+    time.sleep(0.5)  # the last datagram (STOPPING=1) was sent before the process exited
+    reading.set()
+    reader.join(5)
     notify.close()
     assert messages and messages[0].startswith("READY=1\nSTATUS=watching 1 camera(s)"), messages
     assert "WATCHDOG=1" in messages, messages
