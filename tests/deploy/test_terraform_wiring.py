@@ -39,6 +39,8 @@ LOCAL_ONLY = {
 NOT_DEPLOYED = {
     "VIGINT_SMTP_CA_FILE": "a CA file path; needs a secret volume mount, not built (public relays need none)",
 }
+# Set by the platform itself: Cloud Run gives every function K_SERVICE (its service name); Terraform must not.
+PLATFORM = {"K_SERVICE": "Cloud Run's service name, set on every instance (functions/main.py warms clients)"}
 # Secrets only the function using them may read (all others are set on every function).
 SCOPED_SECRETS = {"GEMINI_API_KEY": {"analyze"}, "VIGINT_SMTP_PASSWORD": {"alert"}}
 SECRET_VARIABLES = {"VIGINT_DEVICE_KEY_SECRET", *SCOPED_SECRETS}
@@ -217,7 +219,7 @@ def function_environment(tf) -> dict[str, dict[str, str]]:
 
 
 def test_every_variable_the_code_reads_is_set_on_every_function(tf):
-    needed = env_vars_read_by_code() - set(LOCAL_ONLY) - set(NOT_DEPLOYED)
+    needed = env_vars_read_by_code() - set(LOCAL_ONLY) - set(NOT_DEPLOYED) - set(PLATFORM)
     env = function_environment(tf)
     for name in entry_points():
         missing = {v for v in needed - set(SCOPED_SECRETS) if v not in env[name]}
@@ -230,7 +232,7 @@ def test_every_variable_the_code_reads_is_set_on_every_function(tf):
 def test_local_only_variables_are_not_set_and_secrets_are_not_plain(tf):
     env = function_environment(tf)
     for name, e in env.items():
-        assert not (set(LOCAL_ONLY) | set(NOT_DEPLOYED)) & set(e), f"{name} sets a local-only variable"
+        assert not (set(LOCAL_ONLY) | set(NOT_DEPLOYED) | set(PLATFORM)) & set(e), f"{name} sets a local-only variable"
         for var in SECRET_VARIABLES & set(e):
             assert e[var] == "secret", f"{name}: {var} must come from Secret Manager"
     # Terraform creates the secrets but never a version: no secret value in state.
