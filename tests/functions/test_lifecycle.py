@@ -13,6 +13,7 @@ import uuid
 
 import pytest
 
+from tests.functions.conftest import FIXTURE_START
 from tests.functions.v2 import Lifecycle, signed, ts_segments
 
 
@@ -198,7 +199,7 @@ def test_alert_goes_out_on_the_start_with_local_time_still_going_and_latency(fen
 
     recipients = _recipients(1)
     creds = _provision(fenv, recipients, timezone="Europe/Paris")
-    start_time = dt.datetime(2026, 11, 22, 6, 0, 0, tzinfo=dt.timezone.utc)
+    start_time = FIXTURE_START  # 06:00 UTC on the day before the run: recent enough for ingest's age check
     lc = Lifecycle(creds, fenv.media, segments, start=start_time)
     start = lc.message(0, "start")
     lc.upload([start])
@@ -212,8 +213,13 @@ def test_alert_goes_out_on_the_start_with_local_time_still_going_and_latency(fen
     assert alert.handle_analyzed(data=analyzed.data, now=composed) == "sent:1"
     [mail] = _mail(smtp_sink, recipients)[recipients[0]]
     text = _text(mail)
-    # First seen 06:00:01 UTC = 07:00:01 in Paris (CET), with UTC in brackets; the event is still going.
-    assert "First seen: Sunday 22 November 2026, 07:00:01 CET (06:00:01 UTC)" in text
+    # First seen 06:00:01 UTC = 07:00:01 in Paris (CET) or 08:00:01 (CEST), with UTC in brackets; still going.
+    from zoneinfo import ZoneInfo
+
+    seen = start_time + dt.timedelta(seconds=1)
+    paris = seen.astimezone(ZoneInfo("Europe/Paris"))
+    assert paris.strftime("%H:%M:%S %Z") in ("07:00:01 CET", "08:00:01 CEST")
+    assert f"First seen: {paris:%A} {paris.day} {paris:%B %Y}, {paris:%H:%M:%S %Z} (06:00:01 UTC)" in text
     assert "still going" in text and "ended (length" not in text and "LATE" not in text
     figure = float(re.search(r"First seen → this e-mail: ([0-9.]+) s", text).group(1))
     assert 2.0 <= figure < 60.0  # 2 s from first sight to the pinned now, plus the time composing took

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import pytest
 import requests
 
+from tests.functions.conftest import FIXTURE_START
 from tests.functions.test_edge_api import _verify_v4
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,7 +64,7 @@ class Events:
 
     def event(self, event_id: str | None = None, **fields) -> str:
         event_id = event_id or f"evt_{uuid.uuid4().hex[:26].upper()}"
-        start = dt.datetime(2026, 11, 22, 6, 0, 0, tzinfo=dt.timezone.utc)
+        start = FIXTURE_START  # from the run's date: nothing here ages
         snap = self.prefix(event_id) + "snapshots/00000.jpg"
         self.bucket.blob(snap).upload_from_string(b"\xff\xd8\xff-jpeg-" + event_id.encode(), content_type="image/jpeg")
         doc = {
@@ -244,7 +245,7 @@ def test_state_json_follows_the_event(fenv, events, link_app, public_key):
     assert st["title"] == "Person detected on lobby" and st["summary"] == "A person at the door."
     assert (st["threat_level"], st["threat_word"], st["verdict"]) == (2, "Medium threat", "detections")
     assert st["labels"] == ["person"] and st["camera_id"] == "lobby"
-    assert st["first_seen"] == "2026-11-22T06:00:03Z"
+    assert st["first_seen"] == (FIXTURE_START + dt.timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert st["duration_s"] == pytest.approx(3.5) and st["segments"] == 2
     assert st["download_url"] is None and st["downloads"] == [] and st["continued_by"] is None
     assert _object_of(st["snapshot_url"], fenv.env["VIGINT_BUCKET"]) == events.prefix(ev) + "snapshots/00000.jpg"
@@ -264,7 +265,7 @@ def test_state_json_follows_the_event(fenv, events, link_app, public_key):
     assert _object_of(url, fenv.env["VIGINT_BUCKET"]) == events.prefix(ev) + "clip.mp4"
     assert _verify_v4(url, public_key, "GET", {})
     assert parse_qs(urlsplit(url).query)["response-content-disposition"] == [
-        'attachment; filename="vigint-lobby-20261122-060000.mp4"']
+        f'attachment; filename="vigint-lobby-{FIXTURE_START:%Y%m%d}-060000.mp4"']
     assert requests.get(url, timeout=10).content == b"mp4 " + ev.encode()
 
 
