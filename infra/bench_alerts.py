@@ -198,7 +198,7 @@ def upload_s(stack: LocalStack, creds: dict) -> float:
 def detector_s(model_xml: Path, clip: Path) -> float:
     """Median seconds of one synchronous inference on a frame of ``clip`` (the pipeline's per-frame cost)."""
     sys.path.insert(0, str(REPO / "edge_daemon"))
-    from vigint_edge.detector import load_detector
+    from vigint_edge.detection.detector import load_detector
 
     with av.open(str(clip)) as c:
         image = next(c.decode(video=0)).to_ndarray(format="bgr24")

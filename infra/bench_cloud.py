@@ -53,9 +53,9 @@ def _events(stack: LocalStack, creds: dict, n: int, work: Path) -> list[tuple[by
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    from vigint_edge.clip import ClipWriter, encode_snapshot
+    from vigint_edge.recording.clip import ClipWriter, encode_snapshot
     from vigint_edge.event_model import ClipRef, EdgeEvent, SnapshotRef, new_event_id, object_name
-    from vigint_edge.publisher import sign_message
+    from vigint_edge.delivery.publisher import sign_message
 
     rng = np.random.default_rng(1)
     writer = ClipWriter(work / "clip.mp4", width=320, height=240, fps=10)

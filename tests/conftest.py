@@ -115,7 +115,7 @@ def tfjs_model_dir() -> Path:
 @pytest.fixture(scope="session")
 def default_model_dir(tfjs_model_dir: Path) -> Path:
     """Directory of the converted OpenVINO IR: ``model.xml``, ``model.bin``, ``labels.json``, ``model.json``."""
-    from vigint_edge.model_convert import ensure_default_model
+    from vigint_edge.detection.model_convert import ensure_default_model
 
     return ensure_default_model(tfjs_model_dir, assets.DEFAULT_MODEL_DIR)
 

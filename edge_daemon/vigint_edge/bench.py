@@ -40,12 +40,12 @@ import av
 import cv2
 import numpy as np
 
-from vigint_edge.capture import VideoSource
-from vigint_edge.clip import ClipWriter
+from vigint_edge.capture.source import VideoSource
+from vigint_edge.recording.clip import ClipWriter
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
-from vigint_edge.detector import load_detector
-from vigint_edge.events import CameraPipeline
-from vigint_edge.spool import Spool
+from vigint_edge.detection.detector import load_detector
+from vigint_edge.events.pipeline import CameraPipeline
+from vigint_edge.delivery.spool import Spool
 
 
 def _camera(path: Path, detect_fps: float = 30.0) -> CameraConfig:

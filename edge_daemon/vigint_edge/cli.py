@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return bench_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "enroll":
-        from vigint_edge.enroll import EnrollError, enroll
+        from vigint_edge.cloud.enroll import EnrollError, enroll
 
         try:
             creds = enroll(args.code, args.api_url, args.config, args.secret_file)

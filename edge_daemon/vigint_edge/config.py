@@ -119,7 +119,7 @@ class CameraConfig(_Strict):
     reconnect_max_s: float = Field(default=30.0, gt=0, description="longest wait between reconnect attempts")
     rtsp_transport: Literal["tcp", "udp", "udp_multicast", "http", "https"] = Field(
         default="tcp", description="RTSP: how RTP travels (FFmpeg's rtsp_transport); tcp survives NAT and loss")
-    # Camera health (vigint_edge.health); times in seconds, grey levels 0..255.
+    # Camera health (vigint_edge.events.camera_health); times in seconds, grey levels 0..255.
     stall_timeout_s: float = Field(default=10.0, gt=0, le=300,
                                    description="streams: no frame for this long counts as a stall; reconnect")
     offline_alert_after_s: float = Field(default=60.0, gt=0,

@@ -32,18 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from vigint_edge import __version__, remote_config
-from vigint_edge.api_client import ApiError, EdgeApiClient
-from vigint_edge.capture import SourceUnavailable, VideoSource, redact
+from vigint_edge import __version__
+from vigint_edge.cloud import remote_config
+from vigint_edge.cloud.api_client import ApiError, EdgeApiClient
+from vigint_edge.capture.source import SourceUnavailable, VideoSource, redact
 from vigint_edge.config import CameraConfig, EdgeConfig
-from vigint_edge.delivery import Deliverer
-from vigint_edge.detector import Detector, load_detector
-from vigint_edge.events import CameraPipeline, ClipUnavailable
-from vigint_edge.remote_config import ClipCommand, PlainCommand
-from vigint_edge.health import HealthMonitor
-from vigint_edge.model_convert import default_model_path
-from vigint_edge.publisher import EventPublisher
-from vigint_edge.spool import Spool
+from vigint_edge.delivery.deliverer import Deliverer
+from vigint_edge.detection.detector import Detector, load_detector
+from vigint_edge.events.pipeline import CameraPipeline, ClipUnavailable
+from vigint_edge.cloud.remote_config import ClipCommand, PlainCommand
+from vigint_edge.events.camera_health import HealthMonitor
+from vigint_edge.detection.model_convert import default_model_path
+from vigint_edge.delivery.publisher import EventPublisher
+from vigint_edge.delivery.spool import Spool
 from vigint_edge.status import MeteredDeliverer, StatusServer
 from vigint_edge.systemd import Notifier
 

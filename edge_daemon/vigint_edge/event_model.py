@@ -6,7 +6,7 @@ message, still used for ``camera_health`` and ``recording`` events; and version 
 each a cumulative snapshot of the event so far plus the HLS segments new in it. The cloud validates the same
 messages with ``functions/vigint/schema.py``. Unknown fields are rejected (``extra="forbid"``) so a typo never
 travels. ``clip`` and ``snapshot`` are optional: ``clip`` is null when the spool had to evict the clip to stay
-within its disk budget (see ``vigint_edge.spool``), ``snapshot`` is null for events that have no picture
+within its disk budget (see ``vigint_edge.delivery.spool``), ``snapshot`` is null for events that have no picture
 (``camera_health``).
 
 Event ids are ``evt_`` + a 26-character ULID (https://github.com/ulid/spec): 48-bit Unix time in ms and 80
@@ -178,7 +178,7 @@ class ClipRef(_Strict):
         """Builds the reference from a finished clip.
 
         Args:
-            info: a ``vigint_edge.clip.ClipInfo`` (anything with its attributes).
+            info: a ``vigint_edge.recording.clip.ClipInfo`` (anything with its attributes).
             object: GCS object name (see ``object_name``).
         """
         return cls(

@@ -23,8 +23,8 @@ from typing import Callable, Iterable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
-from vigint_edge.delivery import Deliverer, Outcome
-from vigint_edge.spool import SpoolItem
+from vigint_edge.delivery.deliverer import Deliverer, Outcome
+from vigint_edge.delivery.spool import SpoolItem
 
 log = logging.getLogger(__name__)
 

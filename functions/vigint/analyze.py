@@ -60,7 +60,7 @@ MAX_FRAME_SOURCE_BYTES = 64 * 1024 * 1024  # largest clip we download to cut sti
 ANALYSIS_LEASE_S = 300
 RECORDING_REASON = "requested recording"
 # camera_health condition (label) -> (threat level, title words).
-# Condition labels as the edge (vigint_edge/health.py) and retention's stale-device check send them
+# Condition labels as the edge (vigint_edge/events/camera_health.py) and retention's stale-device check send them
 # (docs/contracts.md, "Event message").
 HEALTH_CONDITIONS = {
     "camera_tampered": (3, "Camera tampered with"),

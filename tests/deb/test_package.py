@@ -198,7 +198,7 @@ def test_files_user_and_permissions(installed):
     assert list((VENV / "lib").glob("python3.11/site-packages/vigint_edge/__pycache__/*.pyc"))
     # The packaged daemon finds the packaged model by itself.
     out = _run(["runuser", "-u", USER, "--", str(VENV / "bin" / "python3"), "-c",
-                "from vigint_edge.model_convert import default_model_path; print(default_model_path())"],
+                "from vigint_edge.detection.model_convert import default_model_path; print(default_model_path())"],
                env={"PATH": SYSTEM_PATH})
     assert out.stdout.strip() == str(MODEL / "model.xml")
 

@@ -31,7 +31,7 @@ def synthetic_event(spool, tenant_id: str, device_id: str, camera_id: str, tmp: 
                     fps: float = 10.0, size: tuple[int, int] = (320, 240), seed: int = 0):
     """Puts one event with a real H.264 clip of noise frames (incompressible, so uploads take a moment)
     and a real JPEG snapshot into ``spool``; returns the ``EdgeEvent``."""
-    from vigint_edge.clip import ClipWriter, encode_snapshot
+    from vigint_edge.recording.clip import ClipWriter, encode_snapshot
     from vigint_edge.event_model import ClipRef, DetectionRef, EdgeEvent, SnapshotRef, new_event_id, object_name
 
     rng = np.random.default_rng(seed)

@@ -21,8 +21,8 @@ def _remuxed_event(spool, tenant_id: str, device_id: str, camera_id: str, tmp_pa
     """An event whose clip is 4 s of a camera-like H.264 stream remuxed by the edge's ``RemuxWriter`` (the clip
     of every H.264 camera), with a snapshot of its first frame."""
     from vigint_edge.bench import make_h264
-    from vigint_edge.capture import VideoSource
-    from vigint_edge.clip import RemuxWriter, encode_snapshot
+    from vigint_edge.capture.source import VideoSource
+    from vigint_edge.recording.clip import RemuxWriter, encode_snapshot
     from vigint_edge.config import CameraConfig
     from vigint_edge.event_model import ClipRef, EdgeEvent, SnapshotRef, new_event_id, object_name
 
@@ -54,7 +54,7 @@ def test_the_emailed_link_plays_the_clip_in_chromium(stack, tmp_path, vtest_vide
 
     from infra.local.smtp_sink import read_messages
     from tests.e2e.test_delivery_guarantees import _deliverer
-    from vigint_edge.spool import Spool
+    from vigint_edge.delivery.spool import Spool
 
     domain = f"browser-{clip}.example"
     creds = stack.provision(f"browser-{clip}", "nuc-5", recipients=[f"viewer@{domain}"])
@@ -211,7 +211,7 @@ def test_the_link_plays_the_event_live_then_to_its_end_without_a_reload(function
     from playwright.sync_api import sync_playwright
 
     from vigint import links
-    from vigint_edge.clip import encode_snapshot
+    from vigint_edge.recording.clip import encode_snapshot
 
     segments, clip = _hls_segments(vtest_video, tmp_path / "segments")
     assert len(segments) == SEGMENTS and all(d == SEGMENT_S for _, _, d in segments)

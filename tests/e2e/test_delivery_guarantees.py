@@ -39,9 +39,9 @@ def _mails_for(stack, domain):
 
 
 def _deliverer(stack, creds, spool):
-    from vigint_edge.api_client import EdgeApiClient
-    from vigint_edge.delivery import Deliverer
-    from vigint_edge.publisher import EventPublisher
+    from vigint_edge.cloud.api_client import EdgeApiClient
+    from vigint_edge.delivery.deliverer import Deliverer
+    from vigint_edge.delivery.publisher import EventPublisher
 
     api = EdgeApiClient(stack.urls["edge_api"], creds["tenant_id"], creds["device_id"], creds["secret"])
     publisher = EventPublisher.from_api(api)
@@ -49,7 +49,7 @@ def _deliverer(stack, creds, spool):
 
 
 def test_same_message_delivered_three_times_makes_one_event_and_one_email(stack, tmp_path):
-    from vigint_edge.spool import Spool
+    from vigint_edge.delivery.spool import Spool
 
     creds = stack.provision("redeliver", "nuc-2", recipients=["ops@redeliver.example"])
     spool = Spool(tmp_path / "spool", max_bytes=100 * 1024**2)
@@ -70,10 +70,10 @@ CHILD = textwrap.dedent(
     """
     import json, logging, sys
     from pathlib import Path
-    from vigint_edge.api_client import EdgeApiClient
-    from vigint_edge.delivery import Deliverer
-    from vigint_edge.publisher import EventPublisher
-    from vigint_edge.spool import Spool
+    from vigint_edge.cloud.api_client import EdgeApiClient
+    from vigint_edge.delivery.deliverer import Deliverer
+    from vigint_edge.delivery.publisher import EventPublisher
+    from vigint_edge.delivery.spool import Spool
     logging.basicConfig(level=logging.INFO)
     creds = json.loads(sys.argv[2])
     spool = Spool(Path(sys.argv[1]), max_bytes=500 * 1024**2)
@@ -85,7 +85,7 @@ CHILD = textwrap.dedent(
 
 
 def test_edge_killed_mid_spool_then_restarted_delivers_everything_once(stack, tmp_path):
-    from vigint_edge.spool import Spool
+    from vigint_edge.delivery.spool import Spool
 
     creds = stack.provision("restart", "nuc-3", recipients=["ops@restart.example"])
     root = tmp_path / "spool"

@@ -225,7 +225,7 @@ def test_kill_9_mid_event_then_restart_makes_one_interrupted_event_and_one_email
     event as interrupted and delivers what was left. The cloud has one event, ended and interrupted, every
     spooled segment stored, and still one e-mail per recipient."""
     from vigint_edge.daemon import build_daemon
-    from vigint_edge.spool import Spool
+    from vigint_edge.delivery.spool import Spool
 
     creds, recipients = _device(stack, "kill", recipients=2)
     tenant = creds["tenant_id"]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vigint_edge.clip import ClipWriter, encode_snapshot
+from vigint_edge.recording.clip import ClipWriter, encode_snapshot
 from vigint_edge.event_model import (ClipRef, LifecycleMessage, SegmentRef, SnapshotRef, new_event_id,
                                      object_name, segment_name, snapshot_name)
-from vigint_edge.segments import Segmenter
-from vigint_edge.spool import Spool
+from vigint_edge.recording.segments import Segmenter
+from vigint_edge.delivery.spool import Spool
 
 
 class SyntheticEvent:

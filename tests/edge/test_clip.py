@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vigint_edge.clip import ClipError, ClipWriter, encode_snapshot
+from vigint_edge.recording.clip import ClipError, ClipWriter, encode_snapshot
 
 
 def top_level_boxes(path: Path) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from vigint_edge.api_client import EdgeApiClient
+from vigint_edge.cloud.api_client import EdgeApiClient
 from vigint_edge.config import CameraConfig, DeviceConfig, EdgeConfig, SpoolConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,8 +55,8 @@ def test_enrollment_code_becomes_working_credentials_once(stack, tmp_path):
 
 def test_zones_from_the_tenant_api_reach_the_pipeline_and_restart_stops_the_daemon(stack, tmp_path):
     from vigint_edge.daemon import EdgeDaemon
-    from vigint_edge.events import CameraPipeline
-    from vigint_edge.spool import Spool
+    from vigint_edge.events.pipeline import CameraPipeline
+    from vigint_edge.delivery.spool import Spool
 
     creds = stack.provision("synced", "nuc-1", recipients=["a@synced.example"])
     key = _admin(stack, "apikey", "create", "--tenant", "synced", "--role", "admin", "--name", "Ops")["key"]
@@ -104,7 +104,7 @@ def test_label_added_in_the_cloud_is_detected_from_the_next_frame(stack, tmp_pat
     import cv2
 
     from vigint_edge.daemon import build_daemon
-    from vigint_edge.events import CameraPipeline
+    from vigint_edge.events.pipeline import CameraPipeline
 
     creds = stack.provision("relabel", "nuc-1")
     key = _admin(stack, "apikey", "create", "--tenant", "relabel", "--role", "admin", "--name", "Ops")["key"]

@@ -19,12 +19,12 @@ import requests
 from google.cloud import firestore
 
 from tests.edge.test_delivery import ScriptedServer
-from vigint_edge import remote_config
-from vigint_edge.api_client import EdgeApiClient, PermanentApiError
+from vigint_edge.cloud import remote_config
+from vigint_edge.cloud.api_client import EdgeApiClient, PermanentApiError
 from vigint_edge.config import CameraConfig, DeviceConfig, EdgeConfig, SpoolConfig
 from vigint_edge.daemon import EdgeDaemon
-from vigint_edge.events import CameraPipeline
-from vigint_edge.spool import Spool
+from vigint_edge.events.pipeline import CameraPipeline
+from vigint_edge.delivery.spool import Spool
 
 REPO = Path(__file__).resolve().parents[2]
 CAMERA_PASSWORD = "s3cr3t-cam-pw"
@@ -160,7 +160,7 @@ def test_request_clip_of_a_recorded_range_spools_a_recording_and_reports_its_eve
     """A running daemon (real capture, real model) watching an H.264 camera at its own pace; the operator asks
     for 6 s it has recorded; the result names the spooled recording event."""
     from vigint_edge.daemon import build_daemon
-    from vigint_edge.detector import load_detector
+    from vigint_edge.detection.detector import load_detector
 
     site = Site(stack, tmp_path, "cmd-clip-done")
     config = EdgeConfig.model_validate({
@@ -227,7 +227,7 @@ def test_result_retries_server_errors_a_few_times_then_gives_up(caplog):
 
 
 def test_result_body_is_bounded():
-    from vigint_edge.api_client import CommandResult
+    from vigint_edge.cloud.api_client import CommandResult
 
     assert len(CommandResult(status="failed", detail="x" * 500).detail) == 500
     with pytest.raises(ValueError):

@@ -18,18 +18,18 @@ import numpy as np
 import pytest
 import requests
 
-from vigint_edge.api_client import (
+from vigint_edge.cloud.api_client import (
     AuthError,
     EdgeApiClient,
     PermanentApiError,
     PublishCredentials,
     TransientApiError,
 )
-from vigint_edge.clip import ClipWriter, encode_snapshot
-from vigint_edge.delivery import Deliverer, Outcome
+from vigint_edge.recording.clip import ClipWriter, encode_snapshot
+from vigint_edge.delivery.deliverer import Deliverer, Outcome
 from vigint_edge.event_model import ClipRef, EdgeEvent, SnapshotRef, new_event_id, object_name
-from vigint_edge.publisher import EventPublisher, sign_message
-from vigint_edge.spool import Spool
+from vigint_edge.delivery.publisher import EventPublisher, sign_message
+from vigint_edge.delivery.spool import Spool
 
 SECRET = "s3cr3t-device-key-never-logged"
 
@@ -403,7 +403,7 @@ def test_publisher_uses_the_vended_token_and_refreshes_it_before_expiry(monkeypa
 
 
 def test_publisher_refuses_emulator_mode_without_an_emulator(monkeypatch):
-    from vigint_edge.publisher import PublishError
+    from vigint_edge.delivery.publisher import PublishError
 
     monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
     publisher = EventPublisher(None, lambda: PublishCredentials(topic="projects/p/topics/edge-events",

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vigint_edge.detector import Detection, Detector, OpenVINOSSDDetector, load_detector, nms_per_class
-from vigint_edge.labels import COCO_LABELS, load_label_map
+from vigint_edge.detection.detector import Detection, Detector, OpenVINOSSDDetector, load_detector, nms_per_class
+from vigint_edge.detection.labels import COCO_LABELS, load_label_map
 
 
 def read_frame(video: Path, index: int) -> np.ndarray:

@@ -40,8 +40,8 @@ def _events(stack, tenant_id) -> dict[str, dict]:
 
 
 def _deliverer(url, creds, spool, **kw):
-    from vigint_edge.api_client import EdgeApiClient
-    from vigint_edge.publisher import EventPublisher
+    from vigint_edge.cloud.api_client import EdgeApiClient
+    from vigint_edge.delivery.publisher import EventPublisher
     from vigint_edge.status import MeteredDeliverer
 
     api = EdgeApiClient(url, creds["tenant_id"], creds["device_id"], creds["secret"],
@@ -57,10 +57,10 @@ CHILD = textwrap.dedent(
     import json, os, sys
     from pathlib import Path
     from tests.e2e.conftest import synthetic_event
-    from vigint_edge.api_client import EdgeApiClient
-    from vigint_edge.delivery import Deliverer
-    from vigint_edge.publisher import EventPublisher
-    from vigint_edge.spool import Spool
+    from vigint_edge.cloud.api_client import EdgeApiClient
+    from vigint_edge.delivery.deliverer import Deliverer
+    from vigint_edge.delivery.publisher import EventPublisher
+    from vigint_edge.delivery.spool import Spool
     root, creds, url, log_path, seed, work = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], \\
         int(sys.argv[5]), Path(sys.argv[6])
     spool = Spool(Path(root), max_bytes=500 * 1024**2)
@@ -83,7 +83,7 @@ CHILD = textwrap.dedent(
 
 
 def test_kill_9_at_random_moments_loses_nothing_and_duplicates_nothing(stack, tmp_path):
-    from vigint_edge.spool import Spool
+    from vigint_edge.delivery.spool import Spool
 
     creds = stack.provision("durable", "nuc-k9")
     root, log_path = tmp_path / "spool", tmp_path / "spooled.log"
@@ -178,7 +178,7 @@ class TcpForwarder:
 def test_offline_then_online_delivers_everything_in_order(stack, tmp_path):
     from google.cloud import pubsub_v1
 
-    from vigint_edge.spool import Spool
+    from vigint_edge.delivery.spool import Spool
 
     creds = stack.provision("offline", "nuc-off")
     subscriber = pubsub_v1.SubscriberClient()
@@ -235,14 +235,14 @@ def test_offline_then_online_delivers_everything_in_order(stack, tmp_path):
 
 
 def test_spool_over_budget_evicts_oldest_clips_and_still_delivers_their_events(stack, tmp_path, caplog):
-    from vigint_edge.spool import Spool
+    from vigint_edge.delivery.spool import Spool
 
     creds = stack.provision("evict", "nuc-ev")
     scratch = Spool(tmp_path / "scratch", max_bytes=10**9)
     synthetic_event(scratch, "evict", "nuc-ev", "dock", tmp_path, seconds=2.0, seed=99)
     one = scratch.stats()["bytes"]  # one whole item: clip + snapshot + records
     spool = Spool(tmp_path / "spool", max_bytes=int(2.5 * one))
-    with caplog.at_level(logging.WARNING, logger="vigint_edge.spool"):
+    with caplog.at_level(logging.WARNING, logger="vigint_edge.delivery.spool"):
         events = [synthetic_event(spool, "evict", "nuc-ev", "dock", tmp_path, seconds=2.0, seed=i) for i in range(4)]
     ids = [e.event_id for e in events]
     evicted_logs = [r.getMessage() for r in caplog.records if "evicted the clip" in r.getMessage()]

@@ -12,7 +12,7 @@ import pytest
 
 from vigint_edge.config import CameraConfig, DeviceConfig
 from vigint_edge.event_model import EdgeEvent
-from vigint_edge.health import (
+from vigint_edge.events.camera_health import (
     BLACK,
     OFFLINE,
     ONLINE,
@@ -22,7 +22,7 @@ from vigint_edge.health import (
     tamper_score,
     thumbnail,
 )
-from vigint_edge.spool import Spool
+from vigint_edge.delivery.spool import Spool
 
 DEVICE = DeviceConfig(tenant_id="demo", device_id="nuc-1", api_url="http://127.0.0.1:9")
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
@@ -164,7 +164,7 @@ def test_camera_down_raises_offline_after_the_delay_with_the_last_frame(tmp_path
     mon.check()
     assert _events(spool) == [], "not yet: 22 s without a frame"
     clock.t += 10
-    with caplog.at_level(logging.WARNING, logger="vigint_edge.health"):
+    with caplog.at_level(logging.WARNING, logger="vigint_edge.events.camera_health"):
         mon.check()
         mon.check()
     events = _events(spool)
@@ -196,7 +196,7 @@ def test_camera_back_after_an_offline_alert_raises_online_with_the_time_it_was_d
     mon.source_state(True, "connected")  # connected is not enough: frames must come
     assert len(_events(spool)) == 1
     back = T0 + timedelta(seconds=clock.t - 1000.0)
-    with caplog.at_level(logging.INFO, logger="vigint_edge.health"):
+    with caplog.at_level(logging.INFO, logger="vigint_edge.events.camera_health"):
         _feed(mon, clock, vtest_frames[4:10])  # six frames: still one online event
     events = _events(spool)
     assert [e.labels for e in events] == [[OFFLINE], [ONLINE]]
@@ -269,7 +269,7 @@ def test_camera_that_stays_down_reaches_the_cloud_as_a_health_alert(stack, defau
     from tests.e2e.conftest import wait_for
     from vigint_edge.config import EdgeConfig
     from vigint_edge.daemon import build_daemon
-    from vigint_edge.detector import load_detector
+    from vigint_edge.detection.detector import load_detector
 
     creds = stack.provision("healthy", "nuc-h")
     config = EdgeConfig.model_validate({

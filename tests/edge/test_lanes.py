@@ -19,9 +19,9 @@ import requests
 from tests.edge.test_durability import TcpForwarder
 from tests.edge.lifecycle_helpers import SyntheticEvent, pull_messages
 from tests.e2e.conftest import wait_for
-from vigint_edge.api_client import EdgeApiClient
-from vigint_edge.publisher import EventPublisher
-from vigint_edge.spool import Spool
+from vigint_edge.cloud.api_client import EdgeApiClient
+from vigint_edge.delivery.publisher import EventPublisher
+from vigint_edge.delivery.spool import Spool
 from vigint_edge.status import MeteredDeliverer
 
 pytestmark = pytest.mark.slow

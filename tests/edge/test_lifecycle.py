@@ -11,12 +11,12 @@ import av
 import pytest
 
 from vigint_edge.bench import make_h264
-from vigint_edge.capture import VideoSource
+from vigint_edge.capture.source import VideoSource
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
-from vigint_edge.detector import load_detector
+from vigint_edge.detection.detector import load_detector
 from vigint_edge.event_model import LifecycleMessage, segment_name
-from vigint_edge.events import CameraPipeline
-from vigint_edge.spool import Spool
+from vigint_edge.events.pipeline import CameraPipeline
+from vigint_edge.delivery.spool import Spool
 
 pytestmark = pytest.mark.slow
 CAMERA_GOP_S = 2.0  # make_h264: a keyframe every 2 s, no B-frames

@@ -17,7 +17,7 @@ import pytest
 
 from tests.edge.lifecycle_helpers import pull_messages
 from vigint_edge.event_model import segment_name
-from vigint_edge.spool import Spool
+from vigint_edge.delivery.spool import Spool
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -27,11 +27,11 @@ CHILD = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from vigint_edge.capture import VideoSource
+    from vigint_edge.capture.source import VideoSource
     from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
-    from vigint_edge.detector import load_detector
-    from vigint_edge.events import CameraPipeline
-    from vigint_edge.spool import Spool
+    from vigint_edge.detection.detector import load_detector
+    from vigint_edge.events.pipeline import CameraPipeline
+    from vigint_edge.delivery.spool import Spool
     video, model, root, tenant, device = sys.argv[1:6]
     spool = Spool(Path(root), 2 * 1024**3)
     spool.close_interrupted()  # what the daemon does at start

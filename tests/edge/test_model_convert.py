@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vigint_edge.model_convert import (
+from vigint_edge.detection.model_convert import (
     DT_FLOAT, TF_BOXES_NODE, TF_SCORES_NODE, ConversionError, cut_preprocessor, decode_weights, is_converted,
     load_tfjs_graph, prune, split_fused_ops,
 )
@@ -243,3 +243,13 @@ def test_preprocessing_is_in_the_ir(default_model_dir, vtest_video):
     assert best[1] + 1 == 1  # the most confident anchor is a person (COCO id 1)
     y1, x1, y2, x2 = boxes[0, best[0], 0]
     assert -0.05 <= y1 < y2 <= 1.05 and -0.05 <= x1 < x2 <= 1.05
+
+
+def test_default_model_dir_of_a_source_checkout(monkeypatch):
+    """Without ``VIGINT_MODEL_DIR``, a source checkout loads the model from its own ``.local/models/`` (found
+    from the module's place in the tree), not the Debian package's ``/usr/share`` path."""
+    from vigint_edge.detection import model_convert
+
+    monkeypatch.delenv("VIGINT_MODEL_DIR", raising=False)
+    checkout = Path(__file__).resolve().parents[2]
+    assert model_convert.default_model_dir() == checkout / ".local" / "models" / model_convert.MODEL_NAME

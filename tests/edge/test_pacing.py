@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from vigint_edge.capture import VideoSource
+from vigint_edge.capture.source import VideoSource
 from vigint_edge.config import CameraConfig
 
 # Irregular gaps, as a camera that records on motion or drops frames writes them: 50 ms, then 0.8 s, then 0.75 s.

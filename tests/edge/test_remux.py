@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from vigint_edge.bench import make_h264
-from vigint_edge.capture import Frame, VideoSource, _put_dropping_oldest, reformat
+from vigint_edge.capture.source import Frame, VideoSource, _put_dropping_oldest, reformat
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
-from vigint_edge.detector import load_detector
-from vigint_edge.events import CameraPipeline, ClipUnavailable
-from vigint_edge.recorder import Recorder
-from vigint_edge.spool import Spool
+from vigint_edge.detection.detector import load_detector
+from vigint_edge.events.pipeline import CameraPipeline, ClipUnavailable
+from vigint_edge.recording.recorder import Recorder
+from vigint_edge.delivery.spool import Spool
 
 GOP = 20  # frames between keyframes (2 s at 10 fps)
 
@@ -224,7 +224,7 @@ def test_shared_reformatter_follows_each_frames_size_and_the_requested_output(h2
 def test_a_file_readers_unexpected_failure_reaches_the_consumer(h264_video, monkeypatch):
     """Files are decoded on a reader thread; an error there that is not FFmpeg's (which ends the file with a
     warning) must be raised to the consumer, not leave it waiting for frames forever."""
-    from vigint_edge import capture
+    from vigint_edge.capture import source as capture
 
     real = capture._decode
 

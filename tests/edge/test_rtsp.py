@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from infra.local.stack import free_port
-from vigint_edge.capture import VideoSource
+from vigint_edge.capture.source import VideoSource
 from vigint_edge.config import CameraConfig
 
 pytestmark = pytest.mark.slow
@@ -246,12 +246,12 @@ def test_daemon_rtsp_outage_does_not_disturb_a_file_camera(rtsp_server, vtest_vi
     """Two cameras in one real EdgeDaemon (real detector): an RTSP camera whose server dies and comes back,
     and a file camera whose frame rate must not change meanwhile. The cloud is unreachable (a closed port):
     events stay spooled, heartbeats fail, and nothing else is affected."""
-    from vigint_edge.api_client import EdgeApiClient
+    from vigint_edge.cloud.api_client import EdgeApiClient
     from vigint_edge.config import EdgeConfig
     from vigint_edge.daemon import EdgeDaemon
-    from vigint_edge.detector import load_detector
-    from vigint_edge.publisher import EventPublisher
-    from vigint_edge.spool import Spool
+    from vigint_edge.detection.detector import load_detector
+    from vigint_edge.delivery.publisher import EventPublisher
+    from vigint_edge.delivery.spool import Spool
     from vigint_edge.status import MeteredDeliverer
 
     api_url = f"http://127.0.0.1:{free_port()}"
@@ -320,7 +320,7 @@ def test_rtsp_stream_is_remuxed_into_a_playable_clip_over_either_transport(rtsp_
     import av
     import numpy as np
 
-    from vigint_edge.clip import RemuxWriter
+    from vigint_edge.recording.clip import RemuxWriter
 
     stop = threading.Event()
     cam = CameraConfig(id="door", source=rtsp_server.url, rtsp_transport=transport, stall_timeout_s=5.0)

@@ -17,7 +17,7 @@ from vigint_edge.event_model import (
     new_event_id,
     object_name,
 )
-from vigint_edge.spool import Spool, SpoolState
+from vigint_edge.delivery.spool import Spool, SpoolState
 
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
 
@@ -167,7 +167,7 @@ def test_remove_and_move_to_failed(tmp_path):
 def test_a_crash_during_removal_never_leaves_a_half_deleted_item(tmp_path, monkeypatch):
     import shutil
 
-    import vigint_edge.spool as spool_mod
+    import vigint_edge.delivery.spool as spool_mod
 
     root = tmp_path / "spool"
     spool = Spool(root, max_bytes=10**7)

@@ -11,7 +11,7 @@ import pytest
 from tests.edge.lifecycle_helpers import SyntheticEvent
 from tests.edge.test_spool import make_event
 from vigint_edge.event_model import segment_name
-from vigint_edge.spool import Spool
+from vigint_edge.delivery.spool import Spool
 
 
 def test_items_sort_by_event_then_seq_and_split_into_lanes(tmp_path):
@@ -108,7 +108,7 @@ def test_eviction_takes_clips_first_then_segments_never_a_message(tmp_path, capl
     clip_bytes = probe.messages[-1].clip.bytes
     spool = Spool(tmp_path / "spool", int(one_event * 1.6))
     events = []
-    with caplog.at_level(logging.WARNING, logger="vigint_edge.spool"):
+    with caplog.at_level(logging.WARNING, logger="vigint_edge.delivery.spool"):
         for seed in range(3):
             ev = SyntheticEvent(spool, "demo", "nuc-1", "gate", tmp_path, size=(320, 240), seed=seed)
             ev.start()

@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from infra.local.stack import free_port
 from tests.edge.test_spool import make_event
-from vigint_edge.api_client import EdgeApiClient
+from vigint_edge.cloud.api_client import EdgeApiClient
 from vigint_edge.config import EdgeConfig
-from vigint_edge.publisher import EventPublisher
-from vigint_edge.spool import Spool
+from vigint_edge.delivery.publisher import EventPublisher
+from vigint_edge.delivery.spool import Spool
 from vigint_edge.status import MeteredDeliverer, StatusServer, render_metrics
 
 

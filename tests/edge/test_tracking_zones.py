@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from vigint_edge.capture import Frame
+from vigint_edge.capture.source import Frame
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
-from vigint_edge.detector import Detection, SyncDetector, load_detector
-from vigint_edge.events import CameraPipeline
-from vigint_edge.spool import Spool
-from vigint_edge.tracker import Tracker
-from vigint_edge.zones import ZoneSpec, ZoneTracker
+from vigint_edge.detection.detector import Detection, SyncDetector, load_detector
+from vigint_edge.events.pipeline import CameraPipeline
+from vigint_edge.delivery.spool import Spool
+from vigint_edge.detection.tracker import Tracker
+from vigint_edge.detection.zones import ZoneSpec, ZoneTracker
 
 
 # ------------------------------------------------------------------------------------------- tracker
@@ -180,7 +180,7 @@ def test_a_static_scene_never_reaches_the_detector(tmp_path):
 def test_a_static_scene_stays_quiet_with_the_real_async_detector(tmp_path, default_model_dir):
     """The same through OpenVINO's AsyncInferQueue: a result still in flight must not make the motion gate
     look again (it once did, and a static camera cost a detection on every detect frame)."""
-    from vigint_edge.detector import OpenVINOSSDDetector
+    from vigint_edge.detection.detector import OpenVINOSSDDetector
 
     class Counting(OpenVINOSSDDetector):
         calls = 0

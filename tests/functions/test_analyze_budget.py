@@ -190,9 +190,9 @@ def test_camera_health_event_gets_its_own_verdict_without_gemini(fenv, gemini):
     ("camera_online", 0, "Camera back online: lobby"),
 ])
 def test_each_edge_health_condition_has_its_verdict(fenv, gemini, label, level, title):
-    """The labels exactly as vigint_edge.health sends them (a mismatch once gave every one the generic level 2)."""
+    """The labels exactly as vigint_edge.events.camera_health sends them (a mismatch once gave every one the generic level 2)."""
     from vigint import analyze
-    from vigint_edge import health
+    from vigint_edge.events import camera_health as health
 
     assert label in {health.OFFLINE, health.BLACK, health.ONLINE}
     creds = fenv.provision()

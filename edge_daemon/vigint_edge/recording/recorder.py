@@ -27,8 +27,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vigint_edge.capture import Frame
-from vigint_edge.clip import ClipError, ClipInfo, RemuxWriter
+from vigint_edge.capture.source import Frame
+from vigint_edge.recording.clip import ClipError, ClipInfo, RemuxWriter
 
 log = logging.getLogger(__name__)
 __all__ = ["ClipUnavailable", "Recorder", "Segment", "SEGMENT_S", "MAX_CLIP_S"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from vigint_edge.detector import Detection
+from vigint_edge.detection.detector import Detection
 
 SCORE_HISTORY = 10  # Frigate computes the median over the last 10 scores as well
 

@@ -40,7 +40,7 @@ from enum import Enum
 import requests
 from pydantic import ValidationError
 
-from vigint_edge.api_client import (
+from vigint_edge.cloud.api_client import (
     ApiError,
     AuthError,
     EdgeApiClient,
@@ -54,8 +54,8 @@ from vigint_edge.api_client import (
 from vigint_edge.event_model import (CLIP_NAME, SEGMENT_CONTENT_TYPE, SNAPSHOT_CONTENT_TYPE, SNAPSHOT_NAME,
                                      EdgeEvent, LifecycleMessage, format_time, object_name, segment_name,
                                      snapshot_name)
-from vigint_edge.publisher import EventPublisher, PublishError
-from vigint_edge.spool import LANES, Spool, SpoolItem, SpoolState
+from vigint_edge.delivery.publisher import EventPublisher, PublishError
+from vigint_edge.delivery.spool import LANES, Spool, SpoolItem, SpoolState
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ from typing import Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vigint_edge.clip import fsync_dir
+from vigint_edge.recording.clip import fsync_dir
 from vigint_edge.event_model import (CLIP_NAME, SNAPSHOT_NAME, EdgeEvent, LifecycleMessage, load_message,
                                      segment_name, snapshot_name)
 

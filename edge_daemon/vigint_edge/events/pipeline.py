@@ -41,19 +41,19 @@ from pathlib import Path
 
 import numpy as np
 
-from vigint_edge.capture import Frame
-from vigint_edge.clip import REMUX_CODECS, ClipError, ClipWriter, RemuxWriter, encode_snapshot
+from vigint_edge.capture.source import Frame
+from vigint_edge.recording.clip import REMUX_CODECS, ClipError, ClipWriter, RemuxWriter, encode_snapshot
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
-from vigint_edge.detector import Detection, Detector
+from vigint_edge.detection.detector import Detection, Detector
 from vigint_edge.event_model import (CLIP_NAME, MAX_SEGMENT_BYTES, SNAPSHOT_NAME, ClipRef, DetectionRef, EdgeEvent,
                                      LifecycleMessage, SegmentRef, SnapshotRef, new_event_id, object_name,
                                      segment_name, snapshot_name)
-from vigint_edge.motion import MotionGate
-from vigint_edge.recorder import ClipUnavailable, Recorder
-from vigint_edge.segments import SegmentError, SegmentFile, Segmenter
-from vigint_edge.spool import Spool
-from vigint_edge.tracker import Track, Tracker
-from vigint_edge.zones import MaskSet, ZoneSpec, ZoneTracker
+from vigint_edge.capture.motion import MotionGate
+from vigint_edge.recording.recorder import ClipUnavailable, Recorder
+from vigint_edge.recording.segments import SegmentError, SegmentFile, Segmenter
+from vigint_edge.delivery.spool import Spool
+from vigint_edge.detection.tracker import Track, Tracker
+from vigint_edge.detection.zones import MaskSet, ZoneSpec, ZoneTracker
 
 log = logging.getLogger(__name__)
 __all__ = ["CameraPipeline", "CameraStats", "ClipUnavailable"]

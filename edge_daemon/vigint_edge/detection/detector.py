@@ -5,7 +5,7 @@ implementation (another runtime, a test double) plugs in at the constructor of t
 
 ``OpenVINOSSDDetector`` runs an SSD-style model and does the post-processing outside the model:
 
-* "raw" SSD outputs, as produced by ``vigint_edge.model_convert`` from the tfjs coco-ssd model: boxes
+* "raw" SSD outputs, as produced by ``vigint_edge.detection.model_convert`` from the tfjs coco-ssd model: boxes
   ``[1, N, 1, 4]`` or ``[1, N, 4]`` (y1, x1, y2, x2 normalised 0..1) and scores ``[1, N, C]`` (per-class
   probabilities, column ``k`` is class id ``k + class_id_offset``, 1 for the COCO model). Each anchor keeps
   its best class (as tfjs-models coco-ssd does), then thresholds and per-class NMS are applied here.

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from vigint_edge.api_client import COMMAND_ID_PATTERN, MAX_RESULT_DETAIL_CHARS
+from vigint_edge.cloud.api_client import COMMAND_ID_PATTERN, MAX_RESULT_DETAIL_CHARS
 from vigint_edge.config import CameraConfig
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import av
 import cv2
 import numpy as np
 
-from vigint_edge.capture import reformat
+from vigint_edge.capture.source import reformat
 
 log = logging.getLogger(__name__)
 

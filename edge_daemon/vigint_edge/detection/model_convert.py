@@ -23,7 +23,7 @@ Steps (each a function that tests call directly):
 
 CLI::
 
-    python -m vigint_edge.model_convert --tfjs DIR --out DIR
+    python -m vigint_edge.detection.model_convert --tfjs DIR --out DIR
 
 Conversion needs the ``tensorboard`` package (pure Python, for the GraphDef protobuf classes) in addition
 to the runtime dependencies; it is imported only when converting.
@@ -548,7 +548,7 @@ def convert(tfjs_dir: Path, out_dir: Path) -> Path:
             "source": {"registry": "npm", "package": SOURCE_PACKAGE, "version": SOURCE_VERSION,
                        "path": SOURCE_PATH, "license": "Apache-2.0",
                        "model_json_sha256": _sha256(tfjs_dir / "model.json")},
-            "converter": {"module": "vigint_edge.model_convert", "fused_nodes_split": split,
+            "converter": {"module": "vigint_edge.detection.model_convert", "fused_nodes_split": split,
                           "openvino": ov.get_version()},
             "input": {"name": INPUT_NAME, "shape": [1, height, width, 3], "dtype": "uint8", "layout": "NHWC",
                       "color": "RGB", "range": "0..255 (scaled to -1..1 inside the model)"},
@@ -584,7 +584,7 @@ def default_model_dir() -> Path:
     env = os.environ.get("VIGINT_MODEL_DIR")
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]  # detection/, vigint_edge/, edge_daemon/, the checkout
     if (repo / "pyproject.toml").is_file() and (repo / "edge_daemon").is_dir():
         return repo / ".local" / "models" / MODEL_NAME
     return PACKAGED_MODEL_ROOT / MODEL_NAME
@@ -628,8 +628,8 @@ def ensure_default_model(tfjs_dir: Path, out_dir: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m vigint_edge.model_convert --tfjs DIR --out DIR``; prints the IR path."""
-    parser = argparse.ArgumentParser(prog="python -m vigint_edge.model_convert",
+    """CLI: ``python -m vigint_edge.detection.model_convert --tfjs DIR --out DIR``; prints the IR path."""
+    parser = argparse.ArgumentParser(prog="python -m vigint_edge.detection.model_convert",
                                      description="Convert the tfjs coco-ssd model to OpenVINO IR.")
     parser.add_argument("--tfjs", type=Path, required=True, help="tfjs model dir (model.json + shards)")
     parser.add_argument("--out", type=Path, default=None, help="IR output dir (default: default_model_dir())")

@@ -104,7 +104,7 @@ class EventPublisher:
 
         Raises:
             PublishError: ``edge_api`` says emulator mode but ``PUBSUB_EMULATOR_HOST`` is not set.
-            vigint_edge.api_client.ApiError: the credentials could not be fetched.
+            vigint_edge.cloud.api_client.ApiError: the credentials could not be fetched.
         """
         if os.environ.get("PUBSUB_EMULATOR_HOST"):
             if self._topic is None:
@@ -168,7 +168,7 @@ class EventPublisher:
 
         Raises:
             PublishError: not accepted within ``timeout_s``, or refused by Pub/Sub.
-            vigint_edge.api_client.ApiError: publish credentials could not be fetched.
+            vigint_edge.cloud.api_client.ApiError: publish credentials could not be fetched.
         """
         from google.api_core import exceptions as gexc
         from google.auth import exceptions as auth_exc

@@ -40,7 +40,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from vigint_edge.clip import encode_snapshot
+from vigint_edge.recording.clip import encode_snapshot
 from vigint_edge.config import CameraConfig, DeviceConfig
 from vigint_edge.event_model import SNAPSHOT_NAME, EdgeEvent, SnapshotRef, new_event_id, object_name
 

@@ -1,0 +1,1 @@
+"""Capture: reading a camera (RTSP or a file) at its own pace, and the motion gate."""

@@ -1,0 +1,1 @@
+"""Detection: the OpenVINO detector, its labels and model conversion, tracking and zones."""

@@ -1,0 +1,1 @@
+"""Events: the per-camera pipeline that turns tracks into event lifecycle messages, and camera health."""
