@@ -18,8 +18,16 @@ def link_id(token: str) -> str:
 
 
 def create_link(*, tenant_id: str, event_id: str, recipient: str, ttl_seconds: int,
-                now: dt.datetime | None = None) -> tuple[str, str, dt.datetime]:
+                now: dt.datetime | None = None, batch=None, keep_days: float | None = None
+                ) -> tuple[str, str, dt.datetime]:
     """Creates ``links/{id}`` for one recipient.
+
+    Args:
+        ttl_seconds: the link works for this long from ``now``.
+        batch: a Firestore ``WriteBatch`` to add the create to (the caller commits it); None: written now.
+        keep_days: the document's ``expire_at`` (Firestore TTL backstop) is ``max(expires_at, now +
+            keep_days)``, so the link and its access log go with the tenant's retention; None: no
+            ``expire_at``.
 
     Returns:
         ``(token, link_id, expires_at)``; the token (``secrets.token_urlsafe(32)``, 43 characters) exists only
@@ -29,10 +37,15 @@ def create_link(*, tenant_id: str, event_id: str, recipient: str, ttl_seconds: i
     token = secrets.token_urlsafe(32)
     lid = link_id(token)
     expires_at = now + dt.timedelta(seconds=int(ttl_seconds))
-    clients.firestore().collection("links").document(lid).create(
-        {"tenant_id": tenant_id, "event_id": event_id, "recipient": recipient, "created_at": now,
-         "expires_at": expires_at, "revoked": False}
-    )
+    doc = {"tenant_id": tenant_id, "event_id": event_id, "recipient": recipient, "created_at": now,
+           "expires_at": expires_at, "revoked": False}
+    if keep_days is not None:
+        doc["expire_at"] = max(expires_at, now + dt.timedelta(days=keep_days))
+    ref = clients.firestore().collection("links").document(lid)
+    if batch is not None:
+        batch.create(ref, doc)
+    else:
+        ref.create(doc)
     return token, lid, expires_at
 
 
