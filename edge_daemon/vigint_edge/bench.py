@@ -57,9 +57,10 @@ def _frames(path: Path, limit: int | None = None) -> list[np.ndarray]:
 
 
 def make_h264(src: Path, dst: Path, size: tuple[int, int] | None = None, fps: int | None = None,
-              seconds: float | None = None) -> Path:
+              seconds: float | None = None, empty_lead_s: float = 0.0) -> Path:
     """``src`` re-encoded as H.264 the way IP cameras send it (a keyframe every 2 s, no B-frames), optionally
-    resized and at another nominal rate; made once and reused."""
+    resized and at another nominal rate; made once and reused. ``empty_lead_s``: that many seconds of an empty
+    scene (flat mid-grey) first, within ``seconds``."""
     if dst.exists():
         return dst
     cap = cv2.VideoCapture(str(src))
@@ -79,6 +80,8 @@ def make_h264(src: Path, dst: Path, size: tuple[int, int] | None = None, fps: in
                 break
             if size:
                 img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+            if n < empty_lead_s * rate:
+                img = np.full_like(img, 128)
             for pkt in stream.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
                 out.mux(pkt)
             n += 1

@@ -5,6 +5,7 @@ MPEG-4 part 2 file; remuxed from a camera-like H.264 file) and the start / updat
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 
 import av
@@ -177,6 +178,9 @@ def test_lifecycle_messages_of_a_real_event(which, request):
         assert start.snapshot is not None and start.snapshot.object.endswith(f"/{event_id}/snapshots/00000.jpg")
         assert (run.items[start.item_id].path / "snapshots/00000.jpg").stat().st_size == start.snapshot.bytes
         assert start.clip is None and end.clip is not None and end.clip.object.endswith(f"/{event_id}/clip.mp4")
+        # The start is its snapshot alone (the alert's path); the first segments come in the next message.
+        assert start.segments == [] and sorted(run.items[start.item_id].path.glob("segments/*")) == []
+        assert messages[1].segments and messages[1].segments[0].index == 0, "the first segments come next"
         indices = [s.index for m in messages for s in m.segments]
         assert indices == list(range(end.segment_count)), "every segment once, in order"
         for m in messages[1:-1]:
@@ -193,6 +197,23 @@ def test_lifecycle_messages_of_a_real_event(which, request):
                 assert first_alert.snapshot.object.endswith(f"snapshots/{first_alert.seq:05d}.jpg")
         assert run.spool.open_events() == []
     assert run.pipe.stats.start_latency_ms and all(ms > 0 for ms in run.pipe.stats.start_latency_ms)
+
+
+def test_the_start_carries_its_snapshot_alone_and_the_pre_roll_follows(vtest_video, detector, tmp_path):
+    """A camera (H.264, remuxed) on an empty scene for 6 s, then people: with 5 s of pre-roll, 2 s segments of
+    it are cut when the event is confirmed. They go in the update spooled right after the start, not in the
+    start, whose upload before its publish is the alert's path."""
+    video = make_h264(vtest_video, tmp_path / "lead.mp4", seconds=12, empty_lead_s=6)
+    run = Run(video, detector, tmp_path, 12, pre_roll_s=5, segment_s=2.0, max_length_s=60)
+    [messages] = run.events().values()
+    start, first_update = messages[0], messages[1]
+    assert start.phase == "start" and start.segments == [] and start.snapshot is not None
+    assert start.start_time <= start.first_seen - timedelta(seconds=4), "the clip begins with the pre-roll"
+    assert [s.index for s in first_update.segments][:2] == [0, 1], "the pre-roll segments, cut at once"
+    put_frame = {iid: frame for iid, _, frame in run.puts}
+    assert put_frame[first_update.item_id] == put_frame[start.item_id], "spooled at the start's frame"
+    live = run.spool.pending("live")
+    assert live[0].item_id == start.item_id, "the start is delivered first"
 
 
 def test_a_split_event_says_which_one_it_continues(encoded_run):

@@ -13,9 +13,10 @@ The event leaves as a lifecycle of schema version 2 messages (docs/contracts.md,
 the whole event so far, each its own durable spool item:
 
 * ``start`` (seq 0) at once when the event is confirmed (no waiting for a segment): the snapshot of the
-  confirming frame (with boxes) and the segments already cut (pre-roll);
-* an ``update`` whenever a segment is finished (it brings the new segments), and at once when the event
-  becomes an alert (with the snapshot of that frame);
+  confirming frame (with boxes), nothing else, so it is small and goes first;
+* an ``update`` whenever a segment is finished (it brings the new segments; the first one, right after the
+  start, brings the pre-roll segments already cut), and at once when the event becomes an alert (with the
+  snapshot of that frame);
 * ``end`` ``post_roll_s`` after the last detection, or at ``max_length_s``: the last (partial) segment,
   ``segment_count``, the clip and the best snapshot. A split at ``max_length_s`` while activity goes on
   starts the next event, whose messages say ``continues: <previous event_id>``.
@@ -484,8 +485,9 @@ class CameraPipeline:
             ev.confirmed_at = frame.wall
             ev.first_seen = min((tr.first_wall for tr in counting if tr.first_wall is not None),
                                 default=frame.wall)
-            if ev.live is not None:
-                ev.new_segments += ev.live.take_finished()  # the pre-roll segments already cut; no waiting
+            # The start carries its snapshot alone: the pre-roll segments already cut follow in an update
+            # spooled right after it (``process``), so the alert's path uploads one small JPEG, not
+            # seconds of video, before it is published.
             applied = time.perf_counter()
             self._send("start", snapshot=(frame, boxes))
             if arrived is not None:
