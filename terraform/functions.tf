@@ -24,9 +24,12 @@ resource "google_cloudfunctions2_function" "fn" {
   }
 
   service_config {
-    available_memory               = each.value.memory
-    timeout_seconds                = each.value.timeout
-    min_instance_count             = 0
+    available_memory = each.value.memory
+    timeout_seconds  = each.value.timeout
+    # Alerts in seconds: a Python instance starting cold (image pull, imports, clients) takes seconds, on each
+    # of the four functions an alert passes through. Minimum instances stay started and are billed while
+    # idle (https://cloud.google.com/functions/docs/configuring/min-instances).
+    min_instance_count             = each.value.warm ? var.warm_instances : 0
     max_instance_count             = var.max_instances
     all_traffic_on_latest_revision = true
     service_account_email          = google_service_account.fn[each.key].email

@@ -40,11 +40,14 @@ locals {
   # which may not contain '_'. public: anyone may invoke it (it authenticates requests itself); otherwise
   # only its push subscription or scheduler job may. topic: null for an HTTPS function, else the topic whose
   # push subscription invokes it. secrets: environment variable -> Secret Manager secret id; only what the function uses, but
-  # VIGINT_DEVICE_KEY_SECRET everywhere because vigint.config.Settings requires it to start.
+  # VIGINT_DEVICE_KEY_SECRET everywhere because vigint.config.Settings requires it to start. warm: on the
+  # path of an alert (the start's uploads, ingest, analyze, alert, the link page), so it keeps
+  # var.warm_instances instances running (a cold start costs seconds, functions.tf).
   functions = {
     edge_api = {
       name        = "edge-api"
       public      = true
+      warm        = true
       description = "HTTPS API of the edge devices: signed upload URLs, publish credentials, heartbeats."
       topic       = null
       memory      = "512Mi"
@@ -54,6 +57,7 @@ locals {
     video_link = {
       name        = "video-link"
       public      = true
+      warm        = true
       description = "Expiring video-link page /v/{token} of alert e-mails."
       topic       = null
       memory      = "512Mi"
@@ -63,6 +67,7 @@ locals {
     tenant_api = {
       name        = "tenant-api"
       public      = true
+      warm        = false
       description = "HTTPS API of tenants' users and tools (API keys): devices, cameras, events, alerts."
       topic       = null
       memory      = "512Mi"
@@ -72,6 +77,7 @@ locals {
     retention = {
       name        = "retention"
       public      = false
+      warm        = false
       description = "Scheduled housekeeping: retention deletes (documents and objects), stale-device alerts."
       topic       = null
       memory      = "1Gi"
@@ -81,6 +87,7 @@ locals {
     ingest = {
       name        = "ingest"
       public      = false
+      warm        = true
       description = "edge-events -> verified Firestore event document -> events-ingested."
       topic       = "edge-events"
       memory      = "512Mi"
@@ -90,6 +97,7 @@ locals {
     analyze = {
       name        = "analyze"
       public      = false
+      warm        = true
       description = "events-ingested -> Gemini analysis of the clip -> events-analyzed."
       topic       = "events-ingested"
       memory      = "1Gi"
@@ -102,6 +110,7 @@ locals {
     alert = {
       name        = "alert"
       public      = false
+      warm        = true
       description = "events-analyzed -> alert e-mails with snapshot and expiring link."
       topic       = "events-analyzed"
       memory      = "512Mi"

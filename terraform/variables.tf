@@ -151,6 +151,17 @@ variable "max_instances" {
   }
 }
 
+variable "warm_instances" {
+  type        = number
+  description = "Instances kept started of each function on an alert's path (edge-api, ingest, analyze, alert, video-link), so the first alert after a quiet hour does not wait for cold starts; 0 saves their idle cost."
+  default     = 1
+
+  validation {
+    condition     = var.warm_instances >= 0 && var.warm_instances <= 10
+    error_message = "warm_instances must be between 0 and 10."
+  }
+}
+
 variable "functions_source_dir" {
   type        = string
   description = "Directory zipped as the one source of every function (main.py, vigint/, requirements.txt)."

@@ -155,6 +155,17 @@ def test_http_functions_are_http_and_cloud_event_functions_are_pushed_from_their
     assert refs(fn["service_config"][0]["ingress_settings"]) == '${each.value.public?"ALLOW_ALL":"ALLOW_INTERNAL_ONLY"}'
 
 
+def test_the_functions_on_an_alerts_path_are_kept_warm(tf):
+    """An alert passes edge_api (the start's upload URLs), ingest, analyze, alert and then video_link (the
+    page opened from the e-mail): each keeps var.warm_instances started (no cold start on the alert's path);
+    the others start on demand."""
+    functions = tf.locals["functions"]
+    assert {n for n, f in functions.items() if f["warm"]} == {"edge_api", "ingest", "analyze", "alert", "video_link"}
+    fn = tf.resource("google_cloudfunctions2_function", "fn")
+    assert refs(fn["service_config"][0]["min_instance_count"]) == "${each.value.warm?var.warm_instances:0}"
+    assert tf.variables["warm_instances"]["default"] == 1
+
+
 def test_retention_runs_on_a_schedule_as_a_private_function(tf):
     assert SCHEDULED <= set(entry_points())
     job = tf.resource("google_cloud_scheduler_job", "retention")
