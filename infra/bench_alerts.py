@@ -33,6 +33,7 @@ import http.server
 import json
 import os
 import platform
+import re
 import smtplib
 import statistics
 import subprocess
@@ -263,6 +264,7 @@ def run_round(stack: LocalStack, creds: dict, clips: list[Path], model_xml: Path
             break
         time.sleep(0.5)
     by_event = {d["event_id"]: d for d in docs}
+    edge = edge_start_splits((work / "edge.log").read_text(errors="replace"))
     rows = []
     for cam in sorted(cams):
         events = sorted((d for d in docs if d["camera_id"] == cam), key=lambda d: d["event_id"])
@@ -279,9 +281,34 @@ def run_round(stack: LocalStack, creds: dict, clips: list[Path], model_xml: Path
             tl["inbox"] = float(first["X-Vigint-Received-At"])
             row.update(timeline=tl, first_seen_to_inbox_s=tl["inbox"] - tl["first_seen"] if tl.get("first_seen")
                        else None, first_frame_to_inbox_s=tl["inbox"] - _as_s(ev["start_time"]),
-                       late=bool((ev.get("alert") or {}).get("late_s")))
+                       late=bool((ev.get("alert") or {}).get("late_s")), edge=edge.get(ev["event_id"], {}))
         rows.append(row)
     return rows
+
+
+# The daemon's own log lines about an event's start (vigint_edge/events/pipeline.py, delivery/deliverer.py).
+_SPOOLED = re.compile(r"event (\S+) start spooled ([0-9.]+) ms after its confirming frame arrived \(([0-9.]+) ms "
+                      r"detection and waiting for it, ([0-9.]+) ms snapshot \+ spool\)")
+_DELIVERED = re.compile(r"delivery: (\S+)\.00000 delivered \(message \S+\) [0-9.]+ ms after it was spooled: "
+                        r"([0-9.]+) ms waiting, ([0-9.]+) ms uploads, ([0-9.]+) ms publish")
+EDGE_STEPS = [  # (name, key): seconds, per alert, from the daemon's log
+    ("confirming frame at the detector → result applied", "detection_s"),
+    ("snapshot encoded and spooled", "spool_s"),
+    ("spooled → the live lane takes it", "waiting_s"),
+    ("upload URLs + snapshot PUT", "uploads_s"),
+    ("publish accepted by Pub/Sub", "publish_s"),
+]
+
+
+def edge_start_splits(log: str) -> dict[str, dict[str, float]]:
+    """``{event_id: {key of EDGE_STEPS: seconds}}`` from the edge daemon's log of one round."""
+    out: dict[str, dict[str, float]] = {}
+    for m in _SPOOLED.finditer(log):
+        out.setdefault(m.group(1), {}).update(detection_s=float(m.group(3)) / 1000, spool_s=float(m.group(4)) / 1000)
+    for m in _DELIVERED.finditer(log):
+        out.setdefault(m.group(1), {}).update(waiting_s=float(m.group(2)) / 1000, uploads_s=float(m.group(3)) / 1000,
+                                             publish_s=float(m.group(4)) / 1000)
+    return out
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -358,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     if r["input"] == inp and r["gemini_delay_s"] == d])
                     for inp in clips for d in DELAYS_S},
     }
+    result["edge_steps"] = {name: _fig([r["edge"][key] for r in alerts if key in r.get("edge", {})])
+                            for name, key in EDGE_STEPS}
     result["steps"]["sink's receive stamp − alert_sent (stamped after the SMTP reply)"] = _fig(
         [r["timeline"]["inbox"] - r["timeline"]["alert_sent"] for r in alerts if r["timeline"].get("alert_sent")])
     write_markdown(args.out, result)
@@ -390,6 +419,13 @@ def write_markdown(path: Path, r: dict) -> None:
     for name, f in r["steps"].items():
         if f:
             lines.append(f"| {name} | {f['p50']} | {f['p95']} | {f['max']} |")
+    if any(r.get("edge_steps", {}).values()):
+        lines += ["", "Inside \"confirmed → start published\", from the daemon's log (the rest is the confirming "
+                  "frame's wait from capture to the detector):", "",
+                  "| edge step | p50 s | p95 s | max s |", "|---|---|---|---|"]
+        for name, f in r["edge_steps"].items():
+            if f:
+                lines.append(f"| {name} | {f['p50']} | {f['p95']} | {f['max']} |")
     fl = r["floor"]
     lines += ["", f"Physical floor on this machine: **{r['floor_s']} s** = confirmation wait {fl['confirmation_s']} s "
               f"(min_hits detector frames at the detect rate) + one inference {fl['detector_s']} s + storing the "
