@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import threading
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -60,6 +61,14 @@ def _jpeg(width: int = 160, height: int = 120) -> bytes:
 # instant pin the clock (``now=``) relative to it.
 FIXTURE_START = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).replace(hour=6, minute=0, second=0,
                                                                                    microsecond=0)
+
+
+def start_and_join(threads: list[threading.Thread], timeout_s: float = 60.0) -> None:
+    """Starts every thread, then joins each in turn (at most ``timeout_s`` seconds each): deliveries at once."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s)
 
 
 @pytest.fixture(scope="session")
