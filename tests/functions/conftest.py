@@ -71,6 +71,22 @@ def start_and_join(threads: list[threading.Thread], timeout_s: float = 60.0) -> 
         t.join(timeout_s)
 
 
+def bucket_objects(prefix: str) -> list[str]:
+    """The names of the bucket's objects under ``prefix``, sorted (fake-gcs-server)."""
+    from vigint import clients, config
+
+    return sorted(b.name for b in clients.storage().list_blobs(config.settings().bucket, prefix=prefix))
+
+
+def all_docs(ref) -> list[str]:
+    """Every document path under a document (recursively), the document itself included if it exists."""
+    out = [ref.path] if ref.get().exists else []
+    for coll in ref.collections():
+        for doc in coll.list_documents():
+            out.extend(all_docs(doc))
+    return out
+
+
 @pytest.fixture(scope="session")
 def media() -> dict:
     """``{"clip": mp4 bytes (H.264), "snapshot": JPEG bytes}``, made once."""
