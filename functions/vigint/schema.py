@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -116,14 +116,14 @@ class Snapshot(_Strict):
 EventKind = Literal["detection", "camera_health", "recording"]
 
 
-class EdgeEvent(_Strict):
-    """An event as published by an edge device on ``edge-events`` (schema version 1).
+class _EventMessage(_Strict):
+    """The fields and checks that both schema versions share (``EdgeEvent``: 1, ``LifecycleMessage``: 2).
 
-    Raises (on validation):
-        pydantic.ValidationError: any field missing, extra, of the wrong type or out of range.
+    Field order is that of version 1; version 2 narrows ``schema_version`` and ``kind`` and adds its own
+    fields after these.
     """
 
-    schema_version: Literal[1]
+    schema_version: Literal[1, 2]
     event_id: EventId
     tenant_id: Slug
     device_id: Slug
@@ -141,27 +141,49 @@ class EdgeEvent(_Strict):
     clip: Clip | None = None
     snapshot: Snapshot | None = None
 
-    @model_validator(mode="after")
-    def _consistent(self) -> "EdgeEvent":
+    def _checked_prefix(self) -> str:
+        """The event's object prefix (``event_prefix``), once times and labels are checked.
+
+        Raises:
+            ValueError: ``end_time`` before ``start_time``, or repeated labels.
+        """
         if self.end_time < self.start_time:
             raise ValueError("end_time must not be before start_time")
         if len(set(self.labels)) != len(self.labels):
             raise ValueError("labels must be distinct")
-        prefix = event_prefix(self.tenant_id, self.device_id, self.event_id)
+        return event_prefix(self.tenant_id, self.device_id, self.event_id)
+
+    def _check_clip(self, prefix: str) -> None:
+        """Raises ValueError if there is a clip and it is not ``{prefix}clip.mp4``."""
         if self.clip is not None and self.clip.object != prefix + "clip.mp4":
             raise ValueError(f"clip.object must be {prefix}clip.mp4")
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> Self:
+        """Validates UTF-8 JSON message data as this schema version's message.
+
+        Raises:
+            pydantic.ValidationError: not JSON, or not a valid message (event, lifecycle message).
+        """
+        return cls.model_validate_json(data)
+
+
+class EdgeEvent(_EventMessage):
+    """An event as published by an edge device on ``edge-events`` (schema version 1).
+
+    Raises (on validation):
+        pydantic.ValidationError: any field missing, extra, of the wrong type or out of range.
+    """
+
+    schema_version: Literal[1]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EdgeEvent":
+        prefix = self._checked_prefix()
+        self._check_clip(prefix)
         if self.snapshot is not None and self.snapshot.object != prefix + "snapshot.jpg":
             raise ValueError(f"snapshot.object must be {prefix}snapshot.jpg")
         return self
-
-    @classmethod
-    def parse(cls, data: bytes | str) -> "EdgeEvent":
-        """Validates UTF-8 JSON message data.
-
-        Raises:
-            pydantic.ValidationError: not JSON, or not a valid event.
-        """
-        return cls.model_validate_json(data)
 
 
 # ------------------------------------------------------------------------------------------ schema version 2
@@ -194,7 +216,7 @@ class Segment(_Strict):
     duration_s: float = Field(gt=0.0, le=600.0)
 
 
-class LifecycleMessage(_Strict):
+class LifecycleMessage(_EventMessage):
     """One message of a ``detection`` event's lifecycle on ``edge-events`` (schema version 2).
 
     Every message is a whole snapshot of the event so far (cumulative labels, times, counts, detections,
@@ -211,30 +233,16 @@ class LifecycleMessage(_Strict):
     """
 
     schema_version: Literal[2]
-    event_id: EventId
-    tenant_id: Slug
-    device_id: Slug
-    camera_id: Slug
     kind: Literal["detection"]
     phase: LifecyclePhase
     seq: int = Field(ge=0, le=1_000_000)
-    severity: Literal["alert", "detection"]
-    labels: Annotated[list[Label], Field(max_length=100)]
-    start_time: UtcTime
-    end_time: UtcTime
     first_seen: UtcTime
     alert_first_seen: UtcTime | None = None
     confirmed_at: UtcTime
     alert_confirmed_at: UtcTime | None = None
     sent_at: UtcTime
-    top_score: Score
-    max_count: Annotated[dict[Label, Annotated[int, Field(ge=0)]], Field(max_length=100)]
-    detections: Annotated[list[Detection], Field(max_length=50)]
-    zones: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=50)]
-    snapshot: Snapshot | None = None
     segments: Annotated[list[Segment], Field(max_length=MAX_SEGMENTS_PER_MESSAGE)] = Field(default_factory=list)
     segment_count: int | None = Field(default=None, ge=0, le=MAX_SEGMENT_INDEX + 1)
-    clip: Clip | None = None
     continues: EventId | None = None
     interrupted: bool = False
 
@@ -242,11 +250,7 @@ class LifecycleMessage(_Strict):
     def _consistent(self) -> "LifecycleMessage":
         if (self.phase == "start") != (self.seq == 0):
             raise ValueError("seq must be 0 exactly for the start")
-        if self.end_time < self.start_time:
-            raise ValueError("end_time must not be before start_time")
-        if len(set(self.labels)) != len(self.labels):
-            raise ValueError("labels must be distinct")
-        prefix = event_prefix(self.tenant_id, self.device_id, self.event_id)
+        prefix = self._checked_prefix()
         if self.snapshot is not None and not (self.snapshot.object.startswith(prefix) and re.match(
                 SNAPSHOT_NAME_PATTERN, self.snapshot.object[len(prefix):])):
             raise ValueError(f"snapshot.object must be {prefix}snapshots/NNNNN.jpg")
@@ -261,17 +265,7 @@ class LifecycleMessage(_Strict):
         elif self.segment_count is not None:
             if self.segments and self.segments[-1].index >= self.segment_count:
                 raise ValueError("a segment's index is not below segment_count")
-        if self.clip is not None and self.clip.object != prefix + "clip.mp4":
-            raise ValueError(f"clip.object must be {prefix}clip.mp4")
+        self._check_clip(prefix)
         if self.continues == self.event_id:
             raise ValueError("an event cannot continue itself")
         return self
-
-    @classmethod
-    def parse(cls, data: bytes | str) -> "LifecycleMessage":
-        """Validates UTF-8 JSON message data.
-
-        Raises:
-            pydantic.ValidationError: not JSON, or not a valid lifecycle message.
-        """
-        return cls.model_validate_json(data)

@@ -3,10 +3,12 @@ the clip: the page loads, the <video> decodes H.264 and its playback position ad
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -15,6 +17,21 @@ from tests.e2e.conftest import synthetic_event, wait_for
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@contextlib.contextmanager
+def _chromium_page(**context_options) -> Iterator:
+    """A page of a new headless Chromium (Debian's, driven by Playwright) in a new browser context made with
+    ``context_options`` (``browser.new_context``); the browser is closed on leaving."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        try:
+            yield browser.new_context(**context_options).new_page()
+        finally:
+            browser.close()
 
 
 def _remuxed_event(spool, tenant_id: str, device_id: str, camera_id: str, tmp_path, vtest_video):
@@ -50,8 +67,6 @@ def _remuxed_event(spool, tenant_id: str, device_id: str, camera_id: str, tmp_pa
 def test_the_emailed_link_plays_the_clip_in_chromium(stack, tmp_path, vtest_video, clip):
     """``encoded``: a clip the edge encoded with libx264 (320x240 noise); ``remuxed``: a camera's own H.264
     packets copied into mp4 (768x576 vtest)."""
-    from playwright.sync_api import sync_playwright
-
     from infra.local.smtp_sink import read_messages
     from tests.e2e.test_delivery_guarantees import _deliverer
     from vigint_edge.delivery.spool import Spool
@@ -71,20 +86,14 @@ def test_the_emailed_link_plays_the_clip_in_chromium(stack, tmp_path, vtest_vide
                     timeout=60, what="the alert email")[0]
     link = re.search(r"https?://\S+/v/[A-Za-z0-9_\-]+", mail.get_body(("plain",)).get_content()).group(0)
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        try:
-            # The page's CSP forbids eval; the test's own probes need it, the page's scripts do not.
-            page = browser.new_context(bypass_csp=True).new_page()
-            assert page.goto(link).status == 200
-            page.wait_for_function("() => document.querySelector('video').readyState >= 2", timeout=20000)
-            page.evaluate("() => { const v = document.querySelector('video'); v.muted = true; return v.play(); }")
-            page.wait_for_function("() => document.querySelector('video').currentTime > 0.5", timeout=20000)
-            state = page.evaluate("() => { const v = document.querySelector('video');"
-                                  " return {w: v.videoWidth, d: v.duration, error: v.error && v.error.code}; }")
-        finally:
-            browser.close()
+    # The page's CSP forbids eval; the test's own probes need it, the page's scripts do not.
+    with _chromium_page(bypass_csp=True) as page:
+        assert page.goto(link).status == 200
+        page.wait_for_function("() => document.querySelector('video').readyState >= 2", timeout=20000)
+        page.evaluate("() => { const v = document.querySelector('video'); v.muted = true; return v.play(); }")
+        page.wait_for_function("() => document.querySelector('video').currentTime > 0.5", timeout=20000)
+        state = page.evaluate("() => { const v = document.querySelector('video');"
+                              " return {w: v.videoWidth, d: v.duration, error: v.error && v.error.code}; }")
     assert state["error"] is None
     assert state["w"] == width and 3.5 <= state["d"] <= 4.5
 
@@ -208,8 +217,6 @@ def test_the_link_plays_the_event_live_then_to_its_end_without_a_reload(function
     """The page of a link opened while the event is still recorded: it plays the HLS segments there are
     (currentTime advances before the end), then, once the remaining segments and the end are stored, plays on
     to the end in the same page; its verdict follows Firestore; a revoked link shows "link expired"."""
-    from playwright.sync_api import sync_playwright
-
     from vigint import links
     from vigint_edge.recording.clip import encode_snapshot
 
@@ -229,50 +236,44 @@ def test_the_link_plays_the_event_live_then_to_its_end_without_a_reload(function
                                           ttl_seconds=3600)
     url = f"{stack.function_env['VIGINT_PUBLIC_BASE_URL']}/v/{token}"
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        try:
-            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()  # the page's CSP on
-            problems = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            assert page.goto(url).status == 200
-            page.evaluate("() => { window.__vigintNoReload = 'same page'; }")
+    with _chromium_page(viewport={"width": 1280, "height": 900}) as page:  # the page's CSP on
+        problems = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        assert page.goto(url).status == 200
+        page.evaluate("() => { window.__vigintNoReload = 'same page'; }")
 
-            # Live: it plays while the event is still being recorded, a few seconds behind the live edge.
-            first = _poll(page, lambda s: s["t"] > 0 and not s["paused"], 30, "live playback to start")
-            assert first["engine"] == "hls.js" and first["status"] == "Recording" and first["w"] == 384
-            later = _poll(page, lambda s: s["t"] > first["t"] + 0.5, 20, "live playback to advance")
-            assert later["t"] <= LIVE_SEGMENTS * SEGMENT_S + 0.1 and later["error"] is None
-            page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+        # Live: it plays while the event is still being recorded, a few seconds behind the live edge.
+        first = _poll(page, lambda s: s["t"] > 0 and not s["paused"], 30, "live playback to start")
+        assert first["engine"] == "hls.js" and first["status"] == "Recording" and first["w"] == 384
+        later = _poll(page, lambda s: s["t"] > first["t"] + 0.5, 20, "live playback to advance")
+        assert later["t"] <= LIVE_SEGMENTS * SEGMENT_S + 0.1 and later["error"] is None
+        page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
 
-            # The verdict changes in Firestore: the page shows it without a reload.
-            event.ref.update({"analysis": {"status": "ok", "source": "gemini", "threat_level": 3,
-                                           "title": "Intruder at the porch door", "summary": "Trying the lock."},
-                              "verdicts.first": {"threat_level": 3}})
-            _poll(page, lambda s: s["title"] == "Intruder at the porch door" and s["threat"] == "High threat", 20,
-                  "the new verdict on the page")
+        # The verdict changes in Firestore: the page shows it without a reload.
+        event.ref.update({"analysis": {"status": "ok", "source": "gemini", "threat_level": 3,
+                                       "title": "Intruder at the porch door", "summary": "Trying the lock."},
+                          "verdicts.first": {"threat_level": 3}})
+        _poll(page, lambda s: s["title"] == "Intruder at the porch door" and s["threat"] == "High threat", 20,
+              "the new verdict on the page")
 
-            # The rest of the event arrives and it ends: the same page plays on to the very end.
-            for i, (path, start_s, duration_s) in enumerate(segments[LIVE_SEGMENTS:], start=LIVE_SEGMENTS):
-                event.add_segment(i, path, start_s, duration_s)
-            event.finish(SEGMENTS, clip)
-            done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
-            assert done["marker"] == "same page" and done["error"] is None
-            assert abs(done["d"] - total) <= 0.5 and abs(done["t"] - total) <= 0.5, done
-            done = _poll(page, lambda s: s["status"] == "Ended" and s["downloads"], 20, "the ended state")
-            assert [u.split("?")[0].endswith(event.prefix + "clip.mp4") for u in done["downloads"]] == [True]
-            page.screenshot(path=str(tmp_path / "ended.png"), full_page=True)
-            page.set_viewport_size({"width": 390, "height": 844})  # a phone
-            page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
-            assert not [m for m in problems if "Content Security Policy" in m or "Refused" in m], problems
+        # The rest of the event arrives and it ends: the same page plays on to the very end.
+        for i, (path, start_s, duration_s) in enumerate(segments[LIVE_SEGMENTS:], start=LIVE_SEGMENTS):
+            event.add_segment(i, path, start_s, duration_s)
+        event.finish(SEGMENTS, clip)
+        done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
+        assert done["marker"] == "same page" and done["error"] is None
+        assert abs(done["d"] - total) <= 0.5 and abs(done["t"] - total) <= 0.5, done
+        done = _poll(page, lambda s: s["status"] == "Ended" and s["downloads"], 20, "the ended state")
+        assert [u.split("?")[0].endswith(event.prefix + "clip.mp4") for u in done["downloads"]] == [True]
+        page.screenshot(path=str(tmp_path / "ended.png"), full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        assert not [m for m in problems if "Content Security Policy" in m or "Refused" in m], problems
 
-            # Withdrawn: the page's next poll gets 410 and says so.
-            links.revoke(link_id)
-            _poll(page, lambda s: s["expired"], 30, '"link expired" on the page')
-        finally:
-            browser.close()
+        # Withdrawn: the page's next poll gets 410 and says so.
+        links.revoke(link_id)
+        _poll(page, lambda s: s["expired"], 30, '"link expired" on the page')
 
 
 def _ended_event(stack, tenant_prefix: str, tmp_path, vtest_video, segments_n: int = 3):
@@ -292,6 +293,20 @@ def _ended_event(stack, tenant_prefix: str, tmp_path, vtest_video, segments_n: i
     return f"{stack.function_env['VIGINT_PUBLIC_BASE_URL']}/v/{token}"
 
 
+def _note_or_hold(order: list[str], held: list, name: str, release: Callable[[], bool]) -> Callable:
+    """A Playwright route handler: appends ``name`` to ``order``, then lets the request go on if ``release()``
+    (asked after that) is true, else keeps its route in ``held`` for the test to continue later."""
+
+    def handler(route) -> None:
+        order.append(name)
+        if release():
+            route.continue_()
+        else:
+            held.append(route)
+
+    return handler
+
+
 def test_a_failing_segment_url_reloads_the_playlist_once_and_playback_resumes(functions_env, stack, tmp_path,
                                                                               vtest_video):
     """An ended event whose second segment URL answers 403 (as an expired signed URL does) until the page
@@ -305,8 +320,6 @@ def test_a_failing_segment_url_reloads_the_playlist_once_and_playback_resumes(fu
     calls start() again while ``started`` is still false; see
     ``test_state_json_before_the_manifest_starts_one_player``), which fetches the playlist and the segments
     a second time."""
-    from playwright.sync_api import sync_playwright
-
     url = _ended_event(stack, "heal", tmp_path, vtest_video)
     order: list[str] = []  # what the page asked for, in the order the routes saw it
     held = []
@@ -321,12 +334,7 @@ def test_a_failing_segment_url_reloads_the_playlist_once_and_playback_resumes(fu
         order.append("playlist")
         route.continue_()
 
-    def on_state(route):
-        order.append("state")
-        if "segment0" in order:
-            route.continue_()
-        else:
-            held.append(route)
+    on_state = _note_or_hold(order, held, "state", lambda: "segment0" in order)
 
     def on_segment0(route):
         order.append("segment0")
@@ -342,20 +350,14 @@ def test_a_failing_segment_url_reloads_the_playlist_once_and_playback_resumes(fu
             order.append("refused")
             route.fulfill(status=403, body="expired", headers={"Access-Control-Allow-Origin": "*"})
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        try:
-            page = browser.new_context().new_page()
-            page.route("**/playlist.m3u8", on_playlist)
-            page.route("**/state.json", on_state)
-            page.route("**/segments/00000.ts?*", on_segment0)
-            page.route("**/segments/00001.ts?*", on_segment1)
-            assert page.goto(url).status == 200
-            done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
-            error_hidden = page.evaluate("() => document.getElementById('player-error').hidden")
-        finally:
-            browser.close()
+    with _chromium_page() as page:
+        page.route("**/playlist.m3u8", on_playlist)
+        page.route("**/state.json", on_state)
+        page.route("**/segments/00000.ts?*", on_segment0)
+        page.route("**/segments/00001.ts?*", on_segment1)
+        assert page.goto(url).status == 200
+        done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
+        error_hidden = page.evaluate("() => document.getElementById('player-error').hidden")
     assert order.count("refused") == 4, order  # the first try and 3 retries: then hls.js gives up
     assert order.count("playlist") == 2, order  # the first load and one reload
     reload_at = len(order) - 1 - order[::-1].index("playlist")
@@ -371,39 +373,26 @@ def test_state_json_before_the_manifest_starts_one_player(functions_env, stack, 
     """The page's first state.json answer arrives while the playlist is still loading (held here until that
     answer has been delivered and the page had 3 s to act on it): the page must still start one player,
     i.e. fetch the playlist once."""
-    from playwright.sync_api import sync_playwright
-
     url = _ended_event(stack, "once", tmp_path, vtest_video, segments_n=2)
     order: list[str] = []
     held = []
 
-    def on_playlist(route):
-        order.append("playlist")
-        if "state answered" in order:
-            route.continue_()
-        else:
-            held.append(route)
+    on_playlist = _note_or_hold(order, held, "playlist", lambda: "state answered" in order)
 
     def on_state(route):
         order.append("state")
         route.fulfill(response=route.fetch())
         order.append("state answered")
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
-        try:
-            page = browser.new_context().new_page()
-            page.route("**/playlist.m3u8", on_playlist)
-            page.route("**/state.json", on_state)
-            assert page.goto(url).status == 200
-            wait_for(lambda: page.evaluate("() => true") and "state answered" in order, timeout=30,
-                     what="the first state.json answer")
-            page.wait_for_timeout(3000)
-            while held:
-                held.pop(0).continue_()
-            done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
-        finally:
-            browser.close()
+    with _chromium_page() as page:
+        page.route("**/playlist.m3u8", on_playlist)
+        page.route("**/state.json", on_state)
+        assert page.goto(url).status == 200
+        wait_for(lambda: page.evaluate("() => true") and "state answered" in order, timeout=30,
+                 what="the first state.json answer")
+        page.wait_for_timeout(3000)
+        while held:
+            held.pop(0).continue_()
+        done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
     assert done["error"] is None
     assert order.count("playlist") == 1, order

@@ -1,10 +1,15 @@
 """Test helpers: a real lifecycle (start, updates, end) of a synthetic event spooled the way the pipeline does
-it, with real MPEG-TS segments (``Segmenter``) cut from real libx264 packets (``ClipWriter``), and a pull on
-the ``edge-events`` topic of the local stack."""
+it, with real MPEG-TS segments (``Segmenter``) cut from real libx264 packets (``ClipWriter``); on the local
+stack, a freshly provisioned device and a pull on the ``edge-events`` topic; what the tests' small local HTTP
+servers share (``QuietHandler``, ``local_http_server``)."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import time
+import uuid
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -129,3 +134,53 @@ def pull_messages(subscriber, subscription: str, until, timeout_s: float = 60.0)
         if until(got):
             return got
     raise AssertionError(f"pulled {len(got)} messages, not yet what was expected")
+
+
+def provision_device(stack, tenant_prefix: str) -> dict:
+    """A freshly provisioned tenant ``{tenant_prefix}-{8 hex}`` with device ``nuc-{same 8 hex}`` (alerts to
+    ops@example.com): its credentials (``stack.provision``)."""
+    suffix = uuid.uuid4().hex[:8]
+    return stack.provision(f"{tenant_prefix}-{suffix}", f"nuc-{suffix}", ["ops@example.com"])
+
+
+@contextlib.contextmanager
+def edge_events_pull(stack, name_prefix: str) -> Iterator[tuple]:
+    """A pull subscription ``{name_prefix}-{8 hex}`` on ``edge-events``, made now and deleted on leaving:
+    ``(subscriber client, subscription path)``."""
+    from google.cloud import pubsub_v1
+
+    subscriber = pubsub_v1.SubscriberClient()
+    path = subscriber.subscription_path(stack.project, f"{name_prefix}-{uuid.uuid4().hex[:8]}")
+    subscriber.create_subscription(request={"name": path, "topic": f"projects/{stack.project}/topics/edge-events"})
+    try:
+        yield subscriber, path
+    finally:
+        subscriber.delete_subscription(request={"subscription": path})
+        subscriber.close()
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """The request handler of a test's small local HTTP server: logs nothing; ``reply`` sends a whole answer."""
+
+    def reply(self, status: int, data: bytes, content_type: str | None = None,
+              headers: Mapping[str, str] | None = None) -> None:
+        """The status line, ``Content-Type`` (when given), ``Content-Length``, ``headers`` in their order, then
+        ``data``."""
+        self.send_response(status)
+        if content_type is not None:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def local_http_server(handler: type) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """A threading HTTP server of ``handler`` (a ``BaseHTTPRequestHandler`` class) on a free port of 127.0.0.1,
+    not serving yet (``serve_forever`` is the caller's), and its base URL ``http://127.0.0.1:{port}``."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"

@@ -4,13 +4,11 @@ server and the publisher's access-token path."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
 import re
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 import requests
 
+from tests.edge.lifecycle_helpers import QuietHandler, edge_events_pull, local_http_server, provision_device
 from vigint_edge.cloud.api_client import (
     AuthError,
     EdgeApiClient,
@@ -78,22 +77,14 @@ def pull_all(subscriber, subscription: str, count: int, timeout_s: float = 30.0)
 def device(stack):
     """A freshly provisioned tenant/device with its credentials."""
     stack.reset()
-    suffix = uuid.uuid4().hex[:8]
-    return stack.provision(f"t-{suffix}", f"nuc-{suffix}", ["ops@example.com"])
+    return provision_device(stack, "t")
 
 
 @pytest.fixture
 def edge_events_subscription(stack):
     """A pull subscription on ``edge-events`` made for this test (deleted afterwards)."""
-    from google.cloud import pubsub_v1
-
-    subscriber = pubsub_v1.SubscriberClient()
-    path = subscriber.subscription_path(stack.project, f"test-delivery-{uuid.uuid4().hex[:8]}")
-    subscriber.create_subscription(request={"name": path,
-                                            "topic": f"projects/{stack.project}/topics/edge-events"})
-    yield subscriber, path
-    subscriber.delete_subscription(request={"subscription": path})
-    subscriber.close()
+    with edge_events_pull(stack, "test-delivery") as pull:
+        yield pull
 
 
 def gcs_bucket(stack):
@@ -252,25 +243,14 @@ class ScriptedServer:
         self.requests: list[tuple[str, dict, bytes]] = []
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):  # noqa: N802 - http.server's naming
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 outer.requests.append((self.path, dict(self.headers), body))
                 status, answer, headers = outer.script.pop(0) if outer.script else (500, {}, {})
-                data = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(status, json.dumps(answer).encode(), "application/json", headers)
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd, self.url = local_http_server(Handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self):

@@ -4,20 +4,21 @@ network cut in the middle of an event loses and reorders nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import http.server
 import json
 import socket
 import threading
 import time
 import urllib.request
-import uuid
+from collections.abc import Iterator
 
 import pytest
 import requests
 
 from tests.edge.test_durability import TcpForwarder
-from tests.edge.lifecycle_helpers import SyntheticEvent, pull_messages
+from tests.edge.lifecycle_helpers import (QuietHandler, SyntheticEvent, edge_events_pull, local_http_server,
+                                        provision_device, pull_messages)
 from tests.e2e.conftest import wait_for
 from vigint_edge.cloud.api_client import EdgeApiClient
 from vigint_edge.delivery.publisher import EventPublisher
@@ -29,20 +30,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def device(stack):
-    suffix = uuid.uuid4().hex[:8]
-    return stack.provision(f"l-{suffix}", f"nuc-{suffix}", ["ops@example.com"])
+    return provision_device(stack, "l")
 
 
 @pytest.fixture
 def subscription(stack):
-    from google.cloud import pubsub_v1
-
-    subscriber = pubsub_v1.SubscriberClient()
-    path = subscriber.subscription_path(stack.project, f"test-lanes-{uuid.uuid4().hex[:8]}")
-    subscriber.create_subscription(request={"name": path, "topic": f"projects/{stack.project}/topics/edge-events"})
-    yield subscriber, path
-    subscriber.delete_subscription(request={"subscription": path})
-    subscriber.close()
+    with edge_events_pull(stack, "test-lanes") as pull:
+        yield pull
 
 
 def lane_deliverer(api_url: str, creds: dict, spool: Spool, lane: str, session=None) -> MeteredDeliverer:
@@ -51,6 +45,23 @@ def lane_deliverer(api_url: str, creds: dict, spool: Spool, lane: str, session=N
     return MeteredDeliverer(spool, api, EventPublisher.from_api(api, timeout_s=20), creds["key_version"],
                             creds["secret"], session=session, lane=lane, max_attempts=2, backoff_initial_s=0.05,
                             backoff_max_s=0.5)
+
+
+@contextlib.contextmanager
+def lane_threads(spool: Spool, deliverers, pass_s: float) -> Iterator[list[threading.Thread]]:
+    """One daemon thread per deliverer, running ``dl.run(stop, pass_s)``, not yet started (the caller starts
+    them, in its own order); the spool wakes every deliverer for its lane on each new item. On leaving: stop,
+    and each thread joined (30 s at most)."""
+    deliverers = tuple(deliverers)
+    spool.add_listener(lambda item: [dl.wake(item.lane) for dl in deliverers])
+    stop = threading.Event()
+    threads = [threading.Thread(target=dl.run, args=(stop, pass_s), daemon=True) for dl in deliverers]
+    try:
+        yield threads
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(30)
 
 
 class StallingProxy:
@@ -63,7 +74,7 @@ class StallingProxy:
         self.held_paths: list[str] = []
         outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_PUT(self):  # noqa: N802 - http.server's naming
@@ -80,16 +91,9 @@ class StallingProxy:
                         status, data = resp.status, resp.read()
                 except urllib.error.HTTPError as err:
                     status, data = err.code, err.read()
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.reply(status, data)
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd, self.url = local_http_server(Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def release(self) -> None:
@@ -123,10 +127,7 @@ def test_a_start_is_delivered_while_the_bulk_lane_is_stuck_on_a_clip(stack, devi
     session.proxies = {"http": proxy.url}
     bulk = lane_deliverer(stack.urls["edge_api"], device, spool, "bulk", session=session)
     live = lane_deliverer(stack.urls["edge_api"], device, spool, "live")
-    spool.add_listener(lambda item: [dl.wake(item.lane) for dl in (live, bulk)])
-    stop = threading.Event()
-    threads = [threading.Thread(target=dl.run, args=(stop, 5.0), daemon=True) for dl in (bulk, live)]
-    try:
+    with contextlib.closing(proxy), lane_threads(spool, (bulk, live), 5.0) as threads:
         threads[0].start()
         assert proxy.holding.wait(30), "the bulk lane never started the clip upload"
         threads[1].start()
@@ -146,11 +147,6 @@ def test_a_start_is_delivered_while_the_bulk_lane_is_stuck_on_a_clip(stack, devi
         proxy.release()
         got += pull_messages(subscriber, sub, lambda ms: len(_seq_order(got + ms, t)) == 6)
         wait_for(lambda: spool.pending() == [], timeout=30, what="the spool to drain")
-    finally:
-        stop.set()
-        for th in threads:
-            th.join(30)
-        proxy.close()
     order = _seq_order(got, t)
     ends = [(e, s) for e, s in order if s == 2]
     assert ends == [(first.event_id, 2), (second.event_id, 2)], "the bulk lane kept its order too"
@@ -227,12 +223,9 @@ def test_a_network_cut_mid_event_loses_and_reorders_nothing(stack, device, subsc
     api_url = stack.urls["edge_api"].replace(host_port, f"127.0.0.1:{link.port}")
     spool = Spool(tmp_path / "spool", 10**9)
     lanes = {lane: lane_deliverer(api_url, device, spool, lane) for lane in ("live", "bulk")}
-    spool.add_listener(lambda item: [dl.wake(item.lane) for dl in lanes.values()])
-    stop = threading.Event()
-    threads = [threading.Thread(target=dl.run, args=(stop, 0.2), daemon=True) for dl in lanes.values()]
-    for th in threads:
-        th.start()
-    try:
+    with contextlib.closing(link), lane_threads(spool, lanes.values(), 0.2) as threads:
+        for th in threads:
+            th.start()
         ev = SyntheticEvent(spool, t, d, "yard", tmp_path, seed=3)
         ev.start()
         ev.update()
@@ -247,11 +240,6 @@ def test_a_network_cut_mid_event_loses_and_reorders_nothing(stack, device, subsc
         link.restore()
         wait_for(lambda: spool.pending() == [], timeout=90, what="the backlog to drain")
         got += pull_messages(subscriber, sub, lambda ms: len(_seq_order(got + ms, t)) >= len(ev.messages))
-    finally:
-        stop.set()
-        for th in threads:
-            th.join(30)
-        link.close()
     order = _seq_order(got, t)
     assert sorted(set(order)) == [(ev.event_id, m.seq) for m in ev.messages], "every message delivered"
     first_time = list(dict.fromkeys(order))

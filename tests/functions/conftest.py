@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import threading
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -60,6 +61,30 @@ def _jpeg(width: int = 160, height: int = 120) -> bytes:
 # instant pin the clock (``now=``) relative to it.
 FIXTURE_START = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).replace(hour=6, minute=0, second=0,
                                                                                    microsecond=0)
+
+
+def start_and_join(threads: list[threading.Thread], timeout_s: float = 60.0) -> None:
+    """Starts every thread, then joins each in turn (at most ``timeout_s`` seconds each): deliveries at once."""
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s)
+
+
+def bucket_objects(prefix: str) -> list[str]:
+    """The names of the bucket's objects under ``prefix``, sorted (fake-gcs-server)."""
+    from vigint import clients, config
+
+    return sorted(b.name for b in clients.storage().list_blobs(config.settings().bucket, prefix=prefix))
+
+
+def all_docs(ref) -> list[str]:
+    """Every document path under a document (recursively), the document itself included if it exists."""
+    out = [ref.path] if ref.get().exists else []
+    for coll in ref.collections():
+        for doc in coll.list_documents():
+            out.extend(all_docs(doc))
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.functions.conftest import FIXTURE_START
+from tests.functions.conftest import FIXTURE_START, start_and_join
 
 
 def _drops() -> dict:
@@ -112,11 +112,7 @@ def test_concurrent_deliveries_store_one_event_and_publish_once(fenv):
         with lock:
             outcomes.append(out)
 
-    threads = [threading.Thread(target=deliver) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    start_and_join([threading.Thread(target=deliver) for _ in range(n)])
     # The delivery that created the document may still find another delivery publishing the follow-on
     # and answer "in progress" (Pub/Sub then redelivers it): "created" at most once (maybe never), one publish.
     assert outcomes.count("created") <= 1, outcomes

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.functions.conftest import FIXTURE_START
+from tests.functions.conftest import FIXTURE_START, start_and_join
 from tests.functions.v2 import Lifecycle, signed, ts_segments
 
 
@@ -121,11 +121,7 @@ def test_reordered_duplicated_concurrent_messages_make_one_event(fenv, smtp_sink
         with lock:
             results.append(r)
 
-    threads = [threading.Thread(target=deliver, args=(m,)) for m in msgs * 2]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    start_and_join([threading.Thread(target=deliver, args=(m,)) for m in msgs * 2])
     assert results.count("duplicate") == len(msgs) * 2, results
 
     doc = _doc(creds["tenant_id"], lc.event_id)
@@ -152,11 +148,7 @@ def test_reordered_duplicated_concurrent_messages_make_one_event(fenv, smtp_sink
                     return
                 except Exception as exc:  # noqa: BLE001 - InProgress/DeliveryError: redelivered
                     errs.append(exc)
-        ts = [threading.Thread(target=go) for _ in range(n)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(60)
+        start_and_join([threading.Thread(target=go) for _ in range(n)])
 
     run(analyze.handle_ingested, pulled[0].data)
     for m in fenv.pull("analyzed"):
@@ -316,20 +308,22 @@ def test_gemini_verdict_not_above_the_alert_level_sends_no_escalation(fenv, gemi
     assert doc["alert"]["escalated"] is False and doc["analysis"]["threat_level"] == 1  # the page shows the latest
 
 
+def _delivered(fenv, creds, segments, ago_s: float, continues: str | None = None) -> Lifecycle:
+    """A standard event (start, one update, the end) that started ``ago_s`` seconds ago, continuing the event
+    ``continues`` if given: its objects uploaded, its messages ingested, then analyze and alert run."""
+    lc = Lifecycle(creds, fenv.media, segments, start=_now() - dt.timedelta(seconds=ago_s), continues=continues)
+    msgs = lc.standard(updates=1)
+    lc.upload(msgs)
+    _ingest_all(creds, msgs)
+    _run_follow_ons(fenv)
+    return lc
+
+
 def test_continuation_of_an_alerted_event_sends_no_new_alert(fenv, smtp_sink, segments):
     recipients = _recipients(1)
     creds = fenv.provision(recipients=recipients)
-    first = Lifecycle(creds, fenv.media, segments, start=_now() - dt.timedelta(seconds=90))
-    msgs = first.standard(updates=1)
-    first.upload(msgs)
-    _ingest_all(creds, msgs)
-    _run_follow_ons(fenv)
-    second = Lifecycle(creds, fenv.media, segments, start=_now() - dt.timedelta(seconds=80),
-                       continues=first.event_id)
-    msgs2 = second.standard(updates=1)
-    second.upload(msgs2)
-    _ingest_all(creds, msgs2)
-    _run_follow_ons(fenv)
+    first = _delivered(fenv, creds, segments, 90)
+    second = _delivered(fenv, creds, segments, 80, continues=first.event_id)
     mail = _mail(smtp_sink, recipients)[recipients[0]]
     assert [m["X-Vigint-Event-Id"] for m in mail] == [first.event_id]
     doc2 = _doc(creds["tenant_id"], second.event_id)
@@ -343,19 +337,10 @@ def test_continuation_escalates_the_chain_once_with_a_link_to_the_root(fenv, gem
 
     recipients = _recipients(1)
     creds = fenv.provision(recipients=recipients)
-    first = Lifecycle(creds, fenv.media, segments, start=_now() - dt.timedelta(seconds=90))
-    msgs = first.standard(updates=1)
-    first.upload(msgs)
     gemini.verdict = {**gemini.verdict, "threat_level": 2, "title": "Person in the lobby"}
-    _ingest_all(creds, msgs)
-    _run_follow_ons(fenv)
+    first = _delivered(fenv, creds, segments, 90)
     gemini.verdict = {**gemini.verdict, "threat_level": 3, "title": "Person breaking the glass"}
-    second = Lifecycle(creds, fenv.media, segments, start=_now() - dt.timedelta(seconds=80),
-                       continues=first.event_id)
-    msgs2 = second.standard(updates=1)
-    second.upload(msgs2)
-    _ingest_all(creds, msgs2)
-    _run_follow_ons(fenv)
+    _delivered(fenv, creds, segments, 80, continues=first.event_id)
     mail = _mail(smtp_sink, recipients)[recipients[0]]
     assert len(mail) == 2
     esc = next(m for m in mail if "Escalated" in m["Subject"])
@@ -502,11 +487,8 @@ def test_concurrent_redeliveries_do_not_repeat_the_escalation(fenv, gemini, smtp
     _gemini_run(fenv, gemini, creds, lc, [msgs[:1], msgs[1:]])
     data = json.dumps({"tenant_id": creds["tenant_id"], "event_id": lc.event_id, "verdict": "full"}).encode()
     outcomes: list[str] = []
-    threads = [threading.Thread(target=lambda: outcomes.append(alert.handle_analyzed(data=data))) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    start_and_join([threading.Thread(target=lambda: outcomes.append(alert.handle_analyzed(data=data)))
+                    for _ in range(4)])
     assert outcomes == ["sent:0"] * 4
     subjects = [m["Subject"] for m in _mail(smtp_sink, recipients)[recipients[0]]]
     assert len(subjects) == 2 and sum("Escalated" in s for s in subjects) == 1

@@ -6,21 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-
-
-def _objects(prefix: str) -> list[str]:
-    from vigint import clients, config
-
-    return sorted(b.name for b in clients.storage().list_blobs(config.settings().bucket, prefix=prefix))
-
-
-def _all_docs(ref) -> list[str]:
-    """Every document path under a document (recursively), the document itself included if it exists."""
-    out = [ref.path] if ref.get().exists else []
-    for coll in ref.collections():
-        for doc in coll.list_documents():
-            out.extend(_all_docs(doc))
-    return out
+from tests.functions.conftest import all_docs, bucket_objects
 
 
 def test_retention_deletes_a_lifecycle_event_with_its_messages_segments_and_objects(fenv, smtp_sink):
@@ -43,14 +29,15 @@ def test_retention_deletes_a_lifecycle_event_with_its_messages_segments_and_obje
             assert ingest.handle_edge_event(data=data, attributes=attrs,
                                             now=lc.start + dt.timedelta(seconds=20)) in ("created", "applied")
     old_ref = pipeline.event_ref(tenant_id, old.event_id)
-    before = _all_docs(old_ref)
+    before = all_docs(old_ref)
     assert any("/messages/" in p for p in before) and any("/segments/" in p for p in before)
     old_prefix = event_prefix(tenant_id, creds["device_id"], old.event_id)
-    assert any("/segments/" in o for o in _objects(old_prefix)) and any("/snapshots/" in o for o in _objects(old_prefix))
+    assert any("/segments/" in o for o in bucket_objects(old_prefix)) and \
+        any("/snapshots/" in o for o in bucket_objects(old_prefix))
 
     counts = retention.apply_retention(tenant_id, {"retention_days": 30}, now)
     assert counts["events"] == 1
-    assert _all_docs(old_ref) == [] and _objects(old_prefix) == []
+    assert all_docs(old_ref) == [] and bucket_objects(old_prefix) == []
     kept = pipeline.event_ref(tenant_id, new.event_id)
-    assert any("/segments/" in p for p in _all_docs(kept))
-    assert _objects(event_prefix(tenant_id, creds["device_id"], new.event_id))
+    assert any("/segments/" in p for p in all_docs(kept))
+    assert bucket_objects(event_prefix(tenant_id, creds["device_id"], new.event_id))

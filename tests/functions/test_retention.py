@@ -7,17 +7,11 @@ import datetime as dt
 import json
 import uuid
 
-from tests.functions.conftest import FIXTURE_START
+from tests.functions.conftest import FIXTURE_START, all_docs, bucket_objects
 
 
 def _msg(ev: dict) -> bytes:
     return json.dumps({"tenant_id": ev["tenant_id"], "event_id": ev["event_id"]}).encode()
-
-
-def _objects(prefix: str) -> list[str]:
-    from vigint import clients, config
-
-    return sorted(b.name for b in clients.storage().list_blobs(config.settings().bucket, prefix=prefix))
 
 
 def _links(tenant_id: str) -> list:
@@ -26,15 +20,6 @@ def _links(tenant_id: str) -> list:
     from vigint import clients
 
     return list(clients.firestore().collection("links").where(filter=fs.FieldFilter("tenant_id", "==", tenant_id)).stream())
-
-
-def _all_docs(ref) -> list[str]:
-    """Every document path under a document (recursively), the document itself included if it exists."""
-    out = [ref.path] if ref.get().exists else []
-    for coll in ref.collections():
-        for doc in coll.list_documents():
-            out.extend(_all_docs(doc))
-    return out
 
 
 def _alerted_event(fenv, creds, t0: dt.datetime, camera_id: str = "lobby") -> dict:
@@ -69,18 +54,18 @@ def test_retention_deletes_old_events_objects_and_links_and_keeps_recent_ones(fe
     clients.storage().bucket(config.settings().bucket).blob(orphan).upload_from_string(b"x", content_type="video/mp4")
     old_prefix = event_prefix(tenant_id, creds["device_id"], old["event_id"])
     recent_prefix = event_prefix(tenant_id, creds["device_id"], recent["event_id"])
-    assert len(_objects(old_prefix)) == 2 and len(_links(tenant_id)) == 2
+    assert len(bucket_objects(old_prefix)) == 2 and len(_links(tenant_id)) == 2
 
     result = retention.run_housekeeping(now=run_at)
     assert result["deleted"]["events"] >= 1
 
     assert not pipeline.event_ref(tenant_id, old["event_id"]).get().exists
-    assert _all_docs(pipeline.event_ref(tenant_id, old["event_id"])) == []  # deliveries too
-    assert _objects(old_prefix) == [] and _objects(orphan) == []
+    assert all_docs(pipeline.event_ref(tenant_id, old["event_id"])) == []  # deliveries too
+    assert bucket_objects(old_prefix) == [] and bucket_objects(orphan) == []
     assert [l.get("event_id") for l in _links(tenant_id)] == [recent["event_id"]]
     # The recent event is untouched.
     assert pipeline.event_ref(tenant_id, recent["event_id"]).get().exists
-    assert len(_objects(recent_prefix)) == 2
+    assert len(bucket_objects(recent_prefix)) == 2
     # The link page of a deleted event answers 410 like an expired one (no token is kept to test; the link
     # documents are gone, which is stronger).
 
@@ -109,12 +94,12 @@ def test_delete_camera_leaves_nothing_of_it(fenv, smtp_sink):
     counts = retention.delete_camera(tenant_id, "garage")
     assert counts["events"] == 2 and counts["objects"] == 4 and counts["links"] == 2
     for ev in gone:
-        assert _all_docs(pipeline.event_ref(tenant_id, ev["event_id"])) == []
-        assert _objects(event_prefix(tenant_id, creds["device_id"], ev["event_id"])) == []
+        assert all_docs(pipeline.event_ref(tenant_id, ev["event_id"])) == []
+        assert bucket_objects(event_prefix(tenant_id, creds["device_id"], ev["event_id"])) == []
     assert not pipeline.tenant_ref(tenant_id).collection("cooldowns").document("garage").get().exists
     assert [l.get("event_id") for l in _links(tenant_id)] == [kept["event_id"]]
     assert pipeline.event_ref(tenant_id, kept["event_id"]).get().exists
-    assert len(_objects(event_prefix(tenant_id, creds["device_id"], kept["event_id"]))) == 2
+    assert len(bucket_objects(event_prefix(tenant_id, creds["device_id"], kept["event_id"]))) == 2
 
 
 def test_delete_tenant_leaves_nothing_behind(fenv, smtp_sink):
@@ -129,13 +114,13 @@ def test_delete_tenant_leaves_nothing_behind(fenv, smtp_sink):
 
     counts = retention.delete_tenant(a["tenant_id"])
     assert counts["objects"] == 2 and counts["links"] == 1 and counts["documents"] >= 5
-    assert _all_docs(pipeline.tenant_ref(a["tenant_id"])) == []
+    assert all_docs(pipeline.tenant_ref(a["tenant_id"])) == []
     assert list(pipeline.tenant_ref(a["tenant_id"]).collections()) == []
-    assert _objects(f"tenants/{a['tenant_id']}/") == []
+    assert bucket_objects(f"tenants/{a['tenant_id']}/") == []
     assert _links(a["tenant_id"]) == []
     # The other tenant is intact.
-    assert len(_objects(f"tenants/{b['tenant_id']}/")) == 2 and len(_links(b["tenant_id"])) == 1
-    assert len(_all_docs(pipeline.tenant_ref(b["tenant_id"]))) >= 5
+    assert len(bucket_objects(f"tenants/{b['tenant_id']}/")) == 2 and len(_links(b["tenant_id"])) == 1
+    assert len(all_docs(pipeline.tenant_ref(b["tenant_id"]))) >= 5
 
 
 def test_stale_device_raises_one_health_alert(fenv, smtp_sink):
@@ -209,7 +194,7 @@ def test_erase_camera_on_request_through_the_tenant_api_and_tenant_delete_throug
     done = subprocess.run([*cli, "--confirm", a["tenant_id"]], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["deleted"]["objects"] == 2
-    assert _all_docs(pipeline.tenant_ref(a["tenant_id"])) == [] and _objects(f"tenants/{a['tenant_id']}/") == []
+    assert all_docs(pipeline.tenant_ref(a["tenant_id"])) == [] and bucket_objects(f"tenants/{a['tenant_id']}/") == []
     assert api_keys.verify(key_a) is None, "the deleted tenant's API keys no longer authenticate"
     assert api_keys.list_keys(a["tenant_id"]) == []
 
