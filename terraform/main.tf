@@ -26,7 +26,7 @@ locals {
   topics = {
     "edge-events"     = { publisher = "edge devices (publish-only service account)", consumer = "ingest" }
     "events-ingested" = { publisher = "ingest", consumer = "analyze" }
-    "events-analyzed" = { publisher = "analyze", consumer = "alert" }
+    "events-analyzed" = { publisher = "ingest (detections verdicts), analyze (Gemini's)", consumer = "alert" }
   }
 
   # Secret Manager secret id -> what it holds. Values are added with `gcloud secrets versions add`.

@@ -104,17 +104,18 @@ resource "google_pubsub_subscription_iam_member" "dead_letter_subscriber" {
   member       = local.pubsub_service_agent
 }
 
-# Each function publishes to the next topic only, never to its own trigger's topic.
+# Each function publishes to the topics after its own only, never to its own trigger's topic.
 resource "google_pubsub_topic_iam_member" "function_publisher" {
   for_each = {
-    ingest    = "events-ingested" # ingest hands each stored event to analyze
-    retention = "events-ingested" # retention's device_offline health events go through analyze and alert
-    analyze   = "events-analyzed" # analyze hands each verdict to alert
+    "ingest:events-ingested"    = { fn = "ingest", topic = "events-ingested" }    # each stored event to analyze (Gemini)
+    "ingest:events-analyzed"    = { fn = "ingest", topic = "events-analyzed" }    # its detections verdict straight to alert
+    "retention:events-ingested" = { fn = "retention", topic = "events-ingested" } # device_offline health events
+    "analyze:events-analyzed"   = { fn = "analyze", topic = "events-analyzed" }   # Gemini's verdicts to alert
   }
 
-  topic  = google_pubsub_topic.pipeline[each.value].id
+  topic  = google_pubsub_topic.pipeline[each.value.topic].id
   role   = "roles/pubsub.publisher"
-  member = google_service_account.fn[each.key].member
+  member = google_service_account.fn[each.value.fn].member
 }
 
 # Devices publish events with short-lived tokens of this account (vended by edge_api), to edge-events only.

@@ -26,15 +26,15 @@ follow-on message is published once per event (flag ``published.analyzed``).
 Schema version 2 events (docs/contracts.md "Event lifecycle"; ``handle_lifecycle``) get up to three verdicts,
 each in ``verdicts.{detections,first,full}`` and published on ``events-analyzed`` with ``"verdict"``:
 
-* ``detections``, on every ``events-ingested``: the detections verdict of the current state, at once and
-  without Gemini, so the first alert never waits for it;
+* ``detections``: made by ingest with each message it applies, and published by ingest (``vigint.verdicts``),
+  so the first alert never waits for this function or for Gemini;
 * ``first``, once per event while it is still going (claim ``first_pass``): Gemini on the latest snapshot and
   stills cut from the segments stored so far (MPEG-TS, PyAV);
 * ``full``, once the event has ended (claim ``full_pass``): Gemini on the clip as for version 1 (or on all the
   segments when the edge could not send a clip).
 
-``analysis`` is the latest verdict by rank (full > first > detections), written in one optimistic read-modify-write with the
-verdict. Without Gemini only the detections verdict is made (on the ``end`` too, so it is final).
+``analysis`` is the latest verdict by rank (full > first > detections), written in one optimistic
+read-modify-write with the verdict. Without Gemini a version 2 event keeps its detections verdict.
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ from google.cloud import firestore as fs
 
 from vigint import clients, config, gemini, pipeline, prompts, sampling, storage, usage
 from vigint.gemini import MAX_INLINE_VIDEO_BYTES, GeminiAnalyzer, Media, MalformedVerdict
+from vigint.verdicts import detections_verdict, verdict_updates
 
 log = logging.getLogger(__name__)
 
 STAGE = "analyze"
 PUBLISHED_FLAG = "published.analyzed"
-VEHICLES = frozenset({"car", "truck", "bus", "motorcycle", "bicycle"})
 MAX_FRAME_SOURCE_BYTES = 64 * 1024 * 1024  # largest clip we download to cut stills from
 ANALYSIS_LEASE_S = 300
 RECORDING_REASON = "requested recording"
@@ -90,29 +90,6 @@ def recording_analysis(event: Mapping[str, Any]) -> dict:
     return {"status": "not_analyzed", "source": "none", "reason": RECORDING_REASON, "threat_level": 0,
             "title": f"Requested recording: {camera}",
             "summary": "A clip the tenant asked for (request_clip command); it was not analysed."}
-
-
-def detections_verdict(event: Mapping[str, Any]) -> dict:
-    """A verdict from the edge detections alone: person -> 2, vehicle -> 1, anything else -> 0.
-
-    Returns:
-        ``{"threat_level", "title", "summary"}``.
-    """
-    labels = [str(label) for label in event.get("labels") or []]
-    camera = event.get("camera_id", "camera")
-    if "person" in labels:
-        level, what = 2, "Person"
-    elif any(label in VEHICLES for label in labels):
-        level, what = 1, next(label for label in labels if label in VEHICLES).capitalize()
-    else:
-        level, what = 0, (labels[0].capitalize() if labels else "Activity")
-    seen = ", ".join(f"{k} (up to {v})" for k, v in (event.get("max_count") or {}).items()) or ", ".join(labels)
-    summary = (
-        f"The camera's detector saw: {seen or 'no known objects'} "
-        f"(best score {float(event.get('top_score') or 0):.2f}). "
-        "No AI analysis of the video ran; this verdict comes from the on-site detections only."
-    )
-    return {"threat_level": level, "title": f"{what} detected on {camera}", "summary": summary}
 
 
 def _parse(data: bytes) -> tuple[str, str] | None:
@@ -316,7 +293,6 @@ def _ask_gemini(analyzer: GeminiAnalyzer, event: Mapping[str, Any], tenant: Mapp
 
 # ------------------------------------------------------------------------------------------ schema version 2
 
-VERDICT_RANK = {"detections": 0, "first": 1, "full": 2}
 MAX_FIRST_PASS_SEGMENTS = 8  # the "first seconds": at most 8 segments of 2-4 s
 
 
@@ -361,25 +337,14 @@ def _segment_media(ref, event: Mapping[str, Any], budget: int,
 
 
 def _write_verdict(ref, which: str, analysis: dict, tokens: int, tenant_id: str) -> bool:
-    """Writes ``verdicts.{which}`` (and ``analysis`` when no verdict of a higher rank exists,
-    ``timeline.first_verdict`` if unset) in one optimistic read-modify-write, with the token usage. Returns False (nothing
-    written) for a detections verdict equal to the stored one."""
+    """Writes verdict ``which`` (``vigint.verdicts.verdict_updates``) in one optimistic read-modify-write, with
+    the token usage. Returns False (nothing written) for a detections verdict equal to the stored one."""
     now = dt.datetime.now(dt.timezone.utc)
 
     def txn(tx) -> bool:
-        event = tx.get(ref).to_dict() or {}
-        verdicts = event.get("verdicts") or {}
-        old = verdicts.get(which) or {}
-        if which == "detections" and {k: v for k, v in old.items() if k != "analyzed_at"} == analysis:
+        updates = verdict_updates(tx.get(ref).to_dict() or {}, which, analysis, now)
+        if not updates:
             return False
-        updates: dict = {f"verdicts.{which}": {**analysis, "analyzed_at": now}}
-        if all(VERDICT_RANK[other] <= VERDICT_RANK[which] for other in verdicts if other in VERDICT_RANK
-               and verdicts.get(other)):
-            updates["analysis"] = {**analysis, "analyzed_at": now}
-        if not (event.get("timeline") or {}).get("first_verdict"):
-            updates["timeline.first_verdict"] = now
-        if event.get("status") in (None, "ingested"):
-            updates["status"] = "analyzed"
         tx.update(ref, updates)
         if tokens:
             usage.add(tenant_id, now=now, batch=tx, gemini_tokens=tokens)
@@ -433,30 +398,29 @@ def _gemini_pass(ref, which: str, event: Mapping[str, Any], analyzer: GeminiAnal
 
 
 def handle_lifecycle(ref, event: Mapping[str, Any], *, analyzer: GeminiAnalyzer | None = None) -> str:
-    """The verdicts of one schema version 2 event after an ``events-ingested`` message (module docstring).
+    """Gemini's verdicts of one schema version 2 event after an ``events-ingested`` message (module docstring).
 
-    Order: the detections verdict is written and published first (no Gemini on that path); then, with
-    Gemini configured, the first pass (if the event is still going and has none) and the full pass (if the
-    event has ended and has none). A pass another delivery is running is left to it.
+    The detections verdict is not made here: ingest writes it with each message it applies and publishes it
+    on ``events-analyzed`` itself, so the first alert never waits in this function's push subscription
+    behind Gemini calls of other events (Pub/Sub paces push deliveries by how fast endpoints answer,
+    https://cloud.google.com/pubsub/docs/push; the emulator pushes at most two at a time). With Gemini
+    configured: the first pass (if the event is still going and has none) and the full pass (if the event
+    has ended and has none). A pass another delivery is running is left to it.
 
     Returns:
-        ``"verdicts:<names>"``: the verdicts made or confirmed now, e.g. ``"verdicts:detections,first"``.
+        ``"verdicts:<names>"``: the Gemini verdicts made or confirmed now, e.g. ``"verdicts:first"``;
+        ``"verdicts:none"`` without Gemini or with nothing to do.
 
     Raises:
         google.api_core.exceptions.GoogleAPICallError: transient Firestore/GCS/Pub/Sub failure.
         vigint.pipeline.InProgress: a verdict write lost to concurrent writers 10 times.
     """
     s = config.settings()
-    tenant_id, event_id = str(event.get("tenant_id")), str(event.get("event_id"))
-    verdict = {"status": "detections_only", "source": "detections", **detections_verdict(event),
-               "verdict": "detections"}
-    _write_verdict(ref, "detections", verdict, 0, tenant_id)
-    # Always published (not flagged): a redelivery must still reach alert; alert is idempotent.
-    pipeline.publish_follow_on(s.analyzed_topic, tenant_id, event_id, {"verdict": "detections"})
-    done = ["detections"]
+    tenant_id = str(event.get("tenant_id"))
+    done: list[str] = []
     analyzer = analyzer or gemini.default_analyzer()
     if analyzer is None:
-        return "verdicts:" + ",".join(done)
+        return "verdicts:none"
     tenant_snap = pipeline.tenant_ref(tenant_id).get()
     tenant = (tenant_snap.to_dict() or {}) if tenant_snap.exists else {}
     budget = s.gemini_event_token_budget
@@ -465,4 +429,4 @@ def handle_lifecycle(ref, event: Mapping[str, Any], *, analyzer: GeminiAnalyzer 
     current = ref.get().to_dict() or {}
     if current.get("ended") and _gemini_pass(ref, "full", current, analyzer, tenant, budget) == "done":
         done.append("full")
-    return "verdicts:" + ",".join(done)
+    return "verdicts:" + (",".join(done) or "none")

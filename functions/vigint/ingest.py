@@ -26,8 +26,11 @@ the same checks, ``ingest_lifecycle`` applies each ``(event_id, seq)`` once: in 
 ``messages/{seq:06d}`` (the same seq with other data: dropped as ``event_id_conflict``; with the same data: a
 duplicate, which only makes sure its follow-on went out), creates the message's new
 ``segments/{index:05d}`` documents, and merges the state into the event document (``merge_state``: the
-highest seq wins for the cumulative fields, ``ended`` is sticky). A version 1 message is stored as a whole,
-ended event (``ended: true``, ``phase: "end"``, no segments).
+highest seq wins for the cumulative fields, ``ended`` is sticky). In the same write it records the detections
+verdict of the new state (``vigint.verdicts``), and a message that creates the event, changes its labels or
+severity, or ends it is published on ``events-analyzed`` (``{"verdict": "detections"}``, straight to alert)
+before ``events-ingested`` (to analyze, for Gemini). A version 1 message is stored as a whole, ended event
+(``ended: true``, ``phase: "end"``, no segments).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore as fs
 from pydantic import ValidationError
 
-from vigint import clients, config, device_keys, pipeline, usage
+from vigint import clients, config, device_keys, pipeline, usage, verdicts
 from vigint.schema import EVENT_ID_PATTERN, SLUG_PATTERN, EdgeEvent, LifecycleMessage
 
 log = logging.getLogger(__name__)
@@ -306,6 +309,10 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
             log.warning("ingest: %s/%s continues %s of another camera; not chained", tenant_id, event_id, msg.continues)
             prev_ref_ok = None
         fields, applied, notify = merge_state(existing, msg, now=now)
+        if applied:  # the detections verdict of the new state, in the same write (no hop, no Gemini)
+            merged = {**existing, **{k: v for k, v in fields.items() if "." not in k}}
+            fields.update(verdicts.verdict_updates(existing, "detections",
+                                                   verdicts.lifecycle_detections_verdict(merged), now))
         fields["expire_at"] = max(msg.end_time, pipeline.as_utc(existing.get("end_time")) or msg.end_time) + retention
         fix_ref = None
         if created:
@@ -348,5 +355,8 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
         return drop("event_id_conflict")
     log.info("ingest: event %s/%s message %d (%s): %s", tenant_id, event_id, seq, msg.phase, outcome)
     if stored.get("notify") and not stored.get(MESSAGE_FLAG):
+        # The detections verdict straight to alert first (the alert's path), then the event to analyze. The
+        # first is not flagged: a redelivery publishes it again, and alert is idempotent.
+        pipeline.publish_follow_on(s.analyzed_topic, tenant_id, event_id, {"verdict": "detections"})
         pipeline.publish_once(msg_ref, MESSAGE_FLAG, s.ingested_topic, tenant_id, event_id, extra={"seq": seq})
     return outcome

@@ -287,8 +287,9 @@ def test_least_privilege_roles(tf):
     assert set(bucket) == {"edge_api_creator", "clip_reader", "retention_deleter"}
 
     publishers = tf.resource("google_pubsub_topic_iam_member", "function_publisher")
-    assert publishers["for_each"] == {"ingest": "events-ingested", "retention": "events-ingested",
-                                      "analyze": "events-analyzed"}
+    assert {(v["fn"], v["topic"]) for v in publishers["for_each"].values()} == {
+        ("ingest", "events-ingested"), ("ingest", "events-analyzed"), ("retention", "events-ingested"),
+        ("analyze", "events-analyzed")}
     edge = tf.resource("google_pubsub_topic_iam_member", "edge_publisher")
     assert edge["topic"] == '${google_pubsub_topic.pipeline["edge-events"].id}'
     assert edge["role"] == "roles/pubsub.publisher"
