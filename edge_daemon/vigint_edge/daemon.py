@@ -1,8 +1,9 @@
 """The composition root: builds every part of the edge daemon from its configuration and runs it.
 
-Threads: one per camera (capture → motion gate → detector → events → spool), one per delivery lane (spool →
-signed uploads → publish: ``live`` for starts, updates and health events, ``bulk`` for messages with a clip, so
-a clip upload never delays an alert), one for heartbeats, one for health checks and, started on the first
+Threads: one per camera (capture → motion gate → detector → events → spool), delivery (spool → signed uploads
+→ publish): ``LIVE_DELIVERERS`` for the ``live`` lane (starts, updates, health events), so the starts of
+several cameras that see the same intruder go out side by side, and one for the ``bulk`` lane (messages with a
+clip, so a clip upload never delays an alert), one for heartbeats, one for health checks and, started on the first
 ``request_clip``, one for commands that take a while. Everything a component needs comes through its
 constructor, so tests swap parts here and nowhere else.
 
@@ -50,6 +51,10 @@ from vigint_edge.systemd import Notifier
 
 log = logging.getLogger(__name__)
 PUBLISHER_WARM_TIMEOUT_S = 10.0  # longest wait at start for the Pub/Sub client before the cameras start
+# Live-lane deliverers working side by side. One took about 0.25 s per start (upload URLs, snapshot PUT,
+# publish: make bench-alerts, BENCHMARKS.md), so the fourth of four cameras confirming together waited
+# about 0.75 s for the other three; three deliverers cut that wait to one delivery at most.
+LIVE_DELIVERERS = 3
 
 
 @dataclass
@@ -63,6 +68,8 @@ class EdgeDaemon:
         deliverer: moves spooled messages to the cloud: the live lane's (or, without ``bulk_deliverer``, all).
         api: the edge_api client (heartbeats).
         bulk_deliverer: the bulk lane's deliverer (messages with a clip), None to let ``deliverer`` do all.
+        more_live: further deliverers of the live lane, each on its own thread beside ``deliverer`` (items are
+            claimed one at a time, so each goes once; the cloud applies a lifecycle's messages in any order).
         stop: set to stop everything.
         exit_when_done: when every camera's source has ended (files), deliver what is spooled and return.
         max_frames: stop each camera after this many frames (tests).
@@ -75,6 +82,7 @@ class EdgeDaemon:
     deliverer: Deliverer
     api: EdgeApiClient
     bulk_deliverer: Deliverer | None = None
+    more_live: list[Deliverer] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     exit_when_done: bool = False
     max_frames: int | None = None
@@ -161,7 +169,7 @@ class EdgeDaemon:
     @property
     def deliverers(self) -> list[Deliverer]:
         """The delivery lanes' deliverers (live first)."""
-        return [self.deliverer] + ([self.bulk_deliverer] if self.bulk_deliverer is not None else [])
+        return [self.deliverer, *self.more_live] + ([self.bulk_deliverer] if self.bulk_deliverer is not None else [])
 
     def _wake_lane(self, item) -> None:
         """Spool listener: a new item wakes its lane's deliverer at once."""
@@ -434,8 +442,11 @@ def build_daemon(config: EdgeConfig, secret: str, *, detector: Detector | None =
     dev = config.device
     api = EdgeApiClient(dev.api_url, dev.tenant_id, dev.device_id, secret)
     publisher = EventPublisher.from_api(api)
-    lanes = {lane: MeteredDeliverer(spool, EdgeApiClient(dev.api_url, dev.tenant_id, dev.device_id, secret),
-                                    publisher, key_version=dev.key_version, secret=secret, lane=lane)
-             for lane in ("live", "bulk")}  # one HTTP client each: the lanes run on their own threads
-    return EdgeDaemon(config=config, detector=detector, spool=spool, deliverer=lanes["live"], api=api,
-                      bulk_deliverer=lanes["bulk"], exit_when_done=exit_when_done, max_frames=max_frames)
+    def deliverer(lane: str) -> MeteredDeliverer:  # one HTTP client each: every deliverer has its own thread
+        return MeteredDeliverer(spool, EdgeApiClient(dev.api_url, dev.tenant_id, dev.device_id, secret),
+                                publisher, key_version=dev.key_version, secret=secret, lane=lane)
+
+    live = [deliverer("live") for _ in range(LIVE_DELIVERERS)]
+    return EdgeDaemon(config=config, detector=detector, spool=spool, deliverer=live[0], more_live=live[1:],
+                      api=api, bulk_deliverer=deliverer("bulk"), exit_when_done=exit_when_done,
+                      max_frames=max_frames)

@@ -159,6 +159,44 @@ def test_a_start_is_delivered_while_the_bulk_lane_is_stuck_on_a_clip(stack, devi
     assert spool.failed() == [] and spool.open_events() == []
 
 
+def test_live_deliverers_side_by_side_keep_each_events_order(stack, device, subscription, tmp_path):
+    """Two deliverers of the live lane (the daemon runs ``LIVE_DELIVERERS``): while one is stuck on an event's
+    start (its snapshot PUT held by the proxy), the other delivers another camera's start and update at once,
+    and never the stuck event's update before its start."""
+    subscriber, sub = subscription
+    t, d = device["tenant_id"], device["device_id"]
+    spool = Spool(tmp_path / "spool", 10**9)
+    first = SyntheticEvent(spool, t, d, "gate", tmp_path, seed=1)
+    first.start()
+    first.update()
+    proxy = StallingProxy(hold=f"{first.event_id}/snapshots/")
+
+    def proxied() -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False
+        session.proxies = {"http": proxy.url}
+        return session
+
+    lives = [lane_deliverer(stack.urls["edge_api"], device, spool, "live", session=proxied()) for _ in range(2)]
+    with contextlib.closing(proxy), lane_threads(spool, lives, 5.0) as threads:
+        for th in threads:
+            th.start()
+        assert proxy.holding.wait(30), "no deliverer started the first start's snapshot upload"
+        second = SyntheticEvent(spool, t, d, "door", tmp_path, seed=2)
+        second.start()
+        second.update()
+        theirs = {(second.event_id, 0), (second.event_id, 1)}
+        got = pull_messages(subscriber, sub, lambda ms: theirs <= set(_seq_order(ms, t)))
+        assert not proxy.released.is_set() and len(proxy.held_paths) == 1, "the first start was held meanwhile"
+        assert [e for e, _ in _seq_order(got, t) if e == first.event_id] == [], "its update waited for it"
+        proxy.release()
+        got += pull_messages(subscriber, sub, lambda ms: len(_seq_order(got + ms, t)) == 4)
+        wait_for(lambda: spool.pending() == [], timeout=30, what="the spool to drain")
+    order = _seq_order(got, t)
+    assert [s for e, s in order if e == first.event_id] == [0, 1] and len(order) == len(set(order)) == 4
+    assert sum(dl.stats()["delivered"] for dl in lives) == 4 and spool.failed() == []
+
+
 class CuttableLink:
     """127.0.0.1:``port`` forwarded to ``target``; ``cut()`` closes every open connection and refuses new ones
     (a network going down under open keep-alive connections); ``restore()`` brings it back."""

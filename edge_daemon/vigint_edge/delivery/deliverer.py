@@ -167,14 +167,17 @@ class Deliverer:
 
     def deliver_pending(self) -> int:
         """Delivers this lane's pending items oldest first, stopping at the first transient failure. Items
-        another deliverer is working on (claimed) are skipped.
+        another deliverer is working on (claimed) are skipped, and so are the later items of their event: each
+        event's messages keep their lane order while several deliverers of a lane work side by side.
 
         Returns:
             How many items were delivered in this pass.
         """
         delivered = 0
+        held: set[str] = set()  # events whose earlier item another deliverer holds: theirs wait for it
         for item in self.spool.pending(self.lane):
-            if not self.spool.claim(item):
+            if item.event_id in held or not self.spool.claim(item):
+                held.add(item.event_id)
                 continue
             try:
                 outcome = self.attempt(item)
