@@ -66,6 +66,9 @@ class ProgressLine:
         self.stream.flush()
 
 
+SWITCH_INTERVAL_S = 0.001  # see main(): the GIL switch interval of a running daemon
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
@@ -106,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "process":
         daemon.progress = ProgressLine(sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: daemon.stop.set())
+    # The camera threads keep the GIL busy (frames, tracking); the delivery threads mostly wait on sockets and
+    # fsync and must win the GIL back after each wait. At CPython's default 5 ms switch interval a start's few
+    # dozen such waits cost a large share of its path to the cloud on a loaded box; 1 ms hands the GIL over
+    # sooner (sys.setswitchinterval; measured with make bench-alerts, BENCHMARKS.md).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     return daemon.run()
 
 
