@@ -185,3 +185,38 @@ def test_a_crash_during_removal_never_leaves_a_half_deleted_item(tmp_path, monke
     restarted = Spool(root, max_bytes=10**7)
     assert [p.event_id for p in restarted.pending()] == [items[1].event_id], "the removed item is gone whole"
     assert list((root / "tmp").iterdir()) == [], "leftovers are cleaned at start"
+
+
+def _bytes_on_disk(spool: Spool) -> int:
+    return sum(f.stat().st_size for base in (spool.ready_dir, spool.failed_dir) for f in base.rglob("*")
+               if f.is_file())
+
+
+def test_the_byte_count_follows_puts_removals_and_evictions_without_walking_the_spool(tmp_path, monkeypatch):
+    """``stats()["bytes"]`` is the bytes in ready/ + failed/ after every kind of change, and a put reads the
+    sizes of its own item only, not the whole spool's (a backlog of thousands of items after an outage)."""
+    import vigint_edge.delivery.spool as spool_mod
+
+    spool = Spool(tmp_path / "spool", max_bytes=60_000)
+    events = [make_event(tmp_path, i, 5_000) for i in range(12)]
+    items = [spool.put(*e) for e in events[:6]]
+    assert spool.stats()["bytes"] == _bytes_on_disk(spool)
+    spool.remove(items[0])
+    failed = spool.move_to_failed(items[1], "refused")
+    assert spool.stats()["bytes"] == _bytes_on_disk(spool)
+    walked, checked = [], 0
+    real = spool_mod._dir_bytes
+    monkeypatch.setattr(spool_mod, "_dir_bytes", lambda p: walked.append(p) or real(p))
+    for e in events[6:]:  # the later ones go over the budget: clips are evicted
+        walked.clear()
+        room = _bytes_on_disk(spool) + 8_000 <= 60_000  # an item is about 6.5 kB
+        item = spool.put(*e)
+        # Within the budget, but for the few bytes by which each eviction's mark grows a state.json.
+        assert spool.stats()["bytes"] == _bytes_on_disk(spool) <= 60_000 + 100 * len(spool.pending())
+        if room:
+            assert walked == [item.path], "an item within the budget reads its own sizes only"
+            checked += 1
+    assert any(spool.load_state(it).clip_evicted for it in spool.pending()), "the budget was reached"
+    assert checked >= 2, "puts with room were checked"
+    spool.remove(failed)
+    assert spool.stats()["bytes"] == _bytes_on_disk(spool)
