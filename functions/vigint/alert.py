@@ -374,8 +374,10 @@ def handle_lifecycle(tenant_id: str, event_id: str, tenant: Mapping[str, Any], *
         event = ref.get().to_dict() or {}
     # Only a Gemini verdict can escalate (_escalate_once): a detections verdict skips that read-modify-write.
     gemini = (event.get("analysis") or {}).get("source") == "gemini"
+    # The first alert's snapshot is fetched while the decision is made; later messages of an alerted event
+    # (Gemini's verdicts, label changes) mostly find every e-mail sent, and fetch it only if they need it.
     snapshot_fetch = _fetch_in_background(_snapshot_bytes, event) if (
-        (tenant.get("alert") or {}).get("recipients")) else None
+        (tenant.get("alert") or {}).get("recipients") and not (event.get("alert") or {}).get("alerted")) else None
     decision = _decide_lifecycle(tenant_id, event, str(event.get("camera_id") or "_none"), tenant, now)
     escalation = _escalate_once(tenant_id, event, tenant, now) if gemini and (
         decision.get("alerted") or decision.get("continues_alert_of")) else None
