@@ -1,8 +1,8 @@
 """Delivers spooled messages to the cloud: upload the files each brings through signed URLs, then publish.
 
 A ``Deliverer`` drains one lane of the spool (``lane="live"``: starts, updates, health events; ``"bulk"``:
-messages with a clip; None: both, oldest first) so the daemon runs one per lane and a 30 MB clip upload
-never holds back the next event's ``start``. For each item of its lane, oldest first:
+messages with a clip; None: both, oldest first) so a 30 MB clip upload never holds back the next event's
+``start``; the daemon runs ``LIVE_DELIVERERS`` of the live lane side by side and one of the bulk lane. For each item of its lane, oldest first:
 
 1. ask ``edge_api`` for signed PUT URLs for the files not uploaded yet (a version 1 event's ``clip.mp4`` and
    ``snapshot.jpg``; a version 2 message's ``segments/NNNNN.ts``, ``snapshots/NNNNN.jpg``, ``clip.mp4``;
