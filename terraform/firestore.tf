@@ -85,10 +85,11 @@ resource "google_firestore_field" "ttl" {
 }
 
 # The same backstop for the subcollections of schema version 2 events (tenants/{t}/events/{e}/messages and
-# .../segments, written with expire_at by functions/vigint/ingest.py): a field's TTL policy applies to every
+# .../segments, written with expire_at by functions/vigint/ingest.py) and for the audit trail
+# (tenants/{t}/audit, functions/vigint/audit.py): a field's TTL policy applies to every
 # collection with that id (the collection group).
 resource "google_firestore_field" "ttl_lifecycle" {
-  for_each = toset(["messages", "segments"])
+  for_each = toset(["messages", "segments", "audit"])
 
   database   = google_firestore_database.default.name
   collection = each.value
