@@ -149,7 +149,10 @@ def authenticate(headers: Mapping[str, str]):
 
     Returns:
         The device's Firestore ``DocumentReference`` if the tenant and device exist, the device is active
-        and the secret matches its current key version; None otherwise (the caller answers 401).
+        and the secret matches its current key version, and the tenant was not deleted since (a tombstone
+        ``deleted_tenants/{t}``, ``vigint.retention``: a device still listed while the deletion runs, or one
+        at a key version the deleted tenant's device of that id already had, is refused); None otherwise (the
+        caller answers 401). The device and the tombstone are read together (one ``get_all``).
     """
     auth = headers.get("Authorization", "")
     tenant_id = headers.get("X-Vigint-Tenant", "")
@@ -158,18 +161,42 @@ def authenticate(headers: Mapping[str, str]):
     master = config.settings().device_key_secret.get_secret_value()
     ids_ok = bool(re.match(SLUG_PATTERN, tenant_id) and re.match(SLUG_PATTERN, device_id))
     ref, data = None, None
+    tomb = None
     if ids_ok:
+        from vigint import retention
+
         ref = clients.firestore().collection("tenants").document(tenant_id).collection("devices").document(device_id)
-        snap = ref.get()
-        data = snap.to_dict() if snap.exists else None
+        tomb_ref = retention.deleted_tenant_ref(tenant_id)
+        snaps = {snap.reference.path: snap for snap in clients.firestore().get_all([ref, tomb_ref])}
+        snap = snaps.get(ref.path)
+        data = snap.to_dict() if snap is not None and snap.exists else None
+        t_snap = snaps.get(tomb_ref.path)
+        tomb = t_snap.to_dict() if t_snap is not None and t_snap.exists else None
     key_version = int((data or {}).get("key_version") or 1)
     # Always derive and compare, so unknown devices cost the same as known ones.
     expected = device_keys.derive_secret(master, tenant_id, device_id, key_version)
     secret_ok = device_keys.secrets_equal(presented, expected) and bool(presented)
-    if data is None or data.get("status") != "active" or not secret_ok:
+    if data is None or data.get("status") != "active" or not secret_ok or _of_deleted_tenant(data, tomb, device_id):
         log.info("edge_api: unauthorized request (tenant=%r device=%r)", tenant_id[:63], device_id[:63])
         return None
     return ref
+
+
+def _of_deleted_tenant(device: dict, tomb: dict | None, device_id: str) -> bool:
+    """True if ``device`` belongs to the deleted tenant of the tombstone ``tomb``: created before its deletion,
+    or at a key version at or below the one recorded for that device id (its old secret)."""
+    if not tomb:
+        return False
+    from vigint import pipeline
+
+    deleted_at = pipeline.as_utc(tomb.get("deleted_at"))
+    created = pipeline.as_utc(device.get("created_at"))
+    if deleted_at is not None and (created is None or created <= deleted_at):
+        return True
+    try:
+        return int(device.get("key_version") or 1) <= int((tomb.get("key_versions") or {}).get(device_id) or 0)
+    except (TypeError, ValueError):
+        return True
 
 
 def handle(*, method: str, path: str, headers: Mapping[str, str], body: bytes,

@@ -71,7 +71,7 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
         segments and message kept, the state not changed). Reasons: ``bad_attributes``,
         ``unsupported_schema_version``, ``unknown_device``, ``device_not_active``, ``stale_key_version``,
         ``bad_signature``, ``invalid_json``, ``invalid_body``, ``attributes_mismatch``, ``stale_event``,
-        ``future_event``, ``replayed``, ``event_id_conflict``).
+        ``future_event``, ``erased``, ``tenant_deleted``, ``replayed``, ``event_id_conflict``).
 
     Raises:
         google.api_core.exceptions.GoogleAPICallError: a transient Firestore/Pub/Sub failure.
@@ -141,10 +141,12 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
 
     digest = hashlib.sha256(data).hexdigest()
     ref = pipeline.event_ref(tenant_id, event_id)
-    tenant_snap = tenant.get()
-    tenant_doc = tenant_snap.to_dict() if tenant_snap.exists else {}
+    tenant_doc, gone, hold_ids = tombstones_and_holds(tenant_id, event)
+    if gone == "tenant_deleted" or (gone == "erased" and not hold_ids and not isinstance(event, LifecycleMessage)):
+        return drop(gone)
     if isinstance(event, LifecycleMessage):
-        return ingest_lifecycle(event, digest=digest, message_id=message_id, tenant=tenant_doc, now=now, drop=drop)
+        return ingest_lifecycle(event, digest=digest, message_id=message_id, tenant=tenant_doc, now=now, drop=drop,
+                                hold_ids=hold_ids, erased=gone == "erased")
     doc = event.model_dump()
     doc.update({"ingested_at": fs.SERVER_TIMESTAMP, "status": "ingested", "message_id": message_id,
                 "message_sha256": digest, "published": {"ingested": False},
@@ -152,6 +154,9 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
                 # A version 1 message is a whole event: stored as the end of an event without segments.
                 "schema_version": 1, "phase": "end", "ended": True, "chain_root": event_id,
                 "timeline": {"ingested": now, "end": event.end_time}})
+    if hold_ids:  # inside a held camera range: held from its first write, no TTL (vigint.legal_hold)
+        doc.update({"held": True, "hold_ids": hold_ids, "hold_objects_pending": True,
+                    "held_expire_at": doc.pop("expire_at")})
     batch = clients.firestore().batch()
     batch.create(ref, doc)
     usage.add(tenant_id, now=now, batch=batch, events=1, clip_bytes=event.clip.bytes if event.clip else 0)
@@ -172,6 +177,41 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
         log.info("ingest: event %s/%s already stored (redelivery)", tenant_id, event_id)
     pipeline.publish_once(ref, PUBLISHED_FLAG, s.ingested_topic, tenant_id, event_id)
     return outcome
+
+
+def tombstones_and_holds(tenant_id: str, event) -> tuple[dict, str | None, list[str]]:
+    """The tenant document, whether the event's camera was erased or its tenant deleted after the event
+    started, and the camera holds covering it: one ``get_all`` of ``tenants/{t}``, ``deleted_tenants/{t}``,
+    ``tenants/{t}/erasures/{camera_id}`` and ``tenants/{t}/camera_holds/{camera_id}`` (one round trip, the
+    one that read the tenant document alone before; ingest is on the alert's path).
+
+    Args:
+        event: the verified ``EdgeEvent`` or ``LifecycleMessage``.
+
+    Returns:
+        ``(tenant document or {}, None | "erased" | "tenant_deleted", covering hold ids)``: ``erased`` when
+        ``start_time`` (and ``first_seen`` of a version 2 message) is at or before the camera's
+        ``erased_before``, ``tenant_deleted`` likewise for the tenant's ``deleted_at`` (``vigint.retention``).
+    """
+    from vigint import legal_hold, retention
+
+    camera_id = str(event.camera_id)
+    refs = {"tenant": pipeline.tenant_ref(tenant_id), "deleted": retention.deleted_tenant_ref(tenant_id),
+            "erased": retention.erasure_ref(tenant_id, camera_id),
+            "holds": legal_hold.camera_holds_ref(tenant_id, camera_id)}
+    by_path = {snap.reference.path: snap for snap in clients.firestore().get_all(list(refs.values()))}
+    docs = {k: (by_path[r.path].to_dict() or {}) if by_path.get(r.path) is not None and by_path[r.path].exists else None
+            for k, r in refs.items()}
+    began = min(t for t in (event.start_time, getattr(event, "first_seen", None)) if t is not None)
+    gone = None
+    deleted_at = pipeline.as_utc((docs["deleted"] or {}).get("deleted_at"))
+    erased_before = pipeline.as_utc((docs["erased"] or {}).get("erased_before"))
+    if deleted_at is not None and began <= deleted_at:
+        gone = "tenant_deleted"
+    elif erased_before is not None and began <= erased_before:
+        gone = "erased"
+    holds = legal_hold.covering_holds((docs["holds"] or {}).get("ranges"), event.start_time, event.end_time)
+    return docs["tenant"] or {}, gone, holds
 
 
 # ------------------------------------------------------------------------------------------ schema version 2
@@ -265,7 +305,7 @@ def _expand(fields: Mapping) -> dict:
 
 
 def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | None, tenant: Mapping,
-                     now: dt.datetime, drop) -> str:
+                     now: dt.datetime, drop, hold_ids: list[str] | None = None, erased: bool = False) -> str:
     """Applies one verified version 2 message (see the module docstring); publishes its follow-on.
 
     One optimistic read-modify-write (``pipeline.run_optimistic``: no locks) reads the event, the message's
@@ -276,8 +316,13 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
     (https://cloud.google.com/firestore/docs/best-practices#high_read_write_and_delete_rates); that is why the
     segments and messages have documents of their own.
 
+    ``hold_ids``: camera holds covering the event (``tombstones_and_holds``): the event is held (no
+    ``expire_at`` on it or on the documents this message writes). ``erased``: the camera was erased after the
+    event started: the message is dropped (``erased``) unless the event is stored and held (the erase kept it).
+
     Returns:
-        ``"created"``, ``"applied"``, ``"stored"``, ``"duplicate"`` or ``"dropped:event_id_conflict"``.
+        ``"created"``, ``"applied"``, ``"stored"``, ``"duplicate"``, ``"dropped:event_id_conflict"`` or
+        ``"dropped:erased"``.
 
     Raises:
         vigint.pipeline.InProgress: the write lost to concurrent deliveries every time (redelivered).
@@ -301,6 +346,9 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
         ev_snap = snaps[ref.path]
         existing = (ev_snap.to_dict() or {}) if ev_snap.exists else {}
         created = not _is_stored_event(existing)
+        held_ids = sorted(set(existing.get("hold_ids") or []) | set(hold_ids or []))
+        if erased and not (existing.get("held") or hold_ids):
+            return "erased", {}
         if not created and (existing.get("device_id") != msg.device_id or existing.get("schema_version") != 2):
             return "conflict", {}
         prev_ref_ok = prev_ref
@@ -314,6 +362,13 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
             fields.update(verdicts.verdict_updates(existing, "detections",
                                                    verdicts.lifecycle_detections_verdict(merged), now))
         fields["expire_at"] = max(msg.end_time, pipeline.as_utc(existing.get("end_time")) or msg.end_time) + retention
+        if held_ids:  # under legal hold (vigint.legal_hold): no TTL while held; its new objects get held too
+            fields.update({"held": True, "hold_ids": held_ids, "hold_objects_pending": True,
+                           "held_expire_at": fields.pop("expire_at")})
+            if "expire_at" in existing:  # a stored event held now, or a continuation's placeholder
+                fields["expire_at"] = fs.DELETE_FIELD
+        ttl = {} if held_ids else {"expire_at": msg.end_time + retention}
+        held_ttl = {"held_expire_at": msg.end_time + retention} if held_ids else {}
         fix_ref = None
         if created:
             # The continued event's root; the continued event itself if it is not stored yet.
@@ -342,17 +397,18 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
         for seg in msg.segments:
             if not snaps[seg_refs[seg.index].path].exists:
                 tx.create(seg_refs[seg.index], {**seg.model_dump(exclude={"content_type"}),
-                                                "received_at": fs.SERVER_TIMESTAMP, "seq": seq,
-                                                "expire_at": msg.end_time + retention})
+                                                "received_at": fs.SERVER_TIMESTAMP, "seq": seq, **ttl, **held_ttl})
         stored = {"phase": msg.phase, "seq": seq, "message_sha256": digest, "message_id": message_id,
                   "received_at": fs.SERVER_TIMESTAMP, MESSAGE_FLAG: False, "notify": notify, "applied": applied,
-                  "expire_at": msg.end_time + retention}
+                  **ttl, **held_ttl}
         tx.create(msg_ref, stored)
         return ("created" if created else "applied" if applied else "stored"), stored
 
     outcome, stored = pipeline.run_optimistic(txn, what=f"{tenant_id}/{event_id}: message {seq}")
     if outcome == "conflict":
         return drop("event_id_conflict")
+    if outcome == "erased":
+        return drop("erased")
     log.info("ingest: event %s/%s message %d (%s): %s", tenant_id, event_id, seq, msg.phase, outcome)
     if stored.get("notify") and not stored.get(MESSAGE_FLAG):
         # The detections verdict straight to alert first (the alert's path), then the event to analyze. The

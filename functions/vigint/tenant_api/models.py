@@ -489,6 +489,7 @@ class ErasedOut(_Out):
     objects: int
     links: int
     documents: int
+    held_kept: int = Field(default=0, description="events kept because they are under legal hold")
 
 
 # ---------------------------------------------------------------------------------------- analytics
@@ -536,3 +537,58 @@ class UsageOut(_Out):
     clip_bytes: int = Field(description="bytes of the clips of those events")
     gemini_tokens: int = Field(description="Gemini tokens (total_token_count) spent on analysis")
     emails_sent: int = Field(description="alert e-mails accepted by the mail server")
+
+
+# ------------------------------------------------------------------------------------------ evidence (legal hold)
+
+HoldReason = Annotated[str, Field(min_length=1, max_length=500, description="why the evidence is held")]
+
+
+class HoldIn(_In):
+    """``POST /v1/events/{event_id}/hold``."""
+
+    reason: HoldReason
+
+
+class CameraHoldIn(_In):
+    """``POST /v1/cameras/{camera_id}/holds``: hold every event of the camera overlapping ``[start, end]``."""
+
+    start: Instant
+    end: Instant
+    reason: HoldReason
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class HoldActor(_Out):
+    kind: str
+    id: str = ""
+    name: str = ""
+
+
+class HoldOut(_Out):
+    """A legal hold (``vigint.legal_hold``): kind ``event`` (one event) or ``camera`` (a time range)."""
+
+    hold_id: str
+    kind: Literal["event", "camera"]
+    active: bool
+    event_id: str | None = None
+    camera_id: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    reason: str
+    created_at: datetime | None = None
+    created_by: HoldActor | None = None
+    released_at: datetime | None = None
+    released_by: HoldActor | None = None
+    release_reason: str | None = None
+    event_hold_ids: list[str] | None = Field(default=None, description="kind event: the holds now on the event")
+    events: int | None = Field(default=None, description="kind camera: events the hold placed or released now")
+
+
+class HoldList(_Out):
+    holds: list[HoldOut]
