@@ -91,6 +91,25 @@ resource "google_storage_bucket_iam_member" "retention_deleter" {
   member = google_service_account.fn["retention"].member
 }
 
+# Legal hold (functions/vigint/legal_hold.py): tenant_api sets and clears the temporary hold of a held event's
+# objects (https://cloud.google.com/storage/docs/object-holds), which needs storage.objects.update; it lists
+# and reads them to find them. No predefined role has update without create and delete (objectUser has
+# both), so a custom role with exactly these three permissions, bound on the clips bucket only. The retention
+# function, which brings the holds of objects uploaded later up to date, has objectUser already.
+resource "google_project_iam_custom_role" "object_holder" {
+  role_id     = "vigintObjectHolder"
+  title       = "Vigint object holder"
+  description = "List, read and update (temporary hold) objects; no create or delete."
+  permissions = ["storage.objects.get", "storage.objects.list", "storage.objects.update"]
+}
+
+# tenant_api places and releases the Cloud Storage holds of legal holds (custom role above).
+resource "google_storage_bucket_iam_member" "tenant_api_object_holder" {
+  bucket = google_storage_bucket.clips.name
+  role   = google_project_iam_custom_role.object_holder.name
+  member = google_service_account.fn["tenant_api"].member
+}
+
 # --- Signing and token minting (IAM Credentials API) -------------------------------------------------------
 
 # edge_api, video_link and tenant_api have no key file in Google Cloud: they sign URLs through signBlob as

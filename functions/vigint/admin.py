@@ -9,11 +9,16 @@ Usage::
     python -m vigint.admin device revoke --tenant demo --id nuc-1
     python -m vigint.admin device enroll-code --tenant demo --id nuc-2 [--name NAME] [--ttl-seconds 900]
     python -m vigint.admin apikey create --tenant demo --role admin --name "Alice"
+    python -m vigint.admin hold event --tenant demo --event EVENT_ID --reason "case 42" [--by NAME]
+    python -m vigint.admin hold release --tenant demo --event EVENT_ID [--by NAME]
+    python -m vigint.admin hold release --tenant demo --camera CAMERA_ID --hold HOLD_ID [--by NAME]
 
 Reads the same environment as the functions (``GOOGLE_CLOUD_PROJECT``, ``VIGINT_DEVICE_KEY_SECRET``,
 ``FIRESTORE_EMULATOR_HOST`` locally). ``device create``/``rotate`` print the device secret once: store it
 on the device (file mode 0600 or a systemd credential). ``apikey create`` prints the tenant API key once
-(``{"key": "vgk_...", "key_id", ...}``): hand it to its user. Exit status 2 on bad input or conflicts.
+(``{"key": "vgk_...", "key_id", ...}``): hand it to its user. ``hold`` places and releases legal holds
+(``vigint.legal_hold``), also for a deleted tenant whose held evidence was kept (its API keys are gone); each
+is an audit entry with actor ``cli``. Exit status 2 on bad input or conflicts.
 """
 
 from __future__ import annotations
@@ -63,12 +68,48 @@ def _parser() -> argparse.ArgumentParser:
     ec.add_argument("--name", default="")
     ec.add_argument("--ttl-seconds", type=int, default=900)
 
+    _hold_parser(sub)
+
     apikey = sub.add_parser("apikey").add_subparsers(dest="action", required=True)
     ak = apikey.add_parser("create", help="create a tenant API key (printed once)")
     ak.add_argument("--tenant", required=True)
     ak.add_argument("--role", required=True, choices=["admin", "viewer"])
     ak.add_argument("--name", required=True, help="the user's name")
     return p
+
+
+def _hold_parser(sub) -> None:
+    hold = sub.add_parser("hold", help="legal holds").add_subparsers(dest="action", required=True)
+    he = hold.add_parser("event", help="place an event under legal hold")
+    he.add_argument("--tenant", required=True)
+    he.add_argument("--event", required=True)
+    he.add_argument("--reason", required=True)
+    he.add_argument("--by", default="operator", help="who asked (audit trail)")
+    hr = hold.add_parser("release", help="release an event's hold, or a camera hold (--camera and --hold)")
+    hr.add_argument("--tenant", required=True)
+    hr.add_argument("--event")
+    hr.add_argument("--camera")
+    hr.add_argument("--hold")
+    hr.add_argument("--by", default="operator", help="who asked (audit trail)")
+
+
+def _hold_command(args) -> dict:
+    """``hold event`` / ``hold release``: the hold record as JSON-ready values."""
+    from vigint import legal_hold
+
+    actor = {"kind": "cli", "id": "", "name": str(args.by)[:100]}
+    try:
+        if args.action == "event":
+            out = legal_hold.hold_event(args.tenant, args.event, reason=args.reason, actor=actor)
+        elif args.event and not (args.camera or args.hold):
+            out = legal_hold.release_event(args.tenant, args.event, actor=actor)
+        elif args.camera and args.hold and not args.event:
+            out = legal_hold.release_camera(args.tenant, args.camera, args.hold, actor=actor)
+        else:
+            raise provisioning.ProvisioningError("give --event, or --camera and --hold")
+    except legal_hold.HoldError as exc:
+        raise provisioning.ProvisioningError(str(exc)) from None
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in out.items()}
 
 
 def _jsonable(doc: dict) -> dict:
@@ -97,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 normal_context=args.normal_context,
             )
             out = {"tenant_id": args.id, **_jsonable(doc)}
+        elif args.what == "hold":
+            out = _hold_command(args)
         elif args.what == "apikey":
             out = provisioning.create_api_key(args.tenant, args.role, args.name)
             out["created_at"] = out["created_at"].isoformat()

@@ -288,11 +288,13 @@ def release_event(tenant_id: str, event_id: str, *, actor: Mapping[str, str], re
 
 
 def _camera_events(tenant_id: str, camera_id: str, start: dt.datetime, end: dt.datetime):
-    """The camera's events overlapping ``[start, end]``: ``camera_id ==`` and ``start_time <= end`` (the
-    composite index camera_id + start_time of terraform/firestore.tf), ``end_time >= start`` checked here."""
+    """The camera's events overlapping ``[start, end]``: ``camera_id ==`` and ``start_time <= end``, newest
+    first (the composite index camera_id ASC + start_time DESC of terraform/firestore.tf serves it),
+    ``end_time >= start`` checked here."""
     q = (pipeline.tenant_ref(tenant_id).collection("events")
          .where(filter=fs.FieldFilter("camera_id", "==", camera_id))
-         .where(filter=fs.FieldFilter("start_time", "<=", end)))
+         .where(filter=fs.FieldFilter("start_time", "<=", end))
+         .order_by("start_time", direction=fs.Query.DESCENDING))
     for snap in q.stream():
         ev = snap.to_dict() or {}
         ev_end = pipeline.as_utc(ev.get("end_time")) or pipeline.as_utc(ev.get("start_time"))

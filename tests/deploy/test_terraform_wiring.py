@@ -284,7 +284,12 @@ def test_least_privilege_roles(tf):
     assert refs(bucket["clip_reader"]["for_each"]) == '${toset(["video_link","tenant_api","analyze","alert"])}'
     assert bucket["retention_deleter"]["role"] == "roles/storage.objectUser"
     assert bucket["retention_deleter"]["member"] == '${google_service_account.fn["retention"].member}'
-    assert set(bucket) == {"edge_api_creator", "clip_reader", "retention_deleter"}
+    # Legal hold: tenant_api sets temporary holds through a custom role of get/list/update only.
+    holder = tf.resource("google_project_iam_custom_role", "object_holder")
+    assert sorted(holder["permissions"]) == ["storage.objects.get", "storage.objects.list", "storage.objects.update"]
+    assert bucket["tenant_api_object_holder"]["role"] == "${google_project_iam_custom_role.object_holder.name}"
+    assert bucket["tenant_api_object_holder"]["member"] == '${google_service_account.fn["tenant_api"].member}'
+    assert set(bucket) == {"edge_api_creator", "clip_reader", "retention_deleter", "tenant_api_object_holder"}
 
     publishers = tf.resource("google_pubsub_topic_iam_member", "function_publisher")
     assert {(v["fn"], v["topic"]) for v in publishers["for_each"].values()} == {
