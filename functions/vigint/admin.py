@@ -12,13 +12,16 @@ Usage::
     python -m vigint.admin hold event --tenant demo --event EVENT_ID --reason "case 42" [--by NAME]
     python -m vigint.admin hold release --tenant demo --event EVENT_ID [--by NAME]
     python -m vigint.admin hold release --tenant demo --camera CAMERA_ID --hold HOLD_ID [--by NAME]
+    python -m vigint.admin verify-export FILE [--public-key PEM_FILE]
 
 Reads the same environment as the functions (``GOOGLE_CLOUD_PROJECT``, ``VIGINT_DEVICE_KEY_SECRET``,
 ``FIRESTORE_EMULATOR_HOST`` locally). ``device create``/``rotate`` print the device secret once: store it
 on the device (file mode 0600 or a systemd credential). ``apikey create`` prints the tenant API key once
 (``{"key": "vgk_...", "key_id", ...}``): hand it to its user. ``hold`` places and releases legal holds
 (``vigint.legal_hold``), also for a deleted tenant whose held evidence was kept (its API keys are gone); each
-is an audit entry with actor ``cli``. Exit status 2 on bad input or conflicts.
+is an audit entry with actor ``cli``. ``verify-export`` checks an evidence package offline (no
+configuration needed): exit 0 if it verifies, 1 with each problem on stderr otherwise. Exit status 2 on bad
+input or conflicts.
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     ec.add_argument("--ttl-seconds", type=int, default=900)
 
     _hold_parser(sub)
+    ve = sub.add_parser("verify-export", help="check an evidence package offline (signature and every hash)")
+    ve.add_argument("file")
+    ve.add_argument("--public-key", help="PEM file of the tenant's export key (GET /v1/export-key)")
 
     apikey = sub.add_parser("apikey").add_subparsers(dest="action", required=True)
     ak = apikey.add_parser("create", help="create a tenant API key (printed once)")
@@ -112,6 +118,29 @@ def _hold_command(args) -> dict:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in out.items()}
 
 
+def verify_export(path: str, public_key_file: str | None) -> int:
+    """``verify-export``: prints ``{"ok", "problems", "event_id", "export_id", "files", "key_id"}``; returns 0
+    when the package verifies, 1 otherwise (each problem also on stderr)."""
+    from vigint import evidence_export
+
+    pem = None
+    if public_key_file:
+        try:
+            with open(public_key_file, encoding="ascii") as f:
+                pem = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read {public_key_file}: {exc}", file=sys.stderr)
+            return 2
+    problems, manifest = evidence_export.verify(path, pem)
+    manifest = manifest or {}
+    print(json.dumps({"ok": not problems, "problems": problems, "event_id": manifest.get("event_id"),
+                      "export_id": manifest.get("export_id"), "files": len(manifest.get("files") or []),
+                      "key_id": (manifest.get("signature") or {}).get("key_id"), "note": manifest.get("note")}))
+    for p in problems:
+        print(f"FAILED: {p}", file=sys.stderr)
+    return 0 if not problems else 1
+
+
 def _jsonable(doc: dict) -> dict:
     return {k: (_jsonable(v) if isinstance(v, dict) else v) for k, v in doc.items() if v is not fs.SERVER_TIMESTAMP}
 
@@ -120,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status (0 ok, 2 bad input/conflict, 1 configuration error)."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     args = _parser().parse_args(argv)
+    if args.what == "verify-export":
+        return verify_export(args.file, args.public_key)
     try:
         if args.what in ("tenant", "camera") and args.action in ("delete", "erase"):
             from vigint import retention

@@ -79,6 +79,13 @@ class Settings(BaseModel):
         "VIGINT_SEGMENT_URL_TTL_SECONDS: lifetime of the signed URL of each segment in a link page's playlist "
         "(a live playlist is fetched again every few seconds, so short)"))
 
+    export_kms_key: str | None = Field(default=None, description=(
+        "VIGINT_EXPORT_KMS_KEY: Cloud KMS key version (projects/.../cryptoKeys/K/cryptoKeyVersions/N, "
+        "EC_SIGN_P256_SHA256) that signs evidence export manifests (Google Cloud)"))
+    export_signing_key_file: str | None = Field(default=None, description=(
+        "VIGINT_EXPORT_SIGNING_KEY_FILE: PEM file of the ECDSA P-256 private key that signs evidence export "
+        "manifests where there is no KMS key (the local stack generates one)"))
+
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
@@ -135,6 +142,8 @@ ENV = {
     "VIGINT_STALE_HEARTBEAT_INTERVALS": "stale_heartbeat_intervals",
     "VIGINT_LATE_ALERT_SECONDS": "late_alert_seconds",
     "VIGINT_SEGMENT_URL_TTL_SECONDS": "segment_url_ttl_seconds",
+    "VIGINT_EXPORT_KMS_KEY": "export_kms_key",
+    "VIGINT_EXPORT_SIGNING_KEY_FILE": "export_signing_key_file",
 }
 
 

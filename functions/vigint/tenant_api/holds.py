@@ -1,4 +1,5 @@
-"""Handlers: legal holds (``/v1/events/{event_id}/hold``, ``/release``; ``/v1/cameras/{camera_id}/holds``).
+"""Handlers of evidence: legal holds (``/v1/events/{event_id}/hold``, ``/release``;
+``/v1/cameras/{camera_id}/holds``) and evidence export (``/v1/events/{event_id}/export``, ``/v1/export-key``).
 
 An admin key places and releases holds; any key lists a camera's holds. What a hold does (retention, erase and
 tenant deletion skip the held events; TTL fields parked; Cloud Storage temporary holds) is in
@@ -60,3 +61,30 @@ def release_camera_hold(req: Request):
     out = _call(legal_hold.release_camera, req.tenant_id, req.params["camera_id"], req.params["hold_id"],
                 actor=audit.actor_of(req.principal), now=req.now)
     return m.HoldOut(**out), 200
+
+
+# ------------------------------------------------------------------------------------------- evidence export
+
+
+def export_event(req: Request):
+    """``POST /v1/events/{event_id}/export``: a signed evidence package of the event (``vigint.evidence_export``)
+    in the bucket, answered with a signed GET URL valid 15 minutes (201). 503 when no signing key is
+    configured. Audited (``event.export``)."""
+    from vigint import evidence_export
+
+    try:
+        out = evidence_export.export_event(req.tenant_id, req.params["event_id"],
+                                           actor=audit.actor_of(req.principal), now=req.now)
+    except evidence_export.ExportError as exc:
+        raise ApiError(exc.status, str(exc)) from None
+    return m.ExportOut(**out), 201
+
+
+def export_key(req: Request):
+    """``GET /v1/export-key``: the public key (PEM) that verifies evidence packages."""
+    from vigint import evidence_export
+
+    try:
+        return m.ExportKeyOut(**evidence_export.public_key()), 200
+    except evidence_export.ExportError as exc:
+        raise ApiError(exc.status, str(exc)) from None

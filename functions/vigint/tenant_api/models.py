@@ -592,3 +592,26 @@ class HoldOut(_Out):
 
 class HoldList(_Out):
     holds: list[HoldOut]
+
+
+class ExportOut(_Out):
+    """``POST /v1/events/{event_id}/export``: the package in the bucket and a signed URL to fetch it."""
+
+    export_id: str
+    event_id: str
+    object: str = Field(description="object name of the zip in the clips bucket")
+    url: str = Field(description="signed GET URL of the zip (short-lived)")
+    expires_at: datetime
+    bytes: int
+    files: int = Field(description="files listed in manifest.json")
+    manifest_sha256: str
+    key_id: str = Field(description="id of the signing key (see GET /v1/export-key)")
+    mismatches: int = Field(description="media whose bytes differ from what the device declared (or missing)")
+
+
+class ExportKeyOut(_Out):
+    """``GET /v1/export-key``: verifies the signature of every evidence package (ECDSA P-256, SHA-256)."""
+
+    algorithm: str
+    key_id: str
+    public_key_pem: str

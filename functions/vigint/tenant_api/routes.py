@@ -87,4 +87,9 @@ ROUTES: list[Route] = [
           body=m.CameraHoldIn, response=m.HoldOut, status=201, params=holds.CAMERA_PARAMS),
     Route("POST", "/v1/cameras/{camera_id}/holds/{hold_id}/release", holds.release_camera_hold,
           "Release a camera hold", "evidence", role="admin", response=m.HoldOut, params=holds.CAMERA_HOLD_PARAMS),
+    Route("POST", "/v1/events/{event_id}/export", holds.export_event,
+          "A signed evidence package of the event (clip, snapshot, record, access log, manifest)", "evidence",
+          role="admin", response=m.ExportOut, status=201, params=holds.EVENT_PARAMS),
+    Route("GET", "/v1/export-key", holds.export_key, "The public key that verifies evidence packages", "evidence",
+          response=m.ExportKeyOut),
 ]
