@@ -34,6 +34,7 @@ LOCAL_ONLY = {
     "STORAGE_EMULATOR_HOST": "fake-gcs-server",
     "GOOGLE_APPLICATION_CREDENTIALS": "a generated key to sign URLs locally; in Google Cloud signBlob is used",
     "GOOGLE_GEMINI_BASE_URL": "points google-genai at the test fake of the Gemini API",
+    "VIGINT_EXPORT_SIGNING_KEY_FILE": "the local stack's export signing key; in Google Cloud Cloud KMS signs",
 }
 # Read by the code but deliberately not deployed yet (each is in the final report).
 NOT_DEPLOYED = {
@@ -298,6 +299,22 @@ def test_least_privilege_roles(tf):
     edge = tf.resource("google_pubsub_topic_iam_member", "edge_publisher")
     assert edge["topic"] == '${google_pubsub_topic.pipeline["edge-events"].id}'
     assert edge["role"] == "roles/pubsub.publisher"
+
+
+def test_evidence_exports_are_signed_by_a_kms_key_only_tenant_api_may_use(tf):
+    key = tf.resource("google_kms_crypto_key", "evidence")
+    assert key["purpose"] == "ASYMMETRIC_SIGN"
+    assert key["version_template"][0]["algorithm"] == "EC_SIGN_P256_SHA256"
+    assert key["lifecycle"][0]["prevent_destroy"] is True
+    assert tf.locals["common_env"]["VIGINT_EXPORT_KMS_KEY"] == "${local.export_key_version}"
+    assert tf.locals["export_key_version"] == "${google_kms_crypto_key.evidence.id}/cryptoKeyVersions/1"
+    bindings = tf.of_type("google_kms_crypto_key_iam_member")
+    assert {(b["role"], b["member"], b["crypto_key_id"]) for b in bindings.values()} == {
+        ("roles/cloudkms.signer", '${google_service_account.fn["tenant_api"].member}',
+         "${google_kms_crypto_key.evidence.id}"),
+        ("roles/cloudkms.publicKeyViewer", '${google_service_account.fn["tenant_api"].member}',
+         "${google_kms_crypto_key.evidence.id}")}
+    assert not tf.of_type("google_kms_key_ring_iam_member") and not tf.of_type("google_project_iam_binding")
 
 
 def test_token_creator_on_the_publish_only_account_is_edge_api_alone(tf):
