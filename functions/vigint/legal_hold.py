@@ -97,7 +97,7 @@ def _set_object_holds(tenant_id: str, event: Mapping[str, Any], event_id: str, h
         return 0
     n = 0
     for blob in clients.storage().list_blobs(config.settings().bucket, prefix=event_prefix(tenant_id, device_id, event_id)):
-        if bool(blob.temporary_hold) == hold and blob.temporary_hold is not None:
+        if bool(blob.temporary_hold) == hold:  # absent (None) is no hold
             continue
         blob.temporary_hold = hold
         try:
@@ -133,9 +133,10 @@ def _park_ttl(tenant_id: str, event_id: str, held: bool) -> int:
 
 
 def _change_event(tenant_id: str, event_id: str, *, add: str | None = None, remove: str | None = None,
-                  now: dt.datetime) -> tuple[bool, bool, dict, list[str]] | None:
+                  now: dt.datetime, sync: bool = False) -> tuple[bool, bool, dict, list[str]] | None:
     """Adds/removes one hold id on the event (one optimistic read-modify-write); then, when the event became held
-    or released, parks/restores the TTL fields of its documents and links and sets/clears its object holds.
+    or released (or always with ``sync``: a retried call finishes what an interrupted one left), parks/restores
+    the TTL fields of its documents and links and sets/clears its object holds (both idempotent).
 
     Returns:
         ``(was_held, is_held, event as read before the change, hold ids after it)``, or None when the event
@@ -174,7 +175,7 @@ def _change_event(tenant_id: str, event_id: str, *, add: str | None = None, remo
     if got is None:
         return None
     was, is_held, ev, _ = got
-    if was != is_held:
+    if was != is_held or sync:
         _park_ttl(tenant_id, event_id, is_held)
         _set_object_holds(tenant_id, ev, event_id, is_held)
         if is_held:
@@ -241,7 +242,7 @@ def hold_event(tenant_id: str, event_id: str, *, reason: str, actor: Mapping[str
     if not pipeline.event_ref(tenant_id, event_id).get().exists:
         raise HoldError(404, "event not found")
     if existing is not None and existing.get("released_at") is None:
-        got = _change_event(tenant_id, event_id, add=hold_id, now=now)  # completes a hold interrupted before
+        got = _change_event(tenant_id, event_id, add=hold_id, now=now, sync=True)  # completes an interrupted hold
         return {**hold_out(existing, hold_id), "event_hold_ids": got[3] if got else []}
     record = {"hold_id": hold_id, "kind": "event", "event_id": event_id, "camera_id": None, "start": None,
               "end": None, "reason": reason, "created_at": now, "created_by": dict(actor), "released_at": None,
@@ -279,7 +280,8 @@ def release_event(tenant_id: str, event_id: str, *, actor: Mapping[str, str], re
     now = now or dt.datetime.now(dt.timezone.utc)
     hold_id = event_hold_id(event_id)
     d = _release_record(tenant_id, hold_id, kind="event")
-    got = _change_event(tenant_id, event_id, remove=hold_id, now=now)
+    # The record is marked released last: a release interrupted before is done again in full (sync).
+    got = _change_event(tenant_id, event_id, remove=hold_id, now=now, sync=True)
     update = {"released_at": now, "released_by": dict(actor), "release_reason": (reason or "")[:MAX_REASON] or None}
     holds_col(tenant_id).document(hold_id).update(update)
     audit.record(tenant_id, actor=actor, action="event.release", target_kind="event", target_id=event_id,
@@ -358,6 +360,8 @@ def release_camera(tenant_id: str, camera_id: str, hold_id: str, *, actor: Mappi
     for snap in held:
         if _change_event(tenant_id, snap.id, remove=hold_id, now=now) is not None:
             n += 1
+    # (An event whose release was interrupted after its hold id went is finished by the retention path:
+    # Firestore says it is not held, and a leftover object hold is cleared before the object is deleted.)
     update = {"released_at": now, "released_by": dict(actor), "release_reason": (reason or "")[:MAX_REASON] or None}
     holds_col(tenant_id).document(hold_id).update(update)
     audit.record(tenant_id, actor=actor, action="camera.release", target_kind="camera", target_id=camera_id,

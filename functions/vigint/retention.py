@@ -72,7 +72,27 @@ def _delete_objects(prefix: str, older_than: dt.datetime | None = None, keep=Non
             n += 1
         except gexc.NotFound:
             pass
+        except gexc.Forbidden:
+            # A temporary hold left on an object whose event is no longer held (a release that stopped before
+            # clearing it): Firestore says what is held, so the hold goes and the object with it.
+            if _clear_stale_hold(blob):
+                n += 1
     return n
+
+
+def _clear_stale_hold(blob) -> bool:
+    """Clears ``blob``'s temporary hold and deletes it; False (logged) if it cannot."""
+    try:
+        blob.reload()
+        if not blob.temporary_hold:
+            raise PermissionError("delete refused without a temporary hold")
+        blob.temporary_hold = False
+        blob.patch()
+        blob.delete()
+        return True
+    except (gexc.GoogleAPICallError, PermissionError) as exc:
+        log.error("retention: could not delete %s: %s", blob.name, exc)
+        return False
 
 
 def _delete_links(docs, keep=None) -> int:
