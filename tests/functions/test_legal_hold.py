@@ -89,6 +89,8 @@ def test_event_hold_survives_retention_erase_and_tenant_deletion_and_goes_after_
     assert admin("POST", f"/v1/events/{held['event_id']}/hold", {"reason": "again"})[0]["reason"] == "case 42"
     doc = ref.get().to_dict()
     assert doc["held"] is True and "expire_at" not in doc and doc["held_expire_at"] == expire_at
+    shown, _ = viewer("GET", f"/v1/events/{held['event_id']}")
+    assert shown["held"] is True and shown["hold_ids"] == [f"event-{held['event_id']}"]
     (link,) = _links(tenant_id, held["event_id"])
     assert "expire_at" not in link.to_dict() and link.get("held_expire_at") == link_expire
 

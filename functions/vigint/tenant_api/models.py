@@ -447,6 +447,8 @@ class EventSummary(_Out):
     chain_root: str | None = Field(default=None, description="first event of the split chain (itself if none)")
     timeline: Timeline | None = None
     verdicts: Verdicts | None = None
+    held: bool = Field(default=False, description="under legal hold: kept by retention, erase, tenant deletion")
+    hold_ids: list[str] = Field(default_factory=list, description="the legal holds on the event")
 
 
 class EventPage(_Out):
