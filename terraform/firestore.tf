@@ -101,14 +101,14 @@ resource "google_firestore_field" "ttl_lifecycle" {
   index_config {}
 }
 
-# The tombstones of erasures and tenant deletions (functions/vigint/retention.py: tenants/{t}/erasures/{camera}
-# and the top-level deleted_tenants/{t}): kept the event max age plus a day after the erase or deletion, then
-# no message they refuse could pass ingest's age check anyway. A deleted tenant that kept evidence under legal
-# hold has no expire_at until it is released and deleted. The legal-hold queries (held == true, hold_ids
+# The tombstones of camera erasures (functions/vigint/retention.py: tenants/{t}/erasures/{camera}): kept the
+# event max age plus a day after the erase, then no message they refuse could pass ingest's age check anyway.
+# (A tenant's deletion tombstone, deleted_tenants/{t}, has no expire_at: its devices' last key versions must
+# outlive any re-creation of the tenant.) The legal-hold queries (held == true, hold_ids
 # array-contains, hold_objects_pending == true, holds by camera_id, deleted_tenants with pending_held > 0)
 # use single-field indexes Firestore keeps by itself; a camera hold's range query uses the camera index above.
 resource "google_firestore_field" "ttl_tombstones" {
-  for_each = toset(["erasures", "deleted_tenants"])
+  for_each = toset(["erasures"])
 
   database   = google_firestore_database.default.name
   collection = each.value

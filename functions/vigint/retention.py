@@ -109,7 +109,8 @@ def _delete_links(docs, keep=None) -> int:
 
 ERASURES = "erasures"  # tenants/{t}/erasures/{camera_id}
 DELETED_TENANTS = "deleted_tenants"  # deleted_tenants/{t}, top level: the tenant's deletion cannot take it
-# How long a tombstone is kept after the erase/deletion. Ingest drops any event whose end_time is older than
+# How long an erasure tombstone is kept after the erase (a tenant's deletion tombstone is kept for good, see
+# deleted_tenant_ref). Ingest drops any event whose end_time is older than
 # VIGINT_EVENT_MAX_AGE_SECONDS (default 7 days) as stale, whatever the tombstones say; so once the tombstone is
 # that old, every message of an event that started before the erase is refused by that age check alone: a
 # replayed message carries its signed, unchanged times, and an edge that kept a message in its spool longer
@@ -121,7 +122,7 @@ TOMBSTONE_MARGIN = dt.timedelta(days=1)
 
 
 def tombstone_keep() -> dt.timedelta:
-    """How long an erasure or tenant-deletion tombstone is kept: the event max age plus ``TOMBSTONE_MARGIN``."""
+    """How long an erasure tombstone is kept: the event max age plus ``TOMBSTONE_MARGIN``."""
     return dt.timedelta(seconds=config.settings().event_max_age_seconds) + TOMBSTONE_MARGIN
 
 
@@ -131,7 +132,11 @@ def erasure_ref(tenant_id: str, camera_id: str):
 
 
 def deleted_tenant_ref(tenant_id: str):
-    """``deleted_tenants/{t}``: ``{deleted_at, key_versions: {device_id: int}, pending_held, expire_at}``."""
+    """``deleted_tenants/{t}``: ``{tenant_id, deleted_at, key_versions: {device_id: int}, pending_held}``.
+
+    Kept for good (no ``expire_at``): a device secret is derived from tenant, device and key version alone
+    (``vigint.device_keys``), so the recorded key versions must outlive any re-creation of the tenant, however
+    late, or the old boxes' secrets would work again. It is one small document per deleted tenant."""
     return clients.firestore().collection(DELETED_TENANTS).document(tenant_id)
 
 
@@ -375,9 +380,9 @@ def delete_tenant(tenant_id: str, now: dt.datetime | None = None) -> dict:
     objects) and, while any is held, its hold records and audit trail.
 
     First writes the tombstone ``deleted_tenants/{t}`` (``deleted_at`` = ``now``, ``key_versions`` of its
-    devices), which ingest and edge_api check; it is kept ``tombstone_keep()`` after the last deletion that left
-    nothing held (while some evidence is held: ``pending_held`` > 0, no ``expire_at``, and housekeeping calls
-    this again on each run). Calling it again is safe and finishes what a release has freed.
+    devices, kept for good: ``deleted_tenant_ref``), which ingest and edge_api check. While some evidence is
+    held, ``pending_held`` > 0 and housekeeping calls this again on each run. Calling it again is safe and
+    finishes what a release has freed.
 
     Returns:
         ``{"objects", "links", "documents", "held_kept"}`` counts.
@@ -401,8 +406,7 @@ def delete_tenant(tenant_id: str, now: dt.datetime | None = None) -> dict:
             versions[dev.id] = max(int(versions.get(dev.id) or 0), int((dev.to_dict() or {}).get("key_version") or 1))
         except (TypeError, ValueError):
             versions[dev.id] = max(int(versions.get(dev.id) or 0), 1)
-    tomb.set({"tenant_id": tenant_id, "deleted_at": now, "key_versions": versions, "pending_held": 0,
-              "expire_at": None})
+    tomb.set({"tenant_id": tenant_id, "deleted_at": now, "key_versions": versions, "pending_held": 0})
     # Held events (and the ids whose objects and links stay).
     held_ids = {snap.id: (snap.to_dict() or {}).get("device_id")
                 for snap in tenant_ref.collection("events").where(filter=fs.FieldFilter("held", "==", True)).stream()}
@@ -429,7 +433,7 @@ def delete_tenant(tenant_id: str, now: dt.datetime | None = None) -> dict:
     if tenant_ref.get().exists:
         tenant_ref.delete()
         documents += 1
-    tomb.update({"pending_held": len(held_ids), "expire_at": None if held_ids else now + tombstone_keep()})
+    tomb.update({"pending_held": len(held_ids)})
     counts = {"objects": objects, "links": links, "documents": documents, "held_kept": len(held_ids)}
     log.info("retention: deleted tenant %s: %s", tenant_id, counts)
     return counts
