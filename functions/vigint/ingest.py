@@ -4,7 +4,9 @@ Checks, in order: attributes well formed; the device exists under the tenant nam
 is active; ``key_version`` is the device's current one; the signature holds; the data is a valid
 ``EdgeEvent`` whose tenant/device/event ids equal the attributes; the event is not stale (``end_time`` more
 than ``VIGINT_EVENT_MAX_AGE_SECONDS`` ago, default 7 days) nor from the future (``start_time``/``end_time``
-beyond ``VIGINT_EVENT_MAX_FUTURE_SECONDS`` of clock skew, default 300 s); it is not a replay. Messages failing
+beyond ``VIGINT_EVENT_MAX_FUTURE_SECONDS`` of clock skew, default 300 s); its camera was not erased nor its
+tenant deleted after it started (tombstones, ``tombstones_and_holds``: ``erased``, ``tenant_deleted``); it is
+not a replay. An event inside a camera's legal-hold range is stored held (``vigint.legal_hold``). Messages failing
 any check can never succeed: they are logged with a reason, counted in ``stats/ingest_drops`` and
 acknowledged (the function returns normally). Transient errors (Firestore, Pub/Sub) raise so Pub/Sub
 redelivers, and after ``max_delivery_attempts`` the subscription's dead-letter policy moves the message to
