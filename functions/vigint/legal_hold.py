@@ -239,7 +239,8 @@ def hold_event(tenant_id: str, event_id: str, *, reason: str, actor: Mapping[str
     ref = holds_col(tenant_id).document(hold_id)
     snap = ref.get()
     existing = snap.to_dict() if snap.exists else None
-    if not pipeline.event_ref(tenant_id, event_id).get().exists:
+    ev = pipeline.event_ref(tenant_id, event_id).get()
+    if not ev.exists or "event_id" not in (ev.to_dict() or {}):  # a placeholder (continued_by only) is no event
         raise HoldError(404, "event not found")
     if existing is not None and existing.get("released_at") is None:
         got = _change_event(tenant_id, event_id, add=hold_id, now=now, sync=True)  # completes an interrupted hold

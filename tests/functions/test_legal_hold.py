@@ -190,6 +190,13 @@ def test_camera_hold_covers_stored_and_later_events_until_released(fenv, smtp_si
     doc = late.get().to_dict()
     assert doc["held"] and doc["hold_ids"] == [hold_id] and "expire_at" not in doc
     assert all("expire_at" not in s.to_dict() for s in late.collection("segments").stream())
+    # So is a version 1 event (a whole event in one message) that arrives inside it.
+    v1 = fenv.event(creds, camera_id="garage", start_time=_iso(FIXTURE_START + T(minutes=40)),
+                    end_time=_iso(FIXTURE_START + T(minutes=40, seconds=2)))
+    data, attrs = fenv.message(creds, v1)
+    assert ingest.handle_edge_event(data=data, attributes=attrs, now=FIXTURE_START + T(minutes=41)) == "created"
+    v1_doc = pipeline.event_ref(tenant_id, v1["event_id"]).get().to_dict()
+    assert v1_doc["held"] and v1_doc["hold_ids"] == [hold_id] and "expire_at" not in v1_doc
     # Its objects get their Cloud Storage holds from the next housekeeping pass (fake-gcs-server keeps none:
     # what is checked here is that the pass ran for it and cleared its flag).
     from vigint import legal_hold
@@ -199,8 +206,8 @@ def test_camera_hold_covers_stored_and_later_events_until_released(fenv, smtp_si
 
     # Retention (past every end) and erase keep the two held events.
     run_at = dt.datetime.now(dt.timezone.utc) + T(days=10)
-    assert retention.apply_retention(tenant_id, {"retention_days": 3}, run_at)["held_kept"] == 2
-    assert retention.delete_camera(tenant_id, "garage")["held_kept"] == 2
+    assert retention.apply_retention(tenant_id, {"retention_days": 3}, run_at)["held_kept"] == 3
+    assert retention.delete_camera(tenant_id, "garage")["held_kept"] == 3
     assert late.get().exists and pipeline.event_ref(tenant_id, inside["event_id"]).get().exists
     assert not pipeline.event_ref(tenant_id, outside["event_id"]).get().exists
 
@@ -208,10 +215,10 @@ def test_camera_hold_covers_stored_and_later_events_until_released(fenv, smtp_si
     stranger = _api(fenv.provision())
     assert stranger("POST", f"/v1/cameras/garage/holds/{hold_id}/release")[1] == 404
     body, status = admin("POST", f"/v1/cameras/garage/holds/{hold_id}/release")
-    assert status == 200 and body["events"] == 2 and not body["active"]
+    assert status == 200 and body["events"] == 3 and not body["active"]
     assert admin("POST", f"/v1/cameras/garage/holds/{hold_id}/release")[1] == 409
     assert late.get().get("held") is False and late.get().get("expire_at") == lc.at(4) + T(days=3)
-    assert retention.apply_retention(tenant_id, {"retention_days": 3}, run_at)["events"] == 2
+    assert retention.apply_retention(tenant_id, {"retention_days": 3}, run_at)["events"] == 3
     assert not late.get().exists and not pipeline.event_ref(tenant_id, inside["event_id"]).get().exists
     actions = _actions(tenant_id)
     assert ("camera.hold", "garage") in actions and ("camera.release", "garage") in actions
