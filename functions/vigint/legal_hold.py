@@ -86,10 +86,6 @@ def covering_holds(ranges: Mapping[str, Any] | None, start: dt.datetime, end: dt
 # ------------------------------------------------------------------------------------- per-event mechanics
 
 
-def _bucket():
-    return clients.storage().bucket(config.settings().bucket)
-
-
 def _set_object_holds(tenant_id: str, event: Mapping[str, Any], event_id: str, hold: bool) -> int:
     """Sets (or clears) ``temporaryHold`` on every object under the event's prefix; returns how many."""
     device_id = event.get("device_id")

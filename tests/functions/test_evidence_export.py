@@ -139,3 +139,39 @@ def test_export_verifies_and_fails_after_one_byte_of_the_clip_changes(fenv, smtp
     # Audited.
     audit = sorted(pipeline.tenant_ref(tenant_id).collection("audit").stream(), key=lambda d: d.id)
     assert [(d.get("action"), d.get("details")["export_id"]) for d in audit] == [("event.export", out["export_id"])]
+
+
+def test_export_of_an_event_still_recorded_carries_its_segments_and_flags_a_mismatch(fenv, tmp_path):
+    from tests.functions.v2 import Lifecycle, signed, ts_segments
+    from vigint import clients, config, evidence_export, ingest
+
+    creds = fenv.provision()
+    segments = ts_segments(2)
+    lc = Lifecycle(creds, fenv.media, segments, start=FIXTURE_START, camera_id="garage")
+    msgs = [lc.message(0, "start"), lc.message(1, "update", new_segments=[0]),
+            lc.message(2, "update", new_segments=[1])]
+    lc.upload(msgs)
+    for msg in msgs:
+        data, attrs = signed(creds, msg)
+        assert ingest.handle_edge_event(data=data, attributes=attrs, now=lc.at(10)) in ("created", "applied")
+    # The stored snapshot is not what the device declared: exported as held, and flagged.
+    snap_obj = msgs[-1]["snapshot"]["object"]
+    clients.storage().bucket(config.settings().bucket).blob(snap_obj).upload_from_string(
+        b"\xff\xd8 other bytes", content_type="image/jpeg")
+
+    out = evidence_export.export_event(creds["tenant_id"], lc.event_id, actor={"kind": "cli", "id": "", "name": "t"},
+                                       now=lc.at(60))
+    assert out["files"] == 5 and out["mismatches"] == 1
+    package = clients.storage().bucket(config.settings().bucket).blob(out["object"]).download_as_bytes()
+    path = tmp_path / "live.zip"
+    path.write_bytes(package)
+    with zipfile.ZipFile(path) as zf:
+        assert zf.read("segments/00000.ts") == segments[0] and zf.read("segments/00001.ts") == segments[1]
+        assert "clip.mp4" not in zf.namelist()
+        manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["mismatches"] == [{"name": "snapshot.jpg",
+                                       "problem": "sha256 differs from the one the device declared"}]
+    # Without --public-key the package's own key is used, and the answer says so.
+    ok = _verify(path)
+    assert ok.returncode == 0, ok.stderr
+    assert "public_key.pem" in json.loads(ok.stdout)["note"]
