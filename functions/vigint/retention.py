@@ -313,6 +313,11 @@ def run_housekeeping(now: dt.datetime | None = None) -> dict:
     pending = (clients.firestore().collection(DELETED_TENANTS)
                .where(filter=fs.FieldFilter("pending_held", ">", 0)).stream())
     for snap in pending:
+        if pipeline.tenant_ref(snap.id).get().exists:
+            # Created again since: what the deletion kept now lives under that tenant and its retention (and
+            # this must never delete the new tenant).
+            snap.reference.update({"pending_held": 0})
+            continue
         part = delete_tenant(snap.id, now=now)
         held_kept += part.pop("held_kept", 0)
         _add(total, part)

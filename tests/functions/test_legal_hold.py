@@ -222,3 +222,17 @@ def test_camera_hold_covers_stored_and_later_events_until_released(fenv, smtp_si
     assert not late.get().exists and not pipeline.event_ref(tenant_id, inside["event_id"]).get().exists
     actions = _actions(tenant_id)
     assert ("camera.hold", "garage") in actions and ("camera.release", "garage") in actions
+
+
+def test_housekeeping_never_deletes_a_tenant_created_again_after_a_deletion_that_kept_held_evidence(fenv, smtp_sink):
+    from vigint import audit, legal_hold, pipeline, provisioning, retention
+
+    creds = fenv.provision(recipients=[f"re-{uuid.uuid4().hex[:8]}@example.com"])
+    tenant_id = creds["tenant_id"]
+    ev = _alerted(fenv, creds, FIXTURE_START)
+    legal_hold.hold_event(tenant_id, ev["event_id"], reason="case", actor=audit.actor_of(None))
+    assert retention.delete_tenant(tenant_id)["held_kept"] == 1
+    provisioning.create_tenant(tenant_id, "Again", [])
+    retention.run_housekeeping()
+    assert pipeline.tenant_ref(tenant_id).get().exists and pipeline.event_ref(tenant_id, ev["event_id"]).get().exists
+    assert retention.deleted_tenant_ref(tenant_id).get().get("pending_held") == 0
