@@ -98,3 +98,33 @@ header_text = st.one_of(
     st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
             max_size=100),
 )
+
+
+# ------------------------------------------------------------------------------------ Pub/Sub push to ingest
+
+
+def push_envelope(data: bytes, attributes: dict, message_id: str, project: str) -> dict:
+    """The JSON body a Pub/Sub push subscription POSTs to ``ingest`` (what functions-framework turns into
+    the ``messagePublished`` CloudEvent)."""
+    import base64
+
+    return {"message": {"data": base64.b64encode(data).decode(), "attributes": attributes,
+                        "messageId": message_id, "publishTime": "2026-01-01T00:00:00.000Z"},
+            "subscription": f"projects/{project}/subscriptions/ingest-push"}
+
+
+def logged_drops(stack, message_ids) -> dict[str, list[str]]:
+    """``message id -> drop reasons`` the stack's ingest process logged for each of ``message_ids``
+    (``vigint.pipeline.count_drop`` logs ``ingest: dropping message: <reason> ... message='<id>'``)."""
+    import re
+
+    wanted = set(message_ids)
+    found: dict[str, list[str]] = {m: [] for m in wanted}
+    pattern = re.compile(r"ingest: dropping message: (\w+) ")
+    for line in (stack.workdir / "logs" / "ingest.log").read_text(errors="replace").splitlines():
+        m = pattern.search(line)
+        if m:
+            # Ids are random per run (``fuzz-<hex>-<n>``), so hostile text elsewhere in the line cannot fake one.
+            for mid in set(re.findall(r"message='([A-Za-z0-9-]+)'", line)) & wanted:
+                found[mid].append(m.group(1))
+    return found

@@ -3,8 +3,9 @@
 Order of checks for one request: unknown path 404; known path but wrong method 405 (``Allow`` header);
 missing/bad API key 401; role too low 403; body over ``MAX_BODY_BYTES`` 413; bad JSON (not UTF-8, nested deeper
 than 32 levels, ``NaN``/``Infinity``: ``vigint.bodies.parse_json_object``), body or query 400 ``{"error", "field"}``;
-then the handler. A path parameter that does not match its pattern is answered
-404, exactly like a missing object. Firestore/Storage outages answer 503 (the caller may retry).
+then the handler. A path parameter that does not match its pattern (ids Firestore reserves, ``__.*__``, included)
+is answered 404, exactly like a missing object (``MISSING``). Firestore/Storage outages answer 503 (the caller
+may retry).
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class ApiError(Exception):
 def not_found(what: str = "not found") -> ApiError:
     """The 404 every missing object and every other tenant's object gets."""
     return ApiError(404, what)
+
+
+# Path parameter -> the 404 message its handlers give for a missing object, which a path id that does not match
+# its pattern gets too (so a malformed id cannot be told from a missing one).
+MISSING = {"event_id": "event not found", "device_id": "device not found", "camera_id": "camera not found",
+           "command_id": "command not found", "key_id": "API key not found"}
 
 
 @dataclass
@@ -174,7 +181,7 @@ def dispatch(routes: list[Route], *, method: str, path: str, headers: Mapping[st
         for name, pattern in route.params.items():
             # The patterns keep out the ids Firestore reserves (``__.*__``, vigint.schema): answered as missing.
             if not matches(pattern, params.get(name, "")):
-                raise not_found()
+                raise not_found(MISSING.get(name, "not found"))
         if len(body) > MAX_BODY_BYTES:
             return {"error": f"request body larger than {MAX_BODY_BYTES} bytes", "field": "body"}, 413, {}
         q = validate(route.query, dict(query), "query") if route.query else None
