@@ -66,6 +66,11 @@ def _get(event: dict, path: tuple):
     return cur
 
 
+def fenv_event_id(object_name: str) -> str:
+    """The event id in ``tenants/{t}/devices/{d}/events/{e}/{file}``."""
+    return object_name.split("/")[5]
+
+
 def _v2(ev: dict) -> dict:
     return {**ev, "schema_version": 2, "phase": "start", "seq": 0, "first_seen": ev["start_time"],
             "confirmed_at": ev["start_time"], "sent_at": ev["start_time"], "clip": None,
@@ -102,7 +107,8 @@ def test_hostile_messages_are_acknowledged_and_counted_as_drops(stack, fenv):
         ev = fresh_event(data)
         version = str(ev["schema_version"])
         event_id = ev["event_id"]
-        how = data.draw(st.sampled_from(["type", "id", "int", "deep", "extra", "missing", "nan", "surrogate"]), "how")
+        how = data.draw(st.sampled_from(["type", "id", "reserved", "reserved", "int", "int", "deep", "extra", "missing",
+                                         "nan", "surrogate"]), "how")
         if how == "type":
             path = data.draw(st.sampled_from(_paths(ev)), "path")
             _set(ev, path, data.draw(_other_type(_get(ev, path)), "value"))
@@ -112,12 +118,22 @@ def test_hostile_messages_are_acknowledged_and_counted_as_drops(stack, fenv):
             pattern = SLUG_PATTERN if field in ("tenant_id", "device_id", "camera_id") else EVENT_ID_PATTERN
             ev[field] = data.draw(st.one_of(st.sampled_from(hostile.RESERVED_IDS + [".", ".."]), hostile.hostile_text)
                                   .filter(lambda v: not matches(pattern, v)), "id")
+        elif how == "reserved":  # in the data and the attributes alike, so that nothing but the id is wrong
+            reserved = data.draw(st.sampled_from(hostile.RESERVED_IDS), "reserved")
+            if version == "2" and data.draw(st.booleans(), "continues"):
+                ev["continues"] = reserved
+            else:
+                ev["event_id"] = event_id = reserved
+                for k in ("clip", "snapshot"):
+                    if isinstance(ev.get(k), dict):
+                        ev[k]["object"] = ev[k]["object"].replace(fenv_event_id(ev[k]["object"]), reserved)
         elif how == "int":
             path = data.draw(st.sampled_from([("clip", "frames"), ("clip", "width"), ("clip", "bytes"),
                                               ("max_count", "person")] + ([("seq",)] if version == "2" else [])
                                              ).filter(lambda p: isinstance(ev.get(p[0]), dict) or len(p) == 1),
                              "int_path")
-            _set(ev, path, data.draw(st.one_of(st.integers(min_value=2 ** 63), st.integers(max_value=-1)), "int"))
+            _set(ev, path, data.draw(st.one_of(st.integers(min_value=2 ** 63, max_value=2 ** 200),
+                                               st.integers(min_value=-(2 ** 200), max_value=-1)), "int"))
         elif how == "deep":
             path = data.draw(st.sampled_from(_paths(ev)), "path")
             _set(ev, path, "__DEEP__")
