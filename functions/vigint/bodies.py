@@ -89,18 +89,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _check_text(value: Any, depth: int = 0) -> None:
+def _check_text(value: Any) -> None:
     """Raises UnicodeEncodeError if a string or key anywhere in ``value`` is not encodable as UTF-8 (a lone
-    surrogate from a ``\\ud800`` escape). ``value`` is already bounded in depth."""
+    surrogate from a ``\\ud800`` escape). ``value`` is already bounded in depth, so recursing is safe."""
     if isinstance(value, str):
         value.encode("utf-8")
     elif isinstance(value, dict):
         for k, v in value.items():
             k.encode("utf-8")
-            _check_text(v, depth + 1)
+            _check_text(v)
     elif isinstance(value, list):
         for v in value:
-            _check_text(v, depth + 1)
+            _check_text(v)
 
 
 def parse_json_object(body: bytes, *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH) -> dict:

@@ -1,6 +1,7 @@
 """Property-based run against the stack's ``video_link`` process (functions-framework over HTTP, Firestore
-emulator, fake-gcs-server): random and hostile paths, link tokens (real ones of a live, an expired and a
-revoked link, with suffixes; guessed and malformed ones), methods and headers.
+emulator, fake-gcs-server): random and hostile paths, link tokens (real ones of a live link to an mp4 event
+and to an HLS event, of an expired, a revoked and an event-less link, with suffixes; guessed and malformed
+ones), methods and headers.
 
 Asserts: no answer is a 5xx. Prints the request count and status counts (for the note).
 """
@@ -37,14 +38,27 @@ def test_no_5xx_from_video_link(stack, fenv):
     links.revoke(revoked_id)
     gone, _, _ = links.create_link(tenant_id=creds["tenant_id"], event_id="evt_no_such_event_00", recipient="d@x.io",
                                    ttl_seconds=3600, now=now)
+    # A version 2 event (HLS segments), so that playlist.m3u8 and state.json have something to list.
+    from tests.functions import v2
+    from vigint import ingest
+
+    life = v2.Lifecycle(creds=creds, media=fenv.media, segments=v2.ts_segments(2), start=now - dt.timedelta(hours=1))
+    msgs = life.standard(updates=1)
+    life.upload(msgs)
+    for msg in msgs:
+        data, attrs = v2.signed(creds, msg)
+        assert ingest.handle_edge_event(data=data, attributes=attrs, now=now) in ("created", "applied")
+    hls, _, _ = links.create_link(tenant_id=creds["tenant_id"], event_id=life.event_id, recipient="e@example.com",
+                                  ttl_seconds=3600, now=now)
     base = stack.urls["video_link"]
     assert requests.get(f"{base}/v/{live}", timeout=30).status_code == 200
+    assert requests.get(f"{base}/v/{hls}/playlist.m3u8", timeout=30).status_code == 200
     session = requests.Session()
     stats: collections.Counter = collections.Counter()
     by_kind: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     problems: list[str] = []
 
-    real = [live, expired, revoked, gone]
+    real = [live, hls, hls, expired, revoked, gone]
     tokens = {
         "real": st.sampled_from(real),
         "near": st.sampled_from([live[:-1], live + "A", live.upper(), "A" * 43, "_" * 43, "__" + live[2:-2] + "__"]),
