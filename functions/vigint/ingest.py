@@ -121,7 +121,7 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
         return drop("bad_signature")
 
     if bodies.nesting_depth(data, bodies.DEFAULT_MAX_DEPTH) > bodies.DEFAULT_MAX_DEPTH:
-        return drop("too_deep")  # an event message nests 3 levels deep; never handed to a JSON parser
+        return drop("too_deep")  # a valid message nests 4 levels at most; this one never reaches a JSON parser
     try:
         event = EdgeEvent.parse(data) if version == "1" else LifecycleMessage.parse(data)
     except ValidationError as exc:
