@@ -59,11 +59,10 @@ def _api(creds, role="admin"):
 
 
 def _actions(tenant_id: str) -> list[tuple[str, str]]:
-    """The tenant's audit entries (action, target id), oldest first (ids sort by time)."""
-    from vigint import pipeline
+    """The tenant's audit entries (action, target id), oldest first, as ``audit.entries`` reads them."""
+    from vigint import audit
 
-    docs = sorted(pipeline.tenant_ref(tenant_id).collection("audit").stream(), key=lambda d: d.id)
-    return [(d.get("action"), d.get("target")["id"]) for d in docs]
+    return [(e["action"], e["target"]["id"]) for e in reversed(audit.entries(tenant_id))]
 
 
 def test_event_hold_survives_retention_erase_and_tenant_deletion_and_goes_after_release(fenv, smtp_sink):
