@@ -138,7 +138,13 @@ def test_three_events_are_uploaded_and_published_in_order(stack, device, edge_ev
         assert m.attributes["key_version"] == str(device["key_version"])
         assert verify(device["secret"], m.data, m.attributes["signature"])  # the cloud's own check
         assert m.attributes["signature"] == sign_message(m.data, device["secret"])
-        assert EdgeEvent.model_validate_json(m.data) == e
+        published = EdgeEvent.model_validate_json(m.data)
+        # The refs now carry the base64 MD5 of what was uploaded (the MD5 the bucket computed) ...
+        for ref in (published.clip, published.snapshot):
+            assert ref.md5 == bucket.get_blob(ref.object).md5_hash
+        # ... and are otherwise the spooled event's.
+        assert published.model_copy(update={"clip": published.clip.model_copy(update={"md5": None}),
+                                            "snapshot": published.snapshot.model_copy(update={"md5": None})}) == e
         CloudEdgeEvent.parse(m.data)  # the cloud's schema accepts it
     assert device["secret"] not in caplog.text
     assert "X-Goog-Signature=REDACTED" in caplog.text  # urllib3 logged the PUTs at DEBUG ...
