@@ -148,6 +148,10 @@ def _info(blob) -> ObjectInfo:
 # Metadata GETs of one call run side by side, at most this many at once (one message brings a snapshot, a few
 # segments and at most one clip; an end message up to MAX_UPLOAD_FILES files).
 METADATA_CONCURRENCY = 8
+# One metadata GET: at most 10 s per attempt and 20 s of the client's retries in all (its default is 120 s),
+# then the error goes to the caller (ingest raises: Pub/Sub redelivers) instead of holding the message.
+METADATA_TIMEOUT_S = 10.0
+METADATA_RETRY_S = 20.0
 
 
 def object_metadata(object_names: Iterable[str]) -> dict[str, ObjectInfo | None]:
@@ -165,10 +169,13 @@ def object_metadata(object_names: Iterable[str]) -> dict[str, ObjectInfo | None]
     names = list(dict.fromkeys(object_names))
     if not names:
         return {}
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
     bucket = clients.storage().bucket(config.settings().bucket)
+    retry = DEFAULT_RETRY.with_timeout(METADATA_RETRY_S)
 
     def one(name: str) -> ObjectInfo | None:
-        blob = bucket.get_blob(name)  # None on 404
+        blob = bucket.get_blob(name, timeout=METADATA_TIMEOUT_S, retry=retry)  # None on 404
         return _info(blob) if blob is not None else None
 
     if len(names) == 1:
