@@ -10,6 +10,12 @@ acknowledged (the function returns normally). Transient errors (Firestore, Pub/S
 redelivers, and after ``max_delivery_attempts`` the subscription's dead-letter policy moves the message to
 ``edge-events-dead``.
 
+Before storing, the objects the message brings are compared with what the bucket holds, from their metadata
+alone (``check_objects``: one ``objects.get`` each, concurrently, while the tenant is read; size and, when the
+device claimed it, the MD5): a missing or different object is stored and flagged on the event
+(``integrity``, docs/contracts.md "Evidence integrity"), never silently accepted; a Cloud Storage error
+raises (Pub/Sub redelivers).
+
 The event document is created with ``create()`` in one batch with the tenant's usage counters
 (``vigint.usage``); ``expire_at`` (end time + the tenant's retention) lets a Firestore TTL policy remove it
 should the scheduled retention miss it. A second message for a stored event is:
