@@ -262,3 +262,30 @@ def test_lifecycle_integrity_accumulates_and_a_mismatch_stays(fenv, media):
     data, attrs = signed(creds, msgs[-1])
     assert ingest.handle_edge_event(data=data, attributes=attrs, message_id="m3") == "duplicate"
     assert _doc({"tenant_id": creds["tenant_id"], "event_id": lc.event_id})["integrity"]["checked"] == 8
+
+
+def test_a_storage_outage_during_the_check_raises_and_the_redelivery_stores_the_event(fenv, media, monkeypatch):
+    """Cloud Storage unreachable while ingest checks the objects: the message is not stored (nor dropped) but
+    raises, so Pub/Sub redelivers it; once storage answers again the redelivery creates the event."""
+    import socket
+
+    from vigint import clients, ingest, storage
+
+    creds = fenv.provision()
+    ev = fenv.event(creds)
+    fenv.upload_media(creds["tenant_id"], creds["device_id"], ev["event_id"])
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    monkeypatch.setattr(storage, "METADATA_RETRY_S", 0.5)
+    monkeypatch.setattr(storage, "METADATA_TIMEOUT_S", 0.5)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{dead}")
+    clients.reset()
+    with pytest.raises(Exception) as err:
+        _ingest(fenv, creds, ev)
+    assert "dropped" not in str(err.value)
+    assert _doc(ev) is None
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fenv.env["STORAGE_EMULATOR_HOST"])
+    clients.reset()
+    assert _ingest(fenv, creds, ev) == "created"
+    assert _doc(ev)["integrity"]["status"] == "ok"
