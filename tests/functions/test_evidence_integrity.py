@@ -206,7 +206,7 @@ def test_ingest_flags_other_bytes_an_oversized_and_a_missing_object_and_the_aler
     token = re.search(r"/v/([A-Za-z0-9_-]+)", text).group(1)
     page, status, _ = video_link.handle(method="GET", path=f"/v/{token}")
     assert status == 200
-    assert re.search(r'<p id="integrity"[^>]*>\s*<strong>Evidence check failed:</strong> 2 stored files differ',
+    assert re.search(r'<p id="integrity"[^>]*>\s*<strong>Evidence check failed:</strong> <span id="integrity-note">2 stored files differ',
                      page), page
     state, status, _ = video_link.handle(method="GET", path=f"/v/{token}/state.json")
     assert status == 200 and "2 stored files differ" in json.loads(state)["integrity_note"]
