@@ -35,9 +35,9 @@ from typing import Any, Literal, Protocol
 from google.cloud import firestore as fs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vigint import clients, commands, config, device_keys, storage
+from vigint import bodies, clients, commands, config, device_keys, storage
 from vigint.schema import (EVENT_FILES, EVENT_ID_PATTERN, MD5_BASE64_PATTERN, SLUG_PATTERN, event_file_rule,
-                           event_prefix)
+                           event_prefix, matches)
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def authenticate(headers: Mapping[str, str]):
     device_id = headers.get("X-Vigint-Device", "")
     presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
     master = config.settings().device_key_secret.get_secret_value()
-    ids_ok = bool(re.match(SLUG_PATTERN, tenant_id) and re.match(SLUG_PATTERN, device_id))
+    ids_ok = matches(SLUG_PATTERN, tenant_id) and matches(SLUG_PATTERN, device_id)
     ref, data = None, None
     if ids_ok:
         ref = clients.firestore().collection("tenants").document(tenant_id).collection("devices").document(device_id)
@@ -209,14 +209,13 @@ def handle(*, method: str, path: str, headers: Mapping[str, str], body: bytes,
     device = None if route is _enroll else authenticate(headers)
     if device is None and route is not _enroll:
         return _UNAUTHORIZED
-    if len(body) > (MAX_RESULT_BODY_BYTES if route is _command_result else MAX_BODY_BYTES):
-        return {"error": "request body too large"}, 413, {}
     try:
-        payload = json.loads(body or b"{}")
-        if not isinstance(payload, dict):
-            raise ValueError("body must be a JSON object")
-    except ValueError as exc:
-        return {"error": f"body is not a JSON object: {exc}", "field": None}, 400, {}
+        payload = bodies.parse_json_object(
+            body or b"{}", max_bytes=MAX_RESULT_BODY_BYTES if route is _command_result else MAX_BODY_BYTES)
+    except bodies.BodyError as exc:
+        if exc.reason == "too_large":
+            return {"error": "request body too large", "field": "body"}, 413, {}
+        return {"error": f"body is not a JSON object: {exc.message}", "field": "body"}, 400, {}
     try:
         return route(device=device, payload=payload, token_minter=token_minter,
                      now=now or dt.datetime.now(dt.timezone.utc), **params)
@@ -318,6 +317,12 @@ def _publish_credentials(*, device, token_minter: TokenMinter | None, **_) -> Js
 def _heartbeat(*, device, payload: dict, now: dt.datetime, **_) -> JsonResponse:
     req = _validate(HeartbeatRequest, payload)
     state = req.model_dump()
+    # Stored as-is in the map ``last_heartbeat``: every value must be one Firestore can store.
+    for name in ("cameras", "spool"):
+        try:
+            bodies.check_firestore_value(state[name], name, depth=1)
+        except bodies.BodyError as exc:
+            raise _BadRequest(400, str(exc), exc.field) from None
     if len(json.dumps(state, default=str)) > 32 * 1024:
         raise _BadRequest(413, "heartbeat state larger than 32 KiB", None)
     device.update({"last_heartbeat_at": fs.SERVER_TIMESTAMP, "last_heartbeat": state})

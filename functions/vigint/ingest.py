@@ -52,8 +52,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore as fs
 from pydantic import ValidationError
 
-from vigint import clients, config, device_keys, pipeline, storage, usage, verdicts
-from vigint.schema import EVENT_ID_PATTERN, SLUG_PATTERN, EdgeEvent, LifecycleMessage
+from vigint import bodies, clients, config, device_keys, pipeline, storage, usage, verdicts
+from vigint.schema import EVENT_ID_PATTERN, SLUG_PATTERN, EdgeEvent, LifecycleMessage, matches
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,17 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
         ``"applied"`` (a newer state merged into a stored event) and ``"stored"`` (an older seq: its
         segments and message kept, the state not changed). Reasons: ``bad_attributes``,
         ``unsupported_schema_version``, ``unknown_device``, ``device_not_active``, ``stale_key_version``,
-        ``bad_signature``, ``invalid_json``, ``invalid_body``, ``attributes_mismatch``, ``stale_event``,
-        ``future_event``, ``replayed``, ``event_id_conflict``).
+        ``bad_signature``, ``too_deep`` (data nested deeper than 32 levels), ``invalid_json``,
+        ``invalid_body``, ``attributes_mismatch``, ``stale_event``, ``future_event``, ``replayed``,
+        ``event_id_conflict``).
 
     Raises:
         google.api_core.exceptions.GoogleAPICallError: a transient Firestore/Pub/Sub failure.
         vigint.pipeline.InProgress: a concurrent delivery of the same message is publishing the follow-on.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
-    attrs = dict(attributes or {})
+    # Pub/Sub attributes are strings; anything else (a hand-made push body) counts as missing.
+    attrs = {k: v for k, v in dict(attributes or {}).items() if isinstance(v, str)}
     tenant_id, device_id, event_id = attrs.get("tenant_id", ""), attrs.get("device_id", ""), attrs.get("event_id", "")
     ctx = {"tenant": tenant_id[:63], "device": device_id[:63], "event": event_id[:64], "message": message_id or ""}
 
@@ -93,8 +95,10 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
         pipeline.count_drop(STAGE, reason, **ctx)
         return f"dropped:{reason}"
 
-    if not (re.match(SLUG_PATTERN, tenant_id) and re.match(SLUG_PATTERN, device_id)
-            and re.match(EVENT_ID_PATTERN, event_id)):
+    # The patterns also keep out the ids Firestore reserves (``__.*__``): such an id would raise on every
+    # delivery and end in the dead-letter topic instead of being dropped here.
+    if not (matches(SLUG_PATTERN, tenant_id) and matches(SLUG_PATTERN, device_id)
+            and matches(EVENT_ID_PATTERN, event_id)):
         return drop("bad_attributes")
     version = attrs.get("schema_version")
     if version not in ("1", "2"):
@@ -123,6 +127,8 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
     if not device_keys.verify(secret, data, attrs.get("signature", "")):
         return drop("bad_signature")
 
+    if bodies.nesting_depth(data, bodies.DEFAULT_MAX_DEPTH) > bodies.DEFAULT_MAX_DEPTH:
+        return drop("too_deep")  # a valid message nests 4 levels at most; this one never reaches a JSON parser
     try:
         event = EdgeEvent.parse(data) if version == "1" else LifecycleMessage.parse(data)
     except ValidationError as exc:
