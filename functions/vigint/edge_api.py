@@ -2,7 +2,10 @@
 
 Routes (all POST, JSON):
 
-* ``/v1/uploads``: V4 signed PUT URLs for an event's clip and snapshot, under the device's own prefix.
+* ``/v1/uploads``: V4 signed PUT URLs for an event's clip and snapshot, under the device's own prefix; each
+  binds ``x-goog-if-generation-match: 0`` (create only, never replace), the declared size
+  (``x-goog-content-length-range``) and, when declared, the MD5 (``Content-MD5``): ``upload_headers``. Files
+  already stored are not signed again but listed under ``stored`` with their size and hashes.
 * ``/v1/publish-credentials``: how the device may publish to ``edge-events`` (emulator mode locally, or a
   short-lived access token of the publish-only service account minted through IAM Credentials).
 * ``/v1/heartbeat``: records ``last_heartbeat_at`` (and the reported state) on the device; answers the
@@ -26,13 +29,15 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
 from google.cloud import firestore as fs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vigint import bodies, clients, commands, config, device_keys, storage
-from vigint.schema import EVENT_FILES, EVENT_ID_PATTERN, SLUG_PATTERN, event_file_rule, event_prefix, matches
+from vigint.schema import (EVENT_FILES, EVENT_ID_PATTERN, MD5_BASE64_PATTERN, SLUG_PATTERN, event_file_rule,
+                           event_prefix, matches)
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +106,13 @@ class _Body(BaseModel):
 
 
 class UploadFile(_Body):
+    """One file of ``POST /v1/uploads``: ``md5`` (base64 MD5 of the file) is optional for now, so devices
+    that predate it still upload; with it the URL binds ``Content-MD5`` and Cloud Storage refuses other bytes."""
+
     name: str = Field(max_length=64)
     content_type: str = Field(max_length=100)
     bytes: int = Field(ge=0)
+    md5: str | None = Field(default=None, pattern=MD5_BASE64_PATTERN)
 
 
 class UploadsRequest(_Body):
@@ -270,13 +279,48 @@ def _uploads(*, device, payload: dict, now: dt.datetime, **_) -> JsonResponse:
         if f.bytes > limit:
             raise _BadRequest(413, f"{f.name} is larger than {limit} bytes", f"files.{i}.bytes")
     ttl = config.settings().upload_url_ttl_seconds
-    for f in req.files:
+    # What is already stored under the event's prefix (one objects.list), looked up while the URLs are signed:
+    # a stored object is never handed out again, so no URL of ours can replace evidence.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stored_future = pool.submit(storage.stored_objects, prefix)
+        signed = [(f, *storage.signed_url(prefix + f.name, method="PUT", ttl_seconds=ttl,
+                                          content_type=f.content_type, headers=upload_headers(f), now=now))
+                  for f in req.files]
+        stored_now = stored_future.result()
+    stored = []
+    for f, url, expires_at in signed:
         obj = prefix + f.name
-        url, expires_at = storage.signed_url(obj, method="PUT", ttl_seconds=ttl, content_type=f.content_type, now=now)
+        if (info := stored_now.get(obj)) is not None:
+            stored.append({"name": f.name, "object": obj, "bytes": info.size, "md5": info.md5,
+                           "crc32c": info.crc32c})
+            continue
         uploads.append({"name": f.name, "object": obj, "url": url, "method": "PUT",
-                        "headers": {"Content-Type": f.content_type}, "expires_at": _rfc3339(expires_at)})
-    log.info("edge_api: %d upload URLs for %s", len(uploads), prefix)
-    return {"uploads": uploads}, 200, {}
+                        "headers": {"Content-Type": f.content_type, **upload_headers(f)},
+                        "expires_at": _rfc3339(expires_at)})
+    log.info("edge_api: %d upload URLs for %s (%d already stored)", len(uploads), prefix, len(stored))
+    return {"uploads": uploads, "stored": stored}, 200, {}
+
+
+def upload_headers(f: UploadFile) -> dict[str, str]:
+    """The headers bound into a file's signed PUT URL besides ``Content-Type`` (the device must send them).
+
+    * ``x-goog-if-generation-match: 0``: Cloud Storage refuses the PUT with ``412 Precondition Failed`` if
+      the object exists, so a URL can create the object but never replace it
+      (https://cloud.google.com/storage/docs/request-preconditions,
+      https://cloud.google.com/storage/docs/xml-api/reference-headers#xgoogifgenerationmatch).
+    * ``x-goog-content-length-range: N,N`` with N the declared bytes: any other size is refused with 400
+      (https://cloud.google.com/storage/docs/xml-api/reference-headers#xgoogcontentlengthrange); N is at most
+      the file's limit (``event_file_rule``), checked before signing.
+    * ``Content-MD5`` when the device declared ``md5``: Cloud Storage refuses bytes of another MD5 with
+      ``400 BadDigest`` (https://cloud.google.com/storage/docs/xml-api/reference-headers#contentmd5).
+
+    Returns:
+        Header name -> value.
+    """
+    headers = {"x-goog-if-generation-match": "0", "x-goog-content-length-range": f"{f.bytes},{f.bytes}"}
+    if f.md5 is not None:
+        headers["Content-MD5"] = f.md5
+    return headers
 
 
 def _publish_credentials(*, device, token_minter: TokenMinter | None, **_) -> JsonResponse:

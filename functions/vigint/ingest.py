@@ -12,6 +12,12 @@ acknowledged (the function returns normally). Transient errors (Firestore, Pub/S
 redelivers, and after ``max_delivery_attempts`` the subscription's dead-letter policy moves the message to
 ``edge-events-dead``.
 
+Before storing, the objects the message brings are compared with what the bucket holds, from their metadata
+alone (``check_objects``: one ``objects.get`` each, concurrently, while the tenant is read; size and, when the
+device claimed it, the MD5): a missing or different object is stored and flagged on the event
+(``integrity``, docs/contracts.md "Evidence integrity"), never silently accepted; a Cloud Storage error
+raises (Pub/Sub redelivers).
+
 The event document is created with ``create()`` in one batch with the tenant's usage counters
 (``vigint.usage``); ``expire_at`` (end time + the tenant's retention) lets a Firestore TTL policy remove it
 should the scheduled retention miss it. A second message for a stored event is:
@@ -42,12 +48,13 @@ import hashlib
 import logging
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor as _Pool
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore as fs
 from pydantic import ValidationError
 
-from vigint import bodies, clients, config, device_keys, pipeline, usage, verdicts
+from vigint import bodies, clients, config, device_keys, pipeline, storage, usage, verdicts
 from vigint.schema import EVENT_ID_PATTERN, SLUG_PATTERN, EdgeEvent, LifecycleMessage, matches
 
 log = logging.getLogger(__name__)
@@ -149,19 +156,28 @@ def handle_edge_event(*, data: bytes, attributes: Mapping[str, str], message_id:
 
     digest = hashlib.sha256(data).hexdigest()
     ref = pipeline.event_ref(tenant_id, event_id)
-    tenant_doc, gone, hold_ids = tombstones_and_holds(tenant_id, event)
+    # The stored objects' metadata is read while the tombstones, holds and tenant are (one GET per object,
+    # side by side): the message's path to alert waits for the slower of the two, not for both.
+    with _Pool(max_workers=1) as pool:
+        checking = pool.submit(check_objects, claimed_objects(event))
+        tenant_doc, gone, hold_ids = tombstones_and_holds(tenant_id, event)
+        problems = checking.result()  # a Cloud Storage failure raises here: transient, Pub/Sub redelivers
     if gone == "tenant_deleted" or (gone == "erased" and not hold_ids and not isinstance(event, LifecycleMessage)):
         return drop(gone)
+    if problems:
+        log.warning("ingest: %s/%s: %d stored object(s) differ from what the message claims: %s", tenant_id,
+                    event_id, len(problems), ", ".join(f"{p['object']} ({p['problem']})" for p in problems))
     if isinstance(event, LifecycleMessage):
         return ingest_lifecycle(event, digest=digest, message_id=message_id, tenant=tenant_doc, now=now, drop=drop,
-                                hold_ids=hold_ids, erased=gone == "erased")
+                                hold_ids=hold_ids, erased=gone == "erased", problems=problems)
     doc = event.model_dump()
     doc.update({"ingested_at": fs.SERVER_TIMESTAMP, "status": "ingested", "message_id": message_id,
                 "message_sha256": digest, "published": {"ingested": False},
                 "expire_at": event.end_time + dt.timedelta(days=pipeline.retention_days(tenant_doc)),
                 # A version 1 message is a whole event: stored as the end of an event without segments.
                 "schema_version": 1, "phase": "end", "ended": True, "chain_root": event_id,
-                "timeline": {"ingested": now, "end": event.end_time}})
+                "timeline": {"ingested": now, "end": event.end_time},
+                "integrity": merge_integrity({}, problems, len(claimed_objects(event)))})
     if hold_ids:  # inside a held camera range: held from its first write, no TTL (vigint.legal_hold)
         doc.update({"held": True, "hold_ids": hold_ids, "hold_objects_pending": True,
                     "held_expire_at": doc.pop("expire_at")})
@@ -220,6 +236,77 @@ def tombstones_and_holds(tenant_id: str, event) -> tuple[dict, str | None, list[
         gone = "erased"
     holds = legal_hold.covering_holds((docs["holds"] or {}).get("ranges"), event.start_time, event.end_time)
     return docs["tenant"] or {}, gone, holds
+
+
+# ------------------------------------------------------------------------------------------ stored objects
+
+MAX_INTEGRITY_OBJECTS = 50  # problems kept on the event document (the count goes on): bounds its size
+
+
+def claimed_objects(event: EdgeEvent | LifecycleMessage) -> list[dict]:
+    """The objects a message says it brought, as ``{"object", "bytes", "sha256", "md5"}`` (``md5`` None when the
+    device did not declare it).
+
+    A version 1 event: its clip and snapshot. A version 2 message: its own snapshot (``snapshots/{seq:05d}.jpg``;
+    a later message repeating an earlier snapshot does not check it again), its new segments and its clip.
+    """
+    refs = []
+    if isinstance(event, LifecycleMessage):
+        if event.snapshot is not None and event.snapshot.object.endswith(f"/snapshots/{event.seq:05d}.jpg"):
+            refs.append(event.snapshot)
+        refs += list(event.segments)
+    elif event.snapshot is not None:
+        refs.append(event.snapshot)
+    if event.clip is not None:
+        refs.append(event.clip)
+    return [{"object": r.object, "bytes": r.bytes, "sha256": r.sha256, "md5": r.md5} for r in refs]
+
+
+def check_objects(claims: list[dict]) -> list[dict]:
+    """Compares each claimed object with what Cloud Storage stores, from its metadata alone (one
+    ``objects.get`` per object, concurrently: ``storage.object_metadata``; no bytes downloaded).
+
+    Args:
+        claims: ``claimed_objects(...)``.
+
+    Returns:
+        One problem per object that is missing or differs: ``{"object", "problem": "missing"|"size"|"md5",
+        "claimed_bytes", "stored_bytes", "claimed_md5", "stored_md5"}`` (stored ones None when missing); [] if
+        every object matches. Without a claimed ``md5`` only the size is compared.
+
+    Raises:
+        google.api_core.exceptions.GoogleAPICallError: Cloud Storage failed (transient: Pub/Sub redelivers).
+    """
+    if not claims:
+        return []
+    stored = storage.object_metadata(c["object"] for c in claims)
+    problems = []
+    for c in claims:
+        info = stored.get(c["object"])
+        problem = ("missing" if info is None else "size" if info.size != c["bytes"]
+                   else "md5" if c["md5"] is not None and info.md5 != c["md5"] else None)
+        if problem:
+            problems.append({"object": c["object"], "problem": problem, "claimed_bytes": c["bytes"],
+                             "stored_bytes": info.size if info else None, "claimed_md5": c["md5"],
+                             "stored_md5": info.md5 if info else None})
+    return problems
+
+
+def merge_integrity(existing: Mapping, problems: list[dict], checked: int) -> dict:
+    """The event's ``integrity`` field after one more message's check.
+
+    Returns:
+        ``{"status": "ok"|"mismatch", "checked": int, "mismatches": int, "objects": [problem, ...]}``:
+        ``checked`` counts the objects compared over the event's messages, ``mismatches`` the problems found
+        (``objects`` keeps the first ``MAX_INTEGRITY_OBJECTS``, one per object). ``mismatch`` is sticky.
+    """
+    objects = list(existing.get("objects") or [])
+    known = {o.get("object") for o in objects}
+    new = [p for p in problems if p["object"] not in known]
+    objects += new[:max(0, MAX_INTEGRITY_OBJECTS - len(objects))]
+    mismatches = int(existing.get("mismatches") or 0) + len(new)
+    return {"status": "mismatch" if mismatches else "ok", "checked": int(existing.get("checked") or 0) + checked,
+            "mismatches": mismatches, "objects": objects}
 
 
 # ------------------------------------------------------------------------------------------ schema version 2
@@ -313,7 +400,8 @@ def _expand(fields: Mapping) -> dict:
 
 
 def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | None, tenant: Mapping,
-                     now: dt.datetime, drop, hold_ids: list[str] | None = None, erased: bool = False) -> str:
+                     now: dt.datetime, drop, hold_ids: list[str] | None = None, erased: bool = False,
+                     problems: list[dict] | None = None) -> str:
     """Applies one verified version 2 message (see the module docstring); publishes its follow-on.
 
     One optimistic read-modify-write (``pipeline.run_optimistic``: no locks) reads the event, the message's
@@ -327,6 +415,8 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
     ``hold_ids``: camera holds covering the event (``tombstones_and_holds``): the event is held (no
     ``expire_at`` on it or on the documents this message writes). ``erased``: the camera was erased after the
     event started: the message is dropped (``erased``) unless the event is stored and held (the erase kept it).
+    ``problems`` (``check_objects`` of the message's own objects) are merged into the event's ``integrity``
+    in the same write (``merge_integrity``).
 
     Returns:
         ``"created"``, ``"applied"``, ``"stored"``, ``"duplicate"``, ``"dropped:event_id_conflict"`` or
@@ -377,6 +467,8 @@ def ingest_lifecycle(msg: LifecycleMessage, *, digest: str, message_id: str | No
                 fields["expire_at"] = fs.DELETE_FIELD
         ttl = {} if held_ids else {"expire_at": msg.end_time + retention}
         held_ttl = {"held_expire_at": msg.end_time + retention} if held_ids else {}
+        fields["integrity"] = merge_integrity({} if created else existing.get("integrity") or {}, problems or [],
+                                              len(claimed_objects(msg)))
         fix_ref = None
         if created:
             # The continued event's root; the continued event itself if it is not stored yet.

@@ -30,6 +30,8 @@ EVENT_ID_PATTERN = (
 )
 INT64_MAX = 2 ** 63 - 1  # Firestore integers are signed 64-bit
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# Base64 of a 16-byte MD5 digest, as Cloud Storage's ``md5Hash`` and ``Content-MD5`` spell it (RFC 1864).
+MD5_BASE64_PATTERN = r"^[A-Za-z0-9+/]{22}==$"
 # Allowed files of one event: name -> (content type, size limit in bytes). Limits from docs/contracts.md.
 EVENT_FILES: dict[str, tuple[str, int]] = {
     "clip.mp4": ("video/mp4", 512 * 1024 * 1024),
@@ -112,6 +114,7 @@ class Clip(_Strict):
     content_type: Literal["video/mp4"]
     bytes: int = Field(ge=0, le=EVENT_FILES["clip.mp4"][1])
     sha256: str = Field(pattern=SHA256_PATTERN)
+    md5: str | None = Field(default=None, pattern=MD5_BASE64_PATTERN)  # base64 MD5; ingest compares md5Hash
     duration_s: float = Field(ge=0.0)
     frames: int = Field(ge=0, le=INT64_MAX)
     width: int = Field(gt=0, le=16384)
@@ -126,6 +129,7 @@ class Snapshot(_Strict):
     content_type: Literal["image/jpeg"]
     bytes: int = Field(ge=0, le=EVENT_FILES["snapshot.jpg"][1])
     sha256: str = Field(pattern=SHA256_PATTERN)
+    md5: str | None = Field(default=None, pattern=MD5_BASE64_PATTERN)  # base64 MD5; ingest compares md5Hash
     time: UtcTime
 
 
@@ -230,6 +234,7 @@ class Segment(_Strict):
     content_type: Literal["video/mp2t"]
     bytes: int = Field(ge=0, le=MAX_SEGMENT_BYTES)
     sha256: str = Field(pattern=SHA256_PATTERN)
+    md5: str | None = Field(default=None, pattern=MD5_BASE64_PATTERN)  # base64 MD5; ingest compares md5Hash
     start_s: float = Field(ge=0.0)
     duration_s: float = Field(gt=0.0, le=600.0)
 

@@ -374,7 +374,8 @@ def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> di
         "first_seen": RFC 3339 | None, "duration_s": float (seconds recorded: segments, or the clip),
         "segments": int (in the playlist), "parts": int (events of the chain), "snapshot_url", "snapshot_sha256",
         "download_url" (signed clip URL of the link's event once it exists, else None), "downloads": [{"url",
-        "bytes", "duration_s"}] (every clip of the chain), "continued_by": str | None}``.
+        "bytes", "duration_s"}] (every clip of the chain), "continued_by": str | None, "integrity_note": str
+        ("" unless a stored object of the chain differs from what the device claimed: ``render.integrity_words``)}``.
     """
     ttl = config.settings().playback_url_ttl_seconds
     hls = _has_segments(event)
@@ -412,6 +413,9 @@ def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> di
         "download_url": downloads[0]["url"] if own_clip and downloads else None,
         "downloads": downloads,
         "continued_by": event.get("continued_by"),
+        # Ingest's check of the stored objects against the device's claims (every part of the chain).
+        "integrity_note": "; ".join(w for w in (render.integrity_words(p.event)
+                                                for p in parts or [Part(event_id, event, [], True)]) if w),
     }
 
 

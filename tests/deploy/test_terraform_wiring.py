@@ -278,11 +278,12 @@ def test_least_privilege_roles(tf):
 
     bucket = {n: b for n, b in tf.of_type("google_storage_bucket_iam_member").items()
               if b["bucket"] == "${google_storage_bucket.clips.name}"}
-    # objectUser, not objectCreator: a device re-uploading after a lost answer overwrites its own object.
-    assert bucket["edge_api_creator"]["role"] == "roles/storage.objectUser"
+    # objectCreator, not objectUser: the signer of the devices' PUT URLs cannot replace stored evidence.
+    assert bucket["edge_api_creator"]["role"] == "roles/storage.objectCreator"
     assert bucket["edge_api_creator"]["member"] == '${google_service_account.fn["edge_api"].member}'
     assert bucket["clip_reader"]["role"] == "roles/storage.objectViewer"
-    assert refs(bucket["clip_reader"]["for_each"]) == '${toset(["video_link","tenant_api","analyze","alert"])}'
+    assert refs(bucket["clip_reader"]["for_each"]) == \
+        '${toset(["video_link","tenant_api","analyze","alert","ingest","edge_api"])}'
     assert bucket["retention_deleter"]["role"] == "roles/storage.objectUser"
     assert bucket["retention_deleter"]["member"] == '${google_service_account.fn["retention"].member}'
     # Legal hold: tenant_api sets temporary holds through a custom role of get/list/update only.
