@@ -127,13 +127,23 @@ class Mailer:
         return self.last_attempts
 
     def _send_once(self, message: EmailMessage) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+        with smtplib.SMTP(timeout=self.timeout_s) as smtp:  # not connected yet: the watchdog covers that too
             # The socket timeout bounds each operation; the watchdog bounds the whole attempt (a server that
             # answers every command just within the timeout would otherwise hold one attempt for minutes).
-            watchdog = threading.Timer(self.timeout_s, _shut, args=(smtp,))
+            expired = threading.Event()
+
+            def shut() -> None:
+                expired.set()
+                _shut(smtp)
+
+            watchdog = threading.Timer(self.timeout_s, shut)
             watchdog.daemon = True
             watchdog.start()
             try:
+                smtp._host = self.host  # what SMTP(host) sets and starttls() checks the certificate against
+                smtp.connect(self.host, self.port)
+                if expired.is_set():  # the deadline passed while connecting, before there was a socket to shut
+                    raise smtplib.SMTPServerDisconnected(f"no answer within {self.timeout_s:.0f} s")
                 smtp.ehlo()
                 if self.starttls:
                     smtp.starttls(context=self._context())
