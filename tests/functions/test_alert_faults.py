@@ -275,3 +275,66 @@ def test_one_smtp_attempt_is_bounded_in_total_not_only_per_read():
     stop.set()
     srv.close()
     assert 0.9 <= took < 2.5, took
+
+
+# ------------------------------------------------------------------- the hand-on to analyze and alert (ingest)
+
+
+def test_v1_event_stored_but_not_handed_on_is_handed_on_at_its_redelivery(fenv, monkeypatch):
+    """ingest killed after its Firestore write, while publishing the follow-on: the claim it leaves makes the
+    redelivery come back (InProgress) until the claim's short lease lapses; then the redelivery publishes."""
+    from google.cloud import firestore as fs
+
+    from vigint import ingest, pipeline
+
+    creds = fenv.provision()
+    ev = fenv.event(creds)
+    fenv.upload_media(creds["tenant_id"], creds["device_id"], ev["event_id"])
+    data, attrs = fenv.message(creds, ev)
+    real_publish = pipeline.publish_follow_on
+
+    def dies(*a, **kw):
+        raise Killed
+
+    monkeypatch.setattr(pipeline, "publish_follow_on", dies)
+    with pytest.raises(Killed):
+        ingest.handle_edge_event(data=data, attributes=attrs, message_id="m-1")
+    ref = pipeline.event_ref(creds["tenant_id"], ev["event_id"])
+    # What kill -9 leaves: the claim stamped (publish_once's release on the way out never ran), no flag.
+    ref.update({"claims.publish_ingested": fs.SERVER_TIMESTAMP})
+    monkeypatch.setattr(pipeline, "publish_follow_on", real_publish)
+    with pytest.raises(pipeline.InProgress):
+        ingest.handle_edge_event(data=data, attributes=attrs, message_id="m-1")
+    assert fenv.pull("ingested", 0.3) == []
+    lapsed = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=pipeline.PUBLISH_LEASE_S + 1)
+    ref.update({"claims.publish_ingested": lapsed})
+    assert ingest.handle_edge_event(data=data, attributes=attrs, message_id="m-1") == "duplicate"
+    assert len(fenv.pull("ingested")) == 1
+    assert ref.get().to_dict()["published"]["ingested"] is True
+    assert ingest.handle_edge_event(data=data, attributes=attrs, message_id="m-1") == "duplicate"
+    assert fenv.pull("ingested", 0.3) == []
+    assert pipeline.PUBLISH_LEASE_S <= 60
+
+
+def test_v2_message_stored_but_not_handed_on_is_handed_on_at_its_redelivery(fenv, monkeypatch):
+    from vigint import ingest, pipeline
+
+    creds = fenv.provision()
+    lc = Lifecycle(creds, fenv.media, [b"unused: a start has no segments"], start=FIXTURE_START)
+    start = lc.message(0, "start")
+    lc.upload([start])
+    data, attrs = signed(creds, start)
+    real_publish = pipeline.publish_follow_on
+
+    def dies(*a, **kw):
+        raise Killed
+
+    monkeypatch.setattr(pipeline, "publish_follow_on", dies)
+    with pytest.raises(Killed):
+        ingest.handle_edge_event(data=data, attributes=attrs, message_id="m-0")
+    assert _doc(creds["tenant_id"], lc.event_id)["seq"] == 0  # stored
+    monkeypatch.setattr(pipeline, "publish_follow_on", real_publish)
+    assert ingest.handle_edge_event(data=data, attributes=attrs, message_id="m-0") == "duplicate"
+    [analyzed] = fenv.pull("analyzed")
+    assert json.loads(analyzed.data)["verdict"] == "detections"
+    assert len(fenv.pull("ingested")) == 1
