@@ -1,7 +1,7 @@
 """``alert``: ``events-analyzed`` -> policy -> one e-mail per recipient with a private expiring video link.
 
-Policy (decided once per event, stored as ``alert`` on the event, in one optimistic read-modify-write with the camera's
-cooldown record ``tenants/{t}/cooldowns/{camera_id}``): alert when ``analysis.threat_level >=
+Policy (decided once per event, stored as ``alert`` on the event, in one optimistic read-modify-write, with the
+camera's cooldown record ``tenants/{t}/cooldowns/{camera_id}`` when the tenant has a cooldown): alert when ``analysis.threat_level >=
 alert.threshold``, the tenant has recipients or a webhook, and the camera's last alert is at least
 ``alert.cooldown_seconds`` old (so a burst of events on one camera makes one alert). During the tenant's
 ``quiet_hours`` (``{"start": "22:00", "end": "06:00", "timezone": "Europe/Paris"}``, local wall-clock time;
@@ -14,23 +14,23 @@ the same way with their own e-mail template (``health_email.*``). ``recording`` 
 for) never alert: the decision is ``alerted: false`` with the reason ``"requested recording"``.
 
 Exactly once per recipient: before sending, ``tenants/{t}/events/{e}/deliveries/{sha256(recipient)[:32]}`` is
-created with ``create()`` (status ``sending``); after the SMTP server accepts the message it becomes
-``sent``. A failed send becomes ``failed`` and the function raises so Pub/Sub redelivers; the retry claims
-the ``failed`` delivery again, revokes the unsent link and sends with a new one. A ``sent`` delivery is never
-sent again. A ``sending`` claim is a lease of ``SENDING_LEASE_S`` (45 s: one SMTP attempt, bounded by
-``vigint.mailer.SMTP_TIMEOUT_S``, or one back-off wait, plus a margin), renewed before every attempt and every
-wait; while it holds, another delivery of the same message raises ``vigint.pipeline.InProgress`` (Pub/Sub
-redelivers it, and it is never acknowledged unsent); once it lapses (the sender died mid-send) the next
-delivery claims it and sends. Pub/Sub retries such a message about once a second on the local stack and after
-10 s, 20 s, 40 s... in Google Cloud, so an e-mail whose sender died goes out within about a minute. That crash
-window is at-least-once: a sender that died after the SMTP server accepted the message and before ``sent`` was
-recorded is sent again (SMTP has no idempotency key); both copies carry the same ``Message-ID``
-(``message_id``), so mail clients can fold them, and the first copy's link stays valid. Transient SMTP failures are first retried inside the mailer (tenacity, before the server
-accepted anything); permanent refusals (5xx) are recorded as ``failed`` with ``permanent: true`` and not
+created with ``create()`` (status ``sending``); after the SMTP server accepts the message it becomes ``sent``. A
+failed send becomes ``failed`` and the function raises so Pub/Sub redelivers; the retry claims the ``failed``
+delivery again, revokes the unsent link and sends with a new one. A ``sent`` delivery is never sent again. A
+``sending`` claim is a lease of ``SENDING_LEASE_S`` (45 s: one SMTP attempt, bounded by
+``vigint.mailer.SMTP_TIMEOUT_S``, or one back-off wait, plus a margin), renewed before every attempt and every wait;
+while it holds, another delivery of the same message raises ``vigint.pipeline.InProgress`` (Pub/Sub redelivers it,
+and it is never acknowledged unsent); once it lapses (the sender died mid-send) the next delivery claims it and
+sends. Pub/Sub retries such a message about once a second on the local stack and after 10 s, 20 s, 40 s... in Google
+Cloud, so an e-mail whose sender died goes out within about a minute. That crash window is at-least-once: a sender
+that died after the SMTP server accepted the message and before ``sent`` was recorded is sent again (SMTP has no
+idempotency key); both copies carry the same ``Message-ID`` (``message_id``), so mail clients can fold them, and the
+first copy's link stays valid. Transient SMTP failures are first retried inside the mailer (tenacity, before the
+server accepted anything); permanent refusals (5xx) are recorded as ``failed`` with ``permanent: true`` and not
 retried. The webhook has its own delivery document (``kind: "webhook"``) with the same claim rules (lease
-``webhook_lease_s``). Accepted e-mails are counted in ``tenants/{t}/usage/{YYYY-MM}.emails_sent`` in the same
-batch as ``sent``. The event's ``status`` becomes ``alerted`` only once every delivery of the alert is ``sent``
-or failed for good; until then the message keeps coming back.
+``webhook_lease_s``). Accepted e-mails are counted in ``tenants/{t}/usage/{YYYY-MM}.emails_sent`` in the same batch
+as ``sent``. The event's ``status`` becomes ``alerted`` only once every delivery of the alert is ``sent`` or failed
+for good; until then the message keeps coming back.
 
 Duplicate deliveries of one message neither stall nor abort each other: the decision reads and writes the
 camera's cooldown document only when the tenant has a cooldown (``cooldown_seconds`` > 0) and the verdict
@@ -323,8 +323,9 @@ def late_seconds(event: Mapping[str, Any]) -> float | None:
 
 def _decide_lifecycle(tenant_id: str, event: Mapping[str, Any], cool_key: str, tenant: Mapping[str, Any],
                       now: dt.datetime) -> dict:
-    """The alert decision of a version 2 event (one optimistic read-modify-write with the camera's cooldown and the continued
-    event): kept once it alerted (or continues an alert); otherwise decided again on the latest verdict."""
+    """The alert decision of a version 2 event (one optimistic read-modify-write with the continued event and,
+    when the tenant has a cooldown and the verdict alerts, the camera's cooldown): kept once it alerted (or
+    continues an alert); otherwise decided again on the latest verdict."""
     event_id = str(event.get("event_id"))
     ref = pipeline.event_ref(tenant_id, event_id)
     cool_ref = pipeline.tenant_ref(tenant_id).collection("cooldowns").document(cool_key or "_none")

@@ -338,3 +338,33 @@ def test_v2_message_stored_but_not_handed_on_is_handed_on_at_its_redelivery(fenv
     [analyzed] = fenv.pull("analyzed")
     assert json.loads(analyzed.data)["verdict"] == "detections"
     assert len(fenv.pull("ingested")) == 1
+
+
+def test_webhook_killed_mid_post_is_redelivered_then_posted_once_after_its_lease(fenv, smtp_sink):
+    """The same claim rules for the webhook: a claim left by a process killed mid-POST makes the message come
+    back (InProgress) and the event is not alerted; past the webhook lease it is POSTed, once."""
+    from vigint import alert, config, pipeline
+    from tests.functions.test_alert_channels import _Hook
+
+    hook = _Hook()
+    try:
+        recipients = _recipients(1)
+        ev = _analysed_event(fenv, recipients)
+        t, e = ev["tenant_id"], ev["event_id"]
+        pipeline.tenant_ref(t).update({"alert.webhook": {"url": hook.url, "secret": "whsec-" + uuid.uuid4().hex}})
+        now = FIXTURE_START + dt.timedelta(seconds=10)
+        ref = pipeline.event_ref(t, e).collection("deliveries").document(alert.webhook_delivery_id(hook.url))
+        # What a process killed while POSTing leaves behind.
+        ref.create({"recipient": hook.url, "kind": "webhook", "status": "sending", "attempts": 1, "claimed_at": now,
+                    "claim_id": "killed", "sent_at": None, "link_id": None})
+        with pytest.raises(pipeline.InProgress):
+            alert.handle_analyzed(data=_msg(ev), now=now + dt.timedelta(seconds=1))
+        assert hook.requests == [] and _doc(t, e).get("status") != "alerted"
+        assert len(_mail(smtp_sink, recipients)[recipients[0]]) == 1  # the e-mail is not held up by the webhook
+        lease = alert.webhook_lease_s(config.settings().webhook_timeout_s)
+        assert alert.handle_analyzed(data=_msg(ev), now=now + dt.timedelta(seconds=lease + 1)) == "sent:0"
+        assert alert.handle_analyzed(data=_msg(ev), now=now + dt.timedelta(seconds=lease + 2)) == "sent:0"
+    finally:
+        hook.close()
+    assert len(hook.requests) == 1
+    assert ref.get().to_dict()["status"] == "sent" and _doc(t, e)["status"] == "alerted"
