@@ -1,11 +1,11 @@
-"""The fault suite: during a burst of signed events over two tenants (two recipients each), each function
-process (``ingest``, ``analyze``, ``alert``) is killed with ``kill -9`` on the real local stack and started again
-with its own command line; afterwards no event is lost or stored twice and every recipient has exactly one
-e-mail per event. ``alert`` is killed mid-send: it points at an SMTP server that holds every message's DATA
-until the process is dead (and then refuses them, so those e-mails never went out), and comes back pointing at
-the stack's SMTP sink. (A kill after a server accepted a message and before ``sent`` was recorded is the
-documented at-least-once window, a second copy with the same Message-ID: shown in
-``tests/functions/test_alert_faults.py``, kept out of this count.) Each phase prints how long the stack took to heal (kill -> every event of the phase
+"""The fault suite: during a burst of signed events over two tenants (two recipients each), each function process
+(``ingest``, ``analyze``, ``alert``) is killed with ``kill -9`` on the real local stack and started again with
+its own command line; afterwards no event is lost or stored twice and every recipient has exactly one e-mail per
+event. ``alert`` is killed mid-send: it points at an SMTP server that holds every message's DATA until the
+process is dead (and then refuses them, so those e-mails never went out), and comes back pointing at the stack's
+SMTP sink. (A kill after a server accepted a message and before ``sent`` was recorded is the documented
+at-least-once window, a second copy with the same Message-ID: shown in ``tests/functions/test_alert_faults.py``,
+kept out of this count.) Each phase prints how long the stack took to heal (kill -> every event of the phase
 e-mailed to every recipient)."""
 
 from __future__ import annotations
