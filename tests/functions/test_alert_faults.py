@@ -368,3 +368,28 @@ def test_webhook_killed_mid_post_is_redelivered_then_posted_once_after_its_lease
         hook.close()
     assert len(hook.requests) == 1
     assert ref.get().to_dict()["status"] == "sent" and _doc(t, e)["status"] == "alerted"
+
+
+def test_a_claim_taken_over_between_attempts_stops_the_send():
+    """``before_attempt`` runs before every attempt and wait; what it raises (the claim was lost) ends the send
+    without another attempt."""
+    from infra.local.stack import free_port
+    from vigint import alert
+    from vigint.mailer import Mailer
+
+    calls = []
+
+    def renew():
+        calls.append(1)
+        if len(calls) == 2:  # before the first back-off wait
+            raise alert.ClaimLost("taken over")
+
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["To"], msg["From"], msg["Subject"] = "a@example.com", "b@example.com", "x"
+    msg.set_content("x")
+    mailer = Mailer("127.0.0.1", free_port(), retry_attempts=3, retry_initial_s=0.01)  # nothing listens there
+    with pytest.raises(alert.ClaimLost):
+        mailer.send(msg, before_attempt=renew)
+    assert mailer.last_attempts == 1 and len(calls) == 2
