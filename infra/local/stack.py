@@ -14,7 +14,10 @@ CLI::
 Ports default to 8510-8519 and are overridable with ``VIGINT_PORT_<PART>`` (e.g. ``VIGINT_PORT_PUBSUB``,
 ``VIGINT_PORT_EDGE_API``). ``up`` checks every port before it starts anything and stops at once (exit status
 1) if one is taken, naming the port, the process holding it and the variable that moves it.
-The start commands and the Pub/Sub emulator's classpath fix come from ``shared/DESIGN.md``.
+The start commands and the Pub/Sub emulator's classpath fix come from ``shared/DESIGN.md``; how the local
+subscriptions differ from Google Cloud's, and why, is at ``DEAD_LETTERS``. ``LocalStack.kill`` and
+``LocalStack.restart`` stop one function with ``kill -9`` and start it again with its own command line (the
+fault suite, ``tests/e2e/test_faults.py``).
 """
 
 from __future__ import annotations
