@@ -1,7 +1,7 @@
 """``alert``: ``events-analyzed`` -> policy -> one e-mail per recipient with a private expiring video link.
 
-Policy (decided once per event, stored as ``alert`` on the event, in one optimistic read-modify-write with the camera's
-cooldown record ``tenants/{t}/cooldowns/{camera_id}``): alert when ``analysis.threat_level >=
+Policy (decided once per event, stored as ``alert`` on the event, in one optimistic read-modify-write, with the
+camera's cooldown record ``tenants/{t}/cooldowns/{camera_id}`` when the tenant has a cooldown): alert when ``analysis.threat_level >=
 alert.threshold``, the tenant has recipients or a webhook, and the camera's last alert is at least
 ``alert.cooldown_seconds`` old (so a burst of events on one camera makes one alert). During the tenant's
 ``quiet_hours`` (``{"start": "22:00", "end": "06:00", "timezone": "Europe/Paris"}``, local wall-clock time;
@@ -14,15 +14,30 @@ the same way with their own e-mail template (``health_email.*``). ``recording`` 
 for) never alert: the decision is ``alerted: false`` with the reason ``"requested recording"``.
 
 Exactly once per recipient: before sending, ``tenants/{t}/events/{e}/deliveries/{sha256(recipient)[:32]}`` is
-created with ``create()`` (status ``sending``); after the SMTP server accepts the message it becomes
-``sent``. A failed send becomes ``failed`` and the function raises so Pub/Sub redelivers; the retry claims
-the ``failed`` delivery again, revokes the unsent link and sends with a new one. A ``sent`` delivery is never
-sent again. A ``sending`` claim older than ``SENDING_LEASE_S`` (the process died mid-send) is retried: that
-crash window is the only way a recipient can get a second copy, and the stable ``Message-ID`` lets mail
-clients fold it. Transient SMTP failures are first retried inside the mailer (tenacity, before the server
-accepted anything); permanent refusals (5xx) are recorded as ``failed`` with ``permanent: true`` and not
-retried. The webhook has its own delivery document (``kind: "webhook"``) with the same claim rules.
-Accepted e-mails are counted in ``tenants/{t}/usage/{YYYY-MM}.emails_sent`` in the same batch as ``sent``.
+created with ``create()`` (status ``sending``); after the SMTP server accepts the message it becomes ``sent``. A
+failed send becomes ``failed`` and the function raises so Pub/Sub redelivers; the retry claims the ``failed``
+delivery again, revokes the unsent link and sends with a new one. A ``sent`` delivery is never sent again. A
+``sending`` claim is a lease of ``SENDING_LEASE_S`` (45 s: one SMTP attempt, bounded by
+``vigint.mailer.SMTP_TIMEOUT_S``, or one back-off wait, plus a margin), renewed before every attempt and every wait;
+while it holds, another delivery of the same message raises ``vigint.pipeline.InProgress`` (Pub/Sub redelivers it,
+and it is never acknowledged unsent); once it lapses (the sender died mid-send) the next delivery claims it and
+sends. Pub/Sub retries such a message about once a second on the local stack and after 10 s, 20 s, 40 s... in Google
+Cloud, so an e-mail whose sender died goes out within about a minute. That crash window is at-least-once: a sender
+that died after the SMTP server accepted the message and before ``sent`` was recorded is sent again (SMTP has no
+idempotency key); both copies carry the same ``Message-ID`` (``message_id``), so mail clients can fold them, and the
+first copy's link stays valid. Transient SMTP failures are first retried inside the mailer (tenacity, before the
+server accepted anything); permanent refusals (5xx) are recorded as ``failed`` with ``permanent: true`` and not
+retried. The webhook has its own delivery document (``kind: "webhook"``) with the same claim rules (lease
+``webhook_lease_s``). Accepted e-mails are counted in ``tenants/{t}/usage/{YYYY-MM}.emails_sent`` in the same batch
+as ``sent``. The event's ``status`` becomes ``alerted`` only once every delivery of the alert is ``sent`` or failed
+for good; until then the message keeps coming back.
+
+Duplicate deliveries of one message neither stall nor abort each other: the decision reads and writes the
+camera's cooldown document only when the tenant has a cooldown (``cooldown_seconds`` > 0) and the verdict
+alerts, so concurrent decisions of other events do not contend on a document that records nothing (Firestore
+sustains about one write per second per document:
+https://cloud.google.com/firestore/docs/best-practices#high_read_write_and_delete_rates); a decision that
+loses to concurrent writers every time raises ``vigint.pipeline.InProgress`` (redelivered).
 
 Schema version 2 events (docs/contracts.md "Event lifecycle"; ``handle_lifecycle``) are decided on every
 ``events-analyzed`` on the latest verdict (``analysis``) until they alert: the first verdict that reaches the
@@ -50,13 +65,25 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore as fs
 
-from vigint import clients, config, links, pipeline, render, storage, usage, webhook
+from vigint import clients, config, links, mailer as smtp, pipeline, render, storage, usage, webhook
 from vigint.mailer import Mailer, PermanentSmtpError
 
 log = logging.getLogger(__name__)
 
 STAGE = "alert"
-SENDING_LEASE_S = 600
+SENDING_MARGIN_S = 15.0
+# A claim renewed before every SMTP attempt and every back-off wait outlives the longest of either.
+SENDING_LEASE_S = max(smtp.SMTP_TIMEOUT_S, smtp.RETRY_MAX_WAIT_S) + SENDING_MARGIN_S
+
+
+def webhook_lease_s(timeout_s: float) -> float:
+    """The webhook delivery claim's lease for ``requests`` timeout ``timeout_s`` (seconds): one POST (connect
+    and the answer, each up to ``timeout_s``) or one back-off wait, plus a margin."""
+    return max(2 * timeout_s, webhook.RETRY_MAX_WAIT_S) + SENDING_MARGIN_S
+
+
+class ClaimLost(pipeline.InProgress):
+    """Another delivery took the claim over (this one's lease lapsed): stop sending, let Pub/Sub redeliver."""
 
 
 class DeliveryError(RuntimeError):
@@ -143,6 +170,29 @@ def decide(*, tenant: Mapping[str, Any], event: Mapping[str, Any], last_alert_at
     return True, reason, channels
 
 
+def cooldown_seconds(tenant: Mapping[str, Any]) -> int:
+    """The tenant's ``alert.cooldown_seconds`` (0: no cooldown)."""
+    try:
+        return max(0, int((tenant.get("alert") or {}).get("cooldown_seconds") or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _decide_with_cooldown(tx, cool_ref, tenant: Mapping[str, Any], event: Mapping[str, Any],
+                          now: dt.datetime) -> tuple[bool, str, list[str], bool]:
+    """``decide`` inside a decision's read-modify-write, reading the camera's cooldown document only when it can
+    change the outcome: the tenant has a cooldown and the verdict alerts without it. Returns ``decide``'s
+    triple and whether the cooldown applies (then an alert must record itself in ``cool_ref``)."""
+    alerted, reason, channels = decide(tenant=tenant, event=event, last_alert_at=None, now=now)
+    if not alerted or not cooldown_seconds(tenant) or event.get("kind") == "recording":
+        return alerted, reason, channels, False
+    cool = tx.get(cool_ref)
+    last = _as_utc((cool.to_dict() or {}).get("last_alert_at")) if cool.exists else None
+    if last is not None:
+        alerted, reason, channels = decide(tenant=tenant, event=event, last_alert_at=last, now=now)
+    return alerted, reason, channels, True
+
+
 def _decide_once(tenant_id: str, event_id: str, camera_id: str, tenant: dict, now: dt.datetime) -> dict:
     db = clients.firestore()
     ref = pipeline.event_ref(tenant_id, event_id)
@@ -152,13 +202,11 @@ def _decide_once(tenant_id: str, event_id: str, camera_id: str, tenant: dict, no
         event = tx.get(ref).to_dict() or {}
         if event.get("alert"):
             return event["alert"]
-        cool = tx.get(cool_ref)
-        last = _as_utc((cool.to_dict() or {}).get("last_alert_at")) if cool.exists else None
-        alerted, reason, channels = decide(tenant=tenant, event=event, last_alert_at=last, now=now)
+        alerted, reason, channels, cooled = _decide_with_cooldown(tx, cool_ref, tenant, event, now)
         decision = {"decided_at": now, "alerted": alerted, "reason": reason, "channels": channels}
         tx.update(ref, {"alert": decision})
-        if alerted:
-            tx.set(cool_ref, {"last_alert_at": now, "event_id": event_id})
+        if alerted and cooled:
+            tx.set(cool_ref, {"last_alert_at": now, "event_id": event_id}, merge=True)
         return decision
 
     return pipeline.run_optimistic(txn, what=f"{tenant_id}/{event_id}: alert decision")
@@ -180,6 +228,8 @@ def handle_analyzed(*, data: bytes, attributes: Mapping[str, str] | None = None,
 
     Raises:
         DeliveryError: some recipient's e-mail failed (others were sent and will not be sent again).
+        vigint.pipeline.InProgress: another delivery of this message holds a recipient's claim right now, or
+            the decision lost to concurrent writers (redelivered; the event is not ``alerted`` yet).
         google.api_core.exceptions.GoogleAPICallError: transient Firestore/GCS failure.
     """
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -215,7 +265,7 @@ def handle_analyzed(*, data: bytes, attributes: Mapping[str, str] | None = None,
         return "not_alerted"
 
     channels = decision.get("channels", ["email"])
-    sent, failed = 0, []
+    sent, failed, busy = 0, [], []
     if "email" in channels:
         mailer = mailer or Mailer.from_settings(config.settings())
         snapshot = _snapshot_bytes(event)
@@ -223,6 +273,8 @@ def handle_analyzed(*, data: bytes, attributes: Mapping[str, str] | None = None,
             try:
                 if _deliver(tenant_id, event_id, recipient, event, tenant, snapshot, mailer, now):
                     sent += 1
+            except pipeline.InProgress as exc:
+                busy.append(str(exc))
             except Exception as exc:  # noqa: BLE001 - SMTP/socket errors: recorded on the delivery, raised below
                 if isinstance(exc, gexc.GoogleAPICallError):
                     raise
@@ -230,12 +282,28 @@ def handle_analyzed(*, data: bytes, attributes: Mapping[str, str] | None = None,
     if "webhook" in channels:
         try:
             _deliver_webhook(tenant_id, event_id, event, tenant, now)
+        except pipeline.InProgress as exc:
+            busy.append(str(exc))
         except webhook.WebhookError as exc:
             failed.append(f"webhook: {exc}")
-    if failed:
-        raise DeliveryError(f"alert {tenant_id}/{event_id}: {len(failed)} deliveries failed ({', '.join(failed)})")
+    _raise_unfinished(tenant_id, event_id, failed, busy)
     pipeline.event_ref(tenant_id, event_id).update({"status": "alerted"})
     return f"sent:{sent}"
+
+
+def _raise_unfinished(tenant_id: str, event_id: str, failed: list[str], busy: list[str]) -> None:
+    """Raises so Pub/Sub redelivers while some delivery of the alert is neither sent nor failed for good.
+
+    Raises:
+        DeliveryError: some deliveries failed (transiently) now.
+        vigint.pipeline.InProgress: none failed, but some are being sent by another delivery right now.
+    """
+    if failed:
+        raise DeliveryError(f"alert {tenant_id}/{event_id}: {len(failed)} deliveries failed ({', '.join(failed)})"
+                            + (f"; {len(busy)} in progress elsewhere" if busy else ""))
+    if busy:
+        raise pipeline.InProgress(f"alert {tenant_id}/{event_id}: {len(busy)} deliveries in progress elsewhere "
+                                  f"({'; '.join(busy)})")
 
 
 # ------------------------------------------------------------------------------------------ schema version 2
@@ -255,8 +323,9 @@ def late_seconds(event: Mapping[str, Any]) -> float | None:
 
 def _decide_lifecycle(tenant_id: str, event: Mapping[str, Any], cool_key: str, tenant: Mapping[str, Any],
                       now: dt.datetime) -> dict:
-    """The alert decision of a version 2 event (one optimistic read-modify-write with the camera's cooldown and the continued
-    event): kept once it alerted (or continues an alert); otherwise decided again on the latest verdict."""
+    """The alert decision of a version 2 event (one optimistic read-modify-write with the continued event and,
+    when the tenant has a cooldown and the verdict alerts, the camera's cooldown): kept once it alerted (or
+    continues an alert); otherwise decided again on the latest verdict."""
     event_id = str(event.get("event_id"))
     ref = pipeline.event_ref(tenant_id, event_id)
     cool_ref = pipeline.tenant_ref(tenant_id).collection("cooldowns").document(cool_key or "_none")
@@ -279,9 +348,7 @@ def _decide_lifecycle(tenant_id: str, event: Mapping[str, Any], cool_key: str, t
                         "level": prev_alert.get("level"), "escalated": False}
             tx.update(ref, {"alert": decision})
             return decision
-        cool = tx.get(cool_ref)
-        last = _as_utc((cool.to_dict() or {}).get("last_alert_at")) if cool.exists else None
-        alerted, reason, channels = decide(tenant=tenant, event=ev, last_alert_at=last, now=now)
+        alerted, reason, channels, cooled = _decide_with_cooldown(tx, cool_ref, tenant, ev, now)
         if not alerted and stored and stored.get("reason") == reason:
             return stored  # unchanged: no write (about one write per second per document)
         analysis = ev.get("analysis") or {}
@@ -291,8 +358,8 @@ def _decide_lifecycle(tenant_id: str, event: Mapping[str, Any], cool_key: str, t
                     "verdict": analysis.get("verdict") if alerted else None,
                     "escalated": False, "late_s": late_seconds(ev) if alerted else None}
         tx.update(ref, {"alert": decision})
-        if alerted:
-            tx.set(cool_ref, {"last_alert_at": now, "event_id": event_id})
+        if alerted and cooled:
+            tx.set(cool_ref, {"last_alert_at": now, "event_id": event_id}, merge=True)
         return decision
 
     return pipeline.run_optimistic(txn, what=f"{ref.path}: alert")
@@ -339,15 +406,20 @@ def _escalate_once(tenant_id: str, event: Mapping[str, Any], tenant: Mapping[str
     return pipeline.run_optimistic(txn, what=f"{ref.path}: alert")
 
 
-def _mark_alert_sent(ref, accepted_at: dt.datetime) -> None:
-    """``timeline.alert_sent`` (if unset) = when the SMTP server accepted the first alert e-mail."""
+def _mark_alert_sent(ref, accepted_at: dt.datetime | None, complete: bool) -> None:
+    """``timeline.alert_sent`` (if unset) = when the SMTP server accepted the first alert e-mail
+    (``accepted_at``, None if none was accepted now); ``status: "alerted"`` once ``complete`` (every delivery of
+    the alert sent or failed for good). Writes nothing when there is nothing new to record."""
 
     def txn(tx) -> None:
         ev = tx.get(ref).to_dict() or {}
-        updates: dict = {"status": "alerted"}
-        if not (ev.get("timeline") or {}).get("alert_sent"):
+        updates: dict = {}
+        if complete and ev.get("status") != "alerted":
+            updates["status"] = "alerted"
+        if accepted_at is not None and not (ev.get("timeline") or {}).get("alert_sent"):
             updates["timeline.alert_sent"] = accepted_at
-        tx.update(ref, updates)
+        if updates:
+            tx.update(ref, updates)
 
     pipeline.run_optimistic(txn, what=f"{ref.path}: alert sent")
 
@@ -365,6 +437,7 @@ def handle_lifecycle(tenant_id: str, event_id: str, tenant: Mapping[str, Any], *
 
     Raises:
         DeliveryError: some recipient's e-mail or the webhook failed (the rest are not sent again).
+        vigint.pipeline.InProgress: another delivery holds a recipient's claim right now (redelivered).
         google.api_core.exceptions.GoogleAPICallError: transient Firestore/GCS failure.
     """
     started = time.monotonic()
@@ -388,7 +461,7 @@ def handle_lifecycle(tenant_id: str, event_id: str, tenant: Mapping[str, Any], *
     if escalation is not None:
         event["alert"] = {**decision, "escalated": True, "escalation": escalation}
     recipients = (tenant.get("alert") or {}).get("recipients", [])
-    sent, failed, accepted = 0, [], []
+    sent, failed, accepted, busy = 0, [], [], []
     snapshot = None
     if (decision.get("alerted") and "email" in decision.get("channels", [])) or (escalation or {}).get("email"):
         mailer = mailer or Mailer.from_settings(config.settings())
@@ -402,6 +475,8 @@ def handle_lifecycle(tenant_id: str, event_id: str, tenant: Mapping[str, Any], *
                 if at:
                     sent += 1
                     accepted.append(at)
+            except pipeline.InProgress as exc:
+                busy.append(str(exc))
             except Exception as exc:  # noqa: BLE001 - SMTP/socket errors: recorded on the delivery, raised below
                 if isinstance(exc, gexc.GoogleAPICallError):
                     raise
@@ -410,18 +485,20 @@ def handle_lifecycle(tenant_id: str, event_id: str, tenant: Mapping[str, Any], *
     if decision.get("alerted"):
         if "email" in decision.get("channels", []):
             each(lambda r: _deliver(tenant_id, event_id, r, event, tenant, snapshot, mailer, now, started=started))
-            if accepted:
-                _mark_alert_sent(ref, min(accepted))
         if "webhook" in decision.get("channels", []):
             try:
                 _deliver_webhook(tenant_id, event_id, event, tenant, now)
+            except pipeline.InProgress as exc:
+                busy.append(str(exc))
             except webhook.WebhookError as exc:
                 failed.append(f"webhook: {exc}")
+        # The first acceptance is recorded at once; "alerted" only once nothing of the alert is left to send.
+        if accepted or (not failed and not busy and (event.get("status") != "alerted")):
+            _mark_alert_sent(ref, min(accepted) if accepted else None, complete=not failed and not busy)
     if escalation is not None and escalation.get("email"):
         each(lambda r: _deliver(tenant_id, event_id, r, event, tenant, snapshot, mailer, now,
                                 escalation=escalation, started=started))
-    if failed:
-        raise DeliveryError(f"alert {tenant_id}/{event_id}: {len(failed)} deliveries failed ({', '.join(failed)})")
+    _raise_unfinished(tenant_id, event_id, failed, busy)
     return f"sent:{sent}"
 
 
@@ -449,12 +526,59 @@ def _snapshot_bytes(event: Mapping[str, Any]) -> bytes | None:
         return None
 
 
-def _claim(ref, recipient: str, now: dt.datetime, kind: str = "email") -> dict | None:
-    """Claims the delivery for sending. Returns the previous delivery data ({} if new), or None to skip."""
+class _Claim:
+    """A delivery claim this process holds: ``previous`` is the delivery's data before it ({} if new)."""
+
+    # Renewed at most this often: the claim written moments ago still has its lease less this (the first SMTP
+    # attempt, right after the claim, costs no extra round trip). The lease covers this plus one attempt or
+    # wait because SENDING_MARGIN_S is larger.
+    RENEW_AFTER_S = SENDING_MARGIN_S / 3
+
+    def __init__(self, ref, claim_id: str, now: dt.datetime, previous: dict):
+        self.ref, self.claim_id, self.previous = ref, claim_id, previous
+        self._now, self._t0 = now, time.monotonic()
+        self._renewed = self._t0
+
+    def renew(self) -> None:
+        """Moves ``claimed_at`` to now (the claim's clock: the handler's ``now`` plus the time since the claim),
+        unless it was written less than ``RENEW_AFTER_S`` ago.
+
+        Raises:
+            ClaimLost: another delivery took the claim over, or the delivery is no longer ``sending``.
+        """
+        t = time.monotonic()
+        if t - self._renewed < self.RENEW_AFTER_S:
+            return
+        at = self._now + dt.timedelta(seconds=t - self._t0)
+
+        def txn(tx) -> None:
+            d = tx.get(self.ref).to_dict() or {}
+            if d.get("status") != "sending" or d.get("claim_id") != self.claim_id:
+                raise ClaimLost(f"{self.ref.path}: claimed by another delivery")
+            tx.update(self.ref, {"claimed_at": at})
+
+        pipeline.run_optimistic(txn, what=f"{self.ref.path}: renew claim")
+        self._renewed = t
+
+
+def _claim(ref, recipient: str, now: dt.datetime, kind: str = "email",
+           lease_s: float = SENDING_LEASE_S) -> _Claim | None:
+    """Claims the delivery for sending.
+
+    Returns:
+        The claim, or None when the delivery is done (``sent``, or ``failed`` for good).
+
+    Raises:
+        vigint.pipeline.InProgress: another delivery claimed it less than ``lease_s`` seconds ago (it may be
+            sending right now; redelivered, and taken over once its lease lapses).
+    """
+    import uuid
+
+    claim_id = uuid.uuid4().hex
     try:
         ref.create({"recipient": recipient, "kind": kind, "status": "sending", "attempts": 1, "claimed_at": now,
-                    "sent_at": None, "link_id": None})
-        return {}
+                    "claim_id": claim_id, "sent_at": None, "link_id": None})
+        return _Claim(ref, claim_id, now, {})
     except gexc.AlreadyExists:
         pass
 
@@ -464,12 +588,15 @@ def _claim(ref, recipient: str, now: dt.datetime, kind: str = "email") -> dict |
         claimed = _as_utc(d.get("claimed_at"))
         if status == "sent" or (status == "failed" and d.get("permanent")):
             return None
-        if status == "sending" and claimed is not None and (now - claimed).total_seconds() < SENDING_LEASE_S:
-            return None
-        tx.update(ref, {"status": "sending", "attempts": int(d.get("attempts") or 0) + 1, "claimed_at": now})
+        if status == "sending" and claimed is not None and (now - claimed).total_seconds() < lease_s:
+            raise pipeline.InProgress(f"{ref.path}: being sent by another delivery (claimed "
+                                      f"{(now - claimed).total_seconds():.1f} s ago, lease {lease_s:.0f} s)")
+        tx.update(ref, {"status": "sending", "attempts": int(d.get("attempts") or 0) + 1, "claimed_at": now,
+                        "claim_id": claim_id})
         return d
 
-    return pipeline.run_optimistic(txn, what=f"{ref.path}: alert")
+    previous = pipeline.run_optimistic(txn, what=f"{ref.path}: alert")
+    return None if previous is None else _Claim(ref, claim_id, now, previous)
 
 
 def _deliver(tenant_id: str, event_id: str, recipient: str, event: Mapping[str, Any], tenant: Mapping[str, Any],
@@ -482,18 +609,26 @@ def _deliver(tenant_id: str, event_id: str, recipient: str, event: Mapping[str, 
     ``started``: ``time.monotonic()`` at ``now``, so the e-mail's composition time is ``now`` + the time since.
 
     Returns:
-        When the SMTP server accepted the message (UTC) if it was sent now, else None.
+        When the SMTP server accepted the message (UTC) if it was sent now, else None (sent before, or
+        refused for good).
+
+    Raises:
+        vigint.pipeline.InProgress: another delivery holds the claim (``ClaimLost``: took it over meanwhile).
+        smtplib.SMTPException, OSError: the send failed (recorded as ``failed``; retried at redelivery).
     """
     did = delivery_id(recipient) + ("-escalated" if escalation else "")
     owner = str(escalation["alerted_event"]) if escalation else event_id
     link_event = str(escalation["link_event"]) if escalation else event_id
     ref = pipeline.event_ref(tenant_id, owner).collection("deliveries").document(did)
-    previous = _claim(ref, recipient, now)
-    if previous is None:
-        log.info("alert: %s/%s delivery %s already sent or in progress", tenant_id, owner, did)
+    claim = _claim(ref, recipient, now)
+    if claim is None:
+        log.info("alert: %s/%s delivery %s already sent", tenant_id, owner, did)
         return None
-    if previous.get("link_id"):
+    previous = claim.previous
+    if previous.get("link_id") and previous.get("status") == "failed":
         links.revoke(previous["link_id"])  # that e-mail never went out
+    # A lapsed "sending" claim keeps its link: its sender may have died after the server accepted the e-mail,
+    # and a recipient whose client folds the two copies (same Message-ID) may keep the first.
     ttl = int((tenant.get("alert") or {}).get("link_ttl_seconds") or 7 * 24 * 3600)
     # One batch: the link, with its Firestore TTL backstop (the link and its access log go with the tenant's
     # retention), and its id on the delivery (so a retry revokes a link whose e-mail never went out).
@@ -508,8 +643,11 @@ def _deliver(tenant_id: str, event_id: str, recipient: str, event: Mapping[str, 
                             snapshot=snapshot, message_id=mid, now=now, escalation=escalation,
                             composed_at=now + dt.timedelta(seconds=time.monotonic() - started) if started else None)
     try:
-        smtp_attempts = mailer.send(message)
+        smtp_attempts = mailer.send(message, before_attempt=claim.renew)
         accepted_at = dt.datetime.now(dt.timezone.utc)
+    except ClaimLost:
+        log.warning("alert: %s/%s delivery %s taken over by another delivery; not sent here", tenant_id, owner, did)
+        raise
     except PermanentSmtpError as exc:
         log.warning("alert: %s/%s delivery %s refused for good: %s", tenant_id, event_id, did, exc)
         ref.update({"status": "failed", "permanent": True, "last_error": str(exc)[:200],
@@ -517,6 +655,8 @@ def _deliver(tenant_id: str, event_id: str, recipient: str, event: Mapping[str, 
         links.revoke(lid)
         return None
     except Exception as exc:
+        if isinstance(exc, gexc.GoogleAPICallError):  # renewing the claim failed: nothing sent in that attempt
+            raise
         log.warning("alert: %s/%s delivery %s failed: %s", tenant_id, event_id, did, type(exc).__name__)
         ref.update({"status": "failed", "last_error": f"{type(exc).__name__}: {str(exc)[:200]}",
                     "smtp_attempts": getattr(mailer, "last_attempts", 1)})
@@ -537,22 +677,23 @@ def webhook_delivery_id(url: str) -> str:
 
 def _deliver_webhook(tenant_id: str, event_id: str, event: Mapping[str, Any], tenant: Mapping[str, Any],
                      now: dt.datetime) -> bool:
-    """POSTs the signed webhook unless already delivered/being delivered. Returns True if delivered now.
+    """POSTs the signed webhook unless already delivered. Returns True if delivered now.
 
     Raises:
         webhook.WebhookError: the endpoint kept failing (recorded as ``failed``; permanent ones are not raised).
+        vigint.pipeline.InProgress: another delivery holds the claim (lease ``webhook_lease_s``).
     """
     hook = (tenant.get("alert") or {}).get("webhook") or {}
     url, secret = str(hook.get("url") or ""), str(hook.get("secret") or "")
     ref = pipeline.event_ref(tenant_id, event_id).collection("deliveries").document(webhook_delivery_id(url))
-    previous = _claim(ref, url, now, kind="webhook")
-    if previous is None:
-        return False
     s = config.settings()
+    claim = _claim(ref, url, now, kind="webhook", lease_s=webhook_lease_s(s.webhook_timeout_s))
+    if claim is None:
+        return False
     try:
         result = webhook.post(url, secret, webhook.payload(event=event, tenant_id=tenant_id),
                               timeout_s=s.webhook_timeout_s, attempts=s.webhook_retry_attempts,
-                              initial_s=s.webhook_retry_initial_s)
+                              initial_s=s.webhook_retry_initial_s, before_attempt=claim.renew)
     except webhook.WebhookError as exc:
         ref.update({"status": "failed", "http_status": exc.status, "permanent": exc.permanent,
                     "last_error": str(exc)[:200]})

@@ -58,6 +58,10 @@ STAGE = "analyze"
 PUBLISHED_FLAG = "published.analyzed"
 MAX_FRAME_SOURCE_BYTES = 64 * 1024 * 1024  # largest clip we download to cut stills from
 ANALYSIS_LEASE_S = 300
+# The analysis claim of an event that Gemini will not see (not configured, a health event, a recording): the
+# claimed work is a few Firestore round trips, so a process killed holding the claim holds the event up for
+# one publish's lease at most (the redelivery answers InProgress until then), not ANALYSIS_LEASE_S.
+DETECTIONS_LEASE_S = pipeline.PUBLISH_LEASE_S
 RECORDING_REASON = "requested recording"
 # camera_health condition (label) -> (threat level, title words).
 # Condition labels as the edge (vigint_edge/events/camera_health.py) and retention's stale-device check send them
@@ -198,8 +202,10 @@ def handle_ingested(*, data: bytes, attributes: Mapping[str, str] | None = None,
     event = snap.to_dict()
     if event.get("schema_version") == 2:
         return handle_lifecycle(ref, event, analyzer=analyzer)
-    state = "done" if event.get("analysis") else pipeline.claim(ref, "analysis", done_field="analysis",
-                                                                  lease_s=ANALYSIS_LEASE_S)
+    asks_gemini = event.get("kind") not in ("camera_health", "recording") and (
+        analyzer or gemini.default_analyzer()) is not None
+    state = "done" if event.get("analysis") else pipeline.claim(
+        ref, "analysis", done_field="analysis", lease_s=ANALYSIS_LEASE_S if asks_gemini else DETECTIONS_LEASE_S)
     if state == "busy":
         raise pipeline.InProgress(f"{tenant_id}/{event_id} is being analysed by another delivery")
     if state == "done":

@@ -3,18 +3,35 @@
 Retried: connection failures, a dropped connection and 4xx replies (RFC 5321 4yz: "transient negative
 completion") before the message was accepted. Not retried: 5xx replies (permanent) and anything after the
 server accepted the message, so a retry never sends a second copy of an accepted message.
+
+One attempt (connect, EHLO, STARTTLS, AUTH, the whole message and its reply) is bounded by
+``SMTP_TIMEOUT_S`` in total, not only per socket operation: a watchdog shuts the connection at the deadline.
+That bound is what the alert's delivery claim leases (``vigint.alert.SENDING_LEASE_S``): a claim renewed before
+every attempt and before every back-off wait (``send(..., before_attempt=)``) outlives the attempt it covers.
+
+SMTP has no idempotency key. A reply lost after the server accepted the DATA (the connection drops, the
+process dies) looks like a failure, so that e-mail may go out twice; the stable ``Message-ID`` the caller
+sets (``vigint.alert.message_id``) lets mail clients and servers fold the copies.
 """
 
 from __future__ import annotations
 
 import logging
 import smtplib
+import socket
 import ssl
+import threading
+from collections.abc import Callable
 from email.message import EmailMessage
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 log = logging.getLogger(__name__)
+
+SMTP_TIMEOUT_S = 30.0
+"""Longest one SMTP attempt may take, seconds (the whole conversation; also each socket operation's timeout)."""
+RETRY_MAX_WAIT_S = 30.0
+"""Longest back-off wait between two attempts, seconds."""
 
 
 class PermanentSmtpError(RuntimeError):
@@ -41,15 +58,16 @@ class Mailer:
         user: AUTH user (None: no AUTH).
         password: AUTH password.
         starttls: upgrade with STARTTLS before AUTH (server certificate verified).
-        timeout_s: socket timeout in seconds.
+        timeout_s: longest time one attempt may take, seconds (default ``SMTP_TIMEOUT_S``).
         ssl_context: TLS context for STARTTLS (default: system CAs, plus ``ca_file`` if given).
         ca_file: a PEM file of extra trusted CA certificates (``VIGINT_SMTP_CA_FILE``; e.g. a private CA).
         retry_attempts: connections per ``send`` at most (>= 1).
-        retry_initial_s: back-off multiplier in seconds (random waits up to initial * 2^n, at most 30 s).
+        retry_initial_s: back-off multiplier in seconds (random waits up to initial * 2^n, at most
+            ``RETRY_MAX_WAIT_S``).
     """
 
     def __init__(self, host: str, port: int, user: str | None = None, password: str | None = None,
-                 starttls: bool = False, timeout_s: float = 30.0, ssl_context: ssl.SSLContext | None = None,
+                 starttls: bool = False, timeout_s: float = SMTP_TIMEOUT_S, ssl_context: ssl.SSLContext | None = None,
                  ca_file: str | None = None, retry_attempts: int = 1, retry_initial_s: float = 1.0):
         self.host, self.port, self.user, self._password = host, port, user, password
         self.starttls, self.timeout_s = starttls, timeout_s
@@ -73,8 +91,13 @@ class Mailer:
                 self._ssl_context.load_verify_locations(cafile=self.ca_file)
         return self._ssl_context
 
-    def send(self, message: EmailMessage) -> int:
+    def send(self, message: EmailMessage, before_attempt: Callable[[], None] | None = None) -> int:
         """Sends ``message`` to its ``To`` addresses, retrying transient failures.
+
+        Args:
+            message: the e-mail.
+            before_attempt: called before every attempt and before every back-off wait (e.g. to renew a
+                delivery claim); whatever it raises stops the send at once (nothing more is sent).
 
         Returns:
             The number of attempts it took (also in ``last_attempts``).
@@ -84,11 +107,15 @@ class Mailer:
             smtplib.SMTPException, OSError: still failing after the retries (retry later).
         """
         self.last_attempts = 0
+        renew = before_attempt or (lambda: None)
         try:
             for attempt in Retrying(stop=stop_after_attempt(self.retry_attempts),
-                                    wait=wait_random_exponential(multiplier=self.retry_initial_s, max=30),
-                                    retry=retry_if_exception(is_transient), reraise=True):
+                                    wait=wait_random_exponential(multiplier=self.retry_initial_s,
+                                                                 max=RETRY_MAX_WAIT_S),
+                                    retry=retry_if_exception(is_transient), reraise=True,
+                                    before_sleep=lambda _state: renew()):
                 with attempt:
+                    renew()
                     self.last_attempts += 1
                     self._send_once(message)
         except (smtplib.SMTPException, OSError) as exc:
@@ -100,13 +127,41 @@ class Mailer:
         return self.last_attempts
 
     def _send_once(self, message: EmailMessage) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-            smtp.ehlo()
-            if self.starttls:
-                smtp.starttls(context=self._context())
+        with smtplib.SMTP(timeout=self.timeout_s) as smtp:  # not connected yet: the watchdog covers that too
+            # The socket timeout bounds each operation; the watchdog bounds the whole attempt (a server that
+            # answers every command just within the timeout would otherwise hold one attempt for minutes).
+            expired = threading.Event()
+
+            def shut() -> None:
+                expired.set()
+                _shut(smtp)
+
+            watchdog = threading.Timer(self.timeout_s, shut)
+            watchdog.daemon = True
+            watchdog.start()
+            try:
+                smtp._host = self.host  # what SMTP(host) sets and starttls() checks the certificate against
+                smtp.connect(self.host, self.port)
+                if expired.is_set():  # the deadline passed while connecting, before there was a socket to shut
+                    raise smtplib.SMTPServerDisconnected(f"no answer within {self.timeout_s:.0f} s")
                 smtp.ehlo()
-            if self.user:
-                smtp.login(self.user, self._password or "")
-            refused = smtp.send_message(message)
+                if self.starttls:
+                    smtp.starttls(context=self._context())
+                    smtp.ehlo()
+                if self.user:
+                    smtp.login(self.user, self._password or "")
+                refused = smtp.send_message(message)
+            finally:
+                watchdog.cancel()
         if refused:  # some recipients refused, others accepted: the message went out; report, never resend
             log.warning("mailer: %d recipient(s) refused by %s:%d", len(refused), self.host, self.port)
+
+
+def _shut(smtp: smtplib.SMTP) -> None:
+    """Ends an attempt that ran past its deadline: the blocked read or write fails at once (OSError)."""
+    sock = getattr(smtp, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

@@ -19,6 +19,11 @@ from vigint import clients, config
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 30.0
+# ``publish_once``'s claim: one publish (at most PUBLISH_TIMEOUT_S) plus a margin. A process killed between the
+# claim and the flag holds up the follow-on for this long at most: the redelivery answers InProgress until the
+# claim lapses, then publishes. (Pub/Sub retries about once a second on the local stack, after 10 s, 20 s, 40 s...
+# in Google Cloud; both well within their dead-letter limits of 100 and 10 attempts.)
+PUBLISH_LEASE_S = PUBLISH_TIMEOUT_S + 15.0
 
 
 def tenant_ref(tenant_id: str):
@@ -223,8 +228,9 @@ def publish_once(ref, flag: str, topic_id: str, tenant_id: str, event_id: str,
 
     The flag (a boolean field on the event document, e.g. ``published.ingested``) is set after the
     publish succeeds, so a crash in between leads to one more publish on redelivery, never to none.
-    Concurrent deliveries are serialised by ``claim``: the one that loses raises ``InProgress`` (and is
-    redelivered by Pub/Sub, when the flag is set). ``ref`` may be any document holding the flag (e.g. a
+    Concurrent deliveries are serialised by ``claim`` (lease ``PUBLISH_LEASE_S``): the one that loses raises
+    ``InProgress`` and is redelivered by Pub/Sub; by then the flag is set, or the claim of a process that died
+    mid-publish has lapsed and the redelivery publishes. ``ref`` may be any document holding the flag (e.g. a
     version 2 message's ``messages/{seq:06d}``); ``extra`` as in ``publish_follow_on``.
 
     Returns:
@@ -235,7 +241,7 @@ def publish_once(ref, flag: str, topic_id: str, tenant_id: str, event_id: str,
         google.api_core.exceptions.GoogleAPICallError: Firestore/Pub/Sub failed (transient).
     """
     name = "publish_" + flag.rsplit(".", 1)[-1]
-    state = claim(ref, name, done_field=flag)
+    state = claim(ref, name, done_field=flag, lease_s=PUBLISH_LEASE_S)
     if state == "done":
         return False
     if state == "busy":

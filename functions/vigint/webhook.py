@@ -11,7 +11,10 @@ Receivers recompute the HMAC, compare in constant time and reject timestamps old
 
 Delivery: ``requests`` with ``VIGINT_WEBHOOK_TIMEOUT_S``; connection errors, 408, 429 and 5xx answers are
 retried by tenacity with jittered exponential back-off (``VIGINT_WEBHOOK_RETRY_*``), each try freshly signed.
-Other 4xx answers are permanent. The secret is never logged.
+Other 4xx answers are permanent. The secret is never logged. ``post(..., before_attempt=)`` is called before
+every POST and every back-off wait (the alert renews its delivery claim there, see
+``vigint.alert.webhook_lease_s``). A POST whose answer is lost (timeout, the process dies) may be repeated: each
+carries the same ``event_id`` in its body, for receivers to fold duplicates.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +37,8 @@ TIMESTAMP_HEADER = "X-Vigint-Timestamp"
 SIGNATURE_HEADER = "X-Vigint-Signature"
 DEFAULT_TOLERANCE_S = 300
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+RETRY_MAX_WAIT_S = 30.0
+"""Longest back-off wait between two POSTs, seconds."""
 
 
 class WebhookError(RuntimeError):
@@ -107,8 +112,13 @@ def payload(*, event: Mapping[str, Any], tenant_id: str, link_url: str | None = 
 
 
 def post(url: str, secret: str, body_obj: Mapping[str, Any], *, timeout_s: float = 10.0, attempts: int = 3,
-         initial_s: float = 1.0, session: requests.Session | None = None) -> Result:
+         initial_s: float = 1.0, session: requests.Session | None = None,
+         before_attempt: Callable[[], None] | None = None) -> Result:
     """POSTs ``body_obj`` as signed JSON, retrying transient failures.
+
+    ``timeout_s`` is ``requests``' timeout (connect, and each wait for bytes of the answer), seconds;
+    ``before_attempt`` is called before every POST and every back-off wait, and whatever it raises stops the
+    delivery at once.
 
     Returns:
         ``Result(status, attempts)`` for a 2xx answer.
@@ -136,11 +146,13 @@ def post(url: str, secret: str, body_obj: Mapping[str, Any], *, timeout_s: float
         raise WebhookError(f"webhook answered {resp.status_code}", resp.status_code,
                            permanent=resp.status_code not in RETRY_STATUS and resp.status_code < 500)
 
+    renew = before_attempt or (lambda: None)
     for attempt in Retrying(stop=stop_after_attempt(max(1, attempts)),
-                            wait=wait_random_exponential(multiplier=initial_s, max=30),
+                            wait=wait_random_exponential(multiplier=initial_s, max=RETRY_MAX_WAIT_S),
                             retry=retry_if_exception(lambda e: isinstance(e, WebhookError) and not e.permanent),
-                            reraise=True):
+                            reraise=True, before_sleep=lambda _state: renew()):
         with attempt:
+            renew()
             status = once()
     log.info("webhook: delivered to %s (HTTP %d, %d attempt(s))", _origin(url), status, tries)
     return Result(status, tries)

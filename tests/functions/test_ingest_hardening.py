@@ -12,6 +12,7 @@ import uuid
 import pytest
 
 from tests.functions.conftest import FIXTURE_START, start_and_join
+from infra.local.stack import DEAD_LETTERS
 
 
 def _drops() -> dict:
@@ -168,10 +169,10 @@ def test_a_message_that_always_fails_transiently_ends_in_the_dead_letter_topic(s
     topic = publisher.topic_path(project, f"test-edge-{uuid.uuid4().hex[:8]}")
     sub = subscriber.subscription_path(project, f"test-edge-push-{uuid.uuid4().hex[:8]}")
     dead_sub = subscriber.subscription_path(project, "edge-events-dead-pull")
-    # The stack's own ingest subscription carries the same policy.
+    # The stack's own ingest subscription dead-letters to the same topic.
     policy = subscriber.get_subscription(request={"subscription": subscriber.subscription_path(project, "ingest-push")})
     assert policy.dead_letter_policy.dead_letter_topic == publisher.topic_path(project, "edge-events-dead")
-    assert policy.dead_letter_policy.max_delivery_attempts == 5
+    assert policy.dead_letter_policy.max_delivery_attempts == DEAD_LETTERS["ingest-push"][1]
     publisher.create_topic(name=topic)
     subscriber.create_subscription(request={
         "name": sub, "topic": topic, "ack_deadline_seconds": 10,
