@@ -17,7 +17,7 @@ Exactly once per recipient: before sending, ``tenants/{t}/events/{e}/deliveries/
 created with ``create()`` (status ``sending``); after the SMTP server accepts the message it becomes ``sent``. A
 failed send becomes ``failed`` and the function raises so Pub/Sub redelivers; the retry claims the ``failed``
 delivery again, revokes the unsent link and sends with a new one. A ``sent`` delivery is never sent again. A
-``sending`` claim is a lease of ``SENDING_LEASE_S`` (45 s: one SMTP attempt, bounded by
+``sending`` claim is a lease of ``SENDING_LEASE_S`` (20 s: one SMTP attempt, bounded by
 ``vigint.mailer.SMTP_TIMEOUT_S``, or one back-off wait, plus a margin), renewed before every attempt and every wait;
 while it holds, another delivery of the same message raises ``vigint.pipeline.InProgress`` (Pub/Sub redelivers it,
 and it is never acknowledged unsent); once it lapses (the sender died mid-send) the next delivery claims it and
@@ -71,7 +71,7 @@ from vigint.mailer import Mailer, PermanentSmtpError
 log = logging.getLogger(__name__)
 
 STAGE = "alert"
-SENDING_MARGIN_S = 15.0
+SENDING_MARGIN_S = 5.0
 # A claim renewed before every SMTP attempt and every back-off wait outlives the longest of either.
 SENDING_LEASE_S = max(smtp.SMTP_TIMEOUT_S, smtp.RETRY_MAX_WAIT_S) + SENDING_MARGIN_S
 

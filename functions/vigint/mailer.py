@@ -28,9 +28,15 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 
 log = logging.getLogger(__name__)
 
-SMTP_TIMEOUT_S = 30.0
-"""Longest one SMTP attempt may take, seconds (the whole conversation; also each socket operation's timeout)."""
-RETRY_MAX_WAIT_S = 30.0
+SMTP_TIMEOUT_S = 15.0
+"""Longest one SMTP attempt may take, seconds (the whole conversation; also each socket operation's timeout).
+
+Far below RFC 5321 section 4.5.3.2's relay-to-relay timeouts (minutes, up to 10 min for the answer to DATA),
+on purpose: we submit to one relay (SendGrid, SES, Workspace's relay), which answers in well under a second,
+and the delivery claim's lease (``vigint.alert.SENDING_LEASE_S``) follows this bound, so a process killed
+mid-send is retried within seconds. A relay slower than this gets the message again with the same
+``Message-ID`` (at-least-once; docs/contracts.md "Delivery guarantees")."""
+RETRY_MAX_WAIT_S = 10.0
 """Longest back-off wait between two attempts, seconds."""
 
 

@@ -18,12 +18,12 @@ from vigint import clients, config
 
 log = logging.getLogger(__name__)
 
-PUBLISH_TIMEOUT_S = 30.0
+PUBLISH_TIMEOUT_S = 10.0
 # ``publish_once``'s claim: one publish (at most PUBLISH_TIMEOUT_S) plus a margin. A process killed between the
 # claim and the flag holds up the follow-on for this long at most: the redelivery answers InProgress until the
 # claim lapses, then publishes. (Pub/Sub retries about once a second on the local stack, after 10 s, 20 s, 40 s...
 # in Google Cloud; both well within their dead-letter limits of 100 and 10 attempts.)
-PUBLISH_LEASE_S = PUBLISH_TIMEOUT_S + 15.0
+PUBLISH_LEASE_S = PUBLISH_TIMEOUT_S + 5.0
 
 
 def tenant_ref(tenant_id: str):

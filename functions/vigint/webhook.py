@@ -37,7 +37,7 @@ TIMESTAMP_HEADER = "X-Vigint-Timestamp"
 SIGNATURE_HEADER = "X-Vigint-Signature"
 DEFAULT_TOLERANCE_S = 300
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-RETRY_MAX_WAIT_S = 30.0
+RETRY_MAX_WAIT_S = 10.0
 """Longest back-off wait between two POSTs, seconds."""
 
 
