@@ -271,3 +271,22 @@ def test_cli_lists_and_revokes_links(fenv, link_app):
         assert r.returncode == 2 and "not found" in r.stderr, args
     r = _cli(fenv.env, "link", "revoke", "--tenant", t)
     assert r.returncode == 2  # --link or --event is required (argparse)
+
+
+def test_the_links_query_has_its_composite_index():
+    """Google Cloud refuses a query without an index the emulator does not need: the listing's (tenant_id ==,
+    event_id ==, order by created_at) must match ``links_by_tenant_event`` in terraform/firestore.tf."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    from vigint import links
+
+    tf = (Path(__file__).resolve().parents[2] / "terraform" / "firestore.tf").read_text()
+    block = re.search(r'resource "google_firestore_index" "links_by_tenant_event" \{(.*?)\n\}', tf, re.S).group(1)
+    assert re.search(r'collection\s*=\s*"links"', block) and re.search(r'query_scope\s*=\s*"COLLECTION"', block)
+    fields = re.findall(r'field_path\s*=\s*"([^"]+)"\s*\n\s*order\s*=\s*"([A-Z]+)"', block)
+    assert fields == [("tenant_id", "ASCENDING"), ("event_id", "ASCENDING"), ("created_at", "ASCENDING")]
+    src = inspect.getsource(links.of_event)
+    assert re.findall(r'FieldFilter\("(\w+)", "=="', src) == ["tenant_id", "event_id"]
+    assert 'order_by("created_at")' in src
