@@ -498,3 +498,50 @@ def test_the_page_renews_segment_urls_before_they_expire(functions_env, stack, t
     from urllib.parse import parse_qs, urlsplit
 
     assert all(parse_qs(urlsplit(u).query)["X-Goog-Expires"] == ["10"] for u in segment_urls)
+
+
+def test_an_old_events_mp4_gets_a_fresh_url_when_its_own_has_run_out(functions_env, stack, tmp_path, vtest_video):
+    """An old (schema version 1) event plays its clip.mp4 straight from a signed URL. With 10-s URLs and the
+    page handed to the browser 11 s after it was made, the <video>'s URL has run out (refused with 403 here,
+    as Cloud Storage would): the page asks state.json for a fresh one and the clip plays."""
+    import time
+
+    from vigint import links
+    from vigint_edge.bench import make_h264
+
+    clip = make_h264(vtest_video, tmp_path / "clip.mp4", size=(320, 240), seconds=4)
+    event = _LiveEvent(f"mp4-{uuid.uuid4().hex[:8]}", "nuc-7", "porch", datetime.now(timezone.utc) - timedelta(seconds=60))
+    event.begin(b"\xff\xd8\xff\xe0 not shown")
+    event.finish(0, clip)
+    event.ref.update({"schema_version": 1, "segment_count": None})
+    token, _, _ = links.create_link(tenant_id=event.tenant_id, event_id=event.event_id, recipient="v@example.com",
+                                    ttl_seconds=3600)
+    order: list[str] = []
+
+    def on_page(route):
+        response = route.fetch()   # the page, with its clip URL signed now...
+        time.sleep(11)             # ...reaches the browser once that URL has run out
+        route.fulfill(response=response)
+
+    def on_clip(route):
+        if _url_expired(route.request.url):
+            order.append("refused")
+            route.fulfill(status=403, body="expired", headers={"Access-Control-Allow-Origin": "*"})
+        else:
+            order.append("clip")
+            route.fulfill(response=route.fetch())
+
+    ttl = {"VIGINT_SEGMENT_URL_TTL_SECONDS": "10", "VIGINT_PLAYBACK_URL_TTL_SECONDS": "10"}
+    with _video_link_server({**stack.function_env, **ttl}) as base, _chromium_page() as page:
+        page.route(f"{base}/v/{token}", on_page)
+        page.route("**/clip.mp4?*", on_clip)
+        assert page.goto(f"{base}/v/{token}", timeout=60000).status == 200
+        wait_for(lambda: page.evaluate("() => true") and "clip" in order, timeout=30,
+                 what="a clip request with a fresh URL")
+        clip_state = "() => { const v = document.getElementById('clip'); return {ready: v.readyState, t: v.currentTime, error: v.error && v.error.code}; }"  # noqa: E501
+        wait_for(lambda: page.evaluate(clip_state)["ready"] >= 1, timeout=20, what="the clip's metadata")
+        page.evaluate("() => { const v = document.getElementById('clip'); v.muted = true; return v.play(); }")
+        wait_for(lambda: page.evaluate(clip_state)["t"] > 0.5, timeout=20, what="the clip to play")
+        error = page.evaluate(clip_state)["error"]
+    assert order[0] == "refused" and "clip" in order, order
+    assert error is None

@@ -307,7 +307,7 @@
     // The MP4 of an old event: when its URL has run out (the <video> fails on its next range request), a
     // fresh one from state.json, at the same position; at most once per 10 s, so a real failure stops.
     var lastRetry = 0;
-    clipVideo.addEventListener("error", function () {
+    function renew() {
       if (expired || Date.now() - lastRetry < 10000) { return; }
       lastRetry = Date.now();
       var at = clipVideo.currentTime, playing = !clipVideo.paused;
@@ -323,7 +323,9 @@
         }, {once: true});
         clipVideo.src = st.clip_url;
       }).catch(function () { /* offline: the next error tries again */ });
-    });
+    }
+    clipVideo.addEventListener("error", renew);
+    if (clipVideo.error) { renew(); }   // it failed before this script ran
   }
 
   function start() {
