@@ -5,6 +5,7 @@ locals {
     "artifactregistry.googleapis.com", # images the function builds produce
     "cloudbuild.googleapis.com",       # builds the functions from source
     "cloudfunctions.googleapis.com",   # 2nd-gen functions
+    "cloudkms.googleapis.com",         # the key that signs evidence export manifests (kms.tf)
     "cloudscheduler.googleapis.com",   # the housekeeping job of the retention function
     "eventarc.googleapis.com",         # required by the Cloud Functions v2 API even for HTTP/push functions
     "firestore.googleapis.com",        # tenants, devices, events, links

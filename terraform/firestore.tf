@@ -121,3 +121,22 @@ resource "google_firestore_field" "ttl_lifecycle" {
   # A TTL field needs no single-field index: keep its write cost down.
   index_config {}
 }
+
+# The tombstones of camera erasures (functions/vigint/retention.py: tenants/{t}/erasures/{camera}): kept the
+# event max age plus a day after the erase, then no message they refuse could pass ingest's age check anyway.
+# (A tenant's deletion tombstone, deleted_tenants/{t}, has no expire_at: its devices' last key versions must
+# outlive any re-creation of the tenant.) The legal-hold queries (held == true, hold_ids
+# array-contains, hold_objects_pending == true, holds by camera_id, deleted_tenants with pending_held > 0)
+# use single-field indexes Firestore keeps by itself; a camera hold's range query uses the camera index above.
+resource "google_firestore_field" "ttl_tombstones" {
+  for_each = toset(["erasures"])
+
+  database   = google_firestore_database.default.name
+  collection = each.value
+  field      = "expire_at"
+
+  ttl_config {}
+
+  # A TTL field needs no single-field index: keep its write cost down.
+  index_config {}
+}

@@ -64,20 +64,22 @@ resource "google_project_iam_member" "analyze_vertex" {
 
 # --- Clips bucket ------------------------------------------------------------------------------------------
 
-# edge_api signs the devices' PUT URLs as itself: the signer must be allowed to create the objects, and to
-# replace them (objectUser = create + get + delete on objects, no bucket or IAM rights): a device that lost
-# the answer to a PUT re-uploads the same object after a restart, and objectCreator alone would 403 that
-# overwrite forever.
+# edge_api signs the devices' PUT URLs as itself: the signer may create objects but not replace them
+# (objectCreator: create only; replacing an object also needs storage.objects.delete). Stored evidence cannot
+# be overwritten through its URLs (which also bind x-goog-if-generation-match: 0, docs/contracts.md): a device
+# that lost the answer to a PUT is told by /v1/uploads that the object is stored (its size and MD5) instead.
 resource "google_storage_bucket_iam_member" "edge_api_creator" {
   bucket = google_storage_bucket.clips.name
-  role   = "roles/storage.objectUser"
+  role   = "roles/storage.objectCreator"
   member = google_service_account.fn["edge_api"].member
 }
 
 # video_link and tenant_api (event detail) sign GET URLs of clips and snapshots (the signer must be able to
-# read them); analyze reads the clip for Gemini; alert reads the snapshot to attach it to the e-mail.
+# read them); analyze reads the clip for Gemini; alert reads the snapshot to attach it to the e-mail; ingest
+# reads the stored objects' metadata to check them against the message; edge_api lists an event's stored
+# objects so it never signs a PUT for one again.
 resource "google_storage_bucket_iam_member" "clip_reader" {
-  for_each = toset(["video_link", "tenant_api", "analyze", "alert"])
+  for_each = toset(["video_link", "tenant_api", "analyze", "alert", "ingest", "edge_api"])
 
   bucket = google_storage_bucket.clips.name
   role   = "roles/storage.objectViewer"
@@ -89,6 +91,25 @@ resource "google_storage_bucket_iam_member" "retention_deleter" {
   bucket = google_storage_bucket.clips.name
   role   = "roles/storage.objectUser"
   member = google_service_account.fn["retention"].member
+}
+
+# Legal hold (functions/vigint/legal_hold.py): tenant_api sets and clears the temporary hold of a held event's
+# objects (https://cloud.google.com/storage/docs/object-holds), which needs storage.objects.update; it lists
+# and reads them to find them. No predefined role has update without create and delete (objectUser has
+# both), so a custom role with exactly these three permissions, bound on the clips bucket only. The retention
+# function, which brings the holds of objects uploaded later up to date, has objectUser already.
+resource "google_project_iam_custom_role" "object_holder" {
+  role_id     = "vigintObjectHolder"
+  title       = "Vigint object holder"
+  description = "List, read and update (temporary hold) objects; no create or delete."
+  permissions = ["storage.objects.get", "storage.objects.list", "storage.objects.update"]
+}
+
+# tenant_api places and releases the Cloud Storage holds of legal holds (custom role above).
+resource "google_storage_bucket_iam_member" "tenant_api_object_holder" {
+  bucket = google_storage_bucket.clips.name
+  role   = google_project_iam_custom_role.object_holder.name
+  member = google_service_account.fn["tenant_api"].member
 }
 
 # --- Signing and token minting (IAM Credentials API) -------------------------------------------------------

@@ -4,6 +4,7 @@
 #   pubsub.tf     the three pipeline topics, their dead-letter topics and push subscriptions
 #   firestore.tf  the database, its composite indexes and TTL policies
 #   secrets.tf    Secret Manager secrets (values are added out of band, never through Terraform)
+#   kms.tf        the Cloud KMS key that signs evidence export manifests
 #   iam.tf        one service account per function, each role with the reason it is needed
 #   functions.tf  the 2nd-gen Cloud Functions (one per entry point of functions/main.py)
 #   scheduler.tf  the housekeeping job of the retention function
@@ -165,6 +166,7 @@ locals {
     VIGINT_WEBHOOK_TIMEOUT_S          = tostring(var.retries.webhook_timeout_s)
     VIGINT_WEBHOOK_RETRY_ATTEMPTS     = tostring(var.retries.webhook_attempts)
     VIGINT_WEBHOOK_RETRY_INITIAL_S    = tostring(var.retries.webhook_initial_s)
+    VIGINT_EXPORT_KMS_KEY             = local.export_key_version # signs evidence exports (kms.tf)
   }
 
   # (function, secret) pairs, for the secretAccessor bindings in iam.tf.

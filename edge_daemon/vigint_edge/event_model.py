@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -100,6 +101,8 @@ UtcDatetime = Annotated[
 ]
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
 Sha256Hex = Annotated[str, Field(pattern=SHA256_PATTERN)]
+# Base64 of the 16-byte MD5, as Cloud Storage's ``md5Hash`` and ``Content-MD5`` spell it (RFC 1864).
+Md5Base64 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{22}==$")]
 Label = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$")]
 
 
@@ -148,7 +151,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ClipRef(_Strict):
+class _ObjectRef(_Strict):
+    """A stored file's reference. ``md5`` (base64 MD5, set by the deliverer once it uploaded the file; the cloud
+    compares it with the stored object's ``md5Hash``) is left out of the JSON while None, so messages of a file
+    uploaded before it existed keep their bytes."""
+
+    md5: Md5Base64 | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_md5(self, handler):
+        data = handler(self)
+        if isinstance(data, dict) and data.get("md5") is None:
+            data.pop("md5", None)
+        return data
+
+
+class ClipRef(_ObjectRef):
     """Where the event clip lives and what it is (H.264 mp4, faststart).
 
     Attributes:
@@ -187,7 +205,7 @@ class ClipRef(_Strict):
         )
 
 
-class SnapshotRef(_Strict):
+class SnapshotRef(_ObjectRef):
     """Where the event snapshot lives.
 
     Attributes:
@@ -279,7 +297,7 @@ class EdgeEvent(_Strict):
         return self.model_dump_json().encode("utf-8")
 
 
-class SegmentRef(_Strict):
+class SegmentRef(_ObjectRef):
     """One HLS media segment of an event (MPEG-TS, H.264, starting at a keyframe).
 
     Attributes:

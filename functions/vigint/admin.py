@@ -11,14 +11,21 @@ Usage::
     python -m vigint.admin apikey create --tenant demo --role admin --name "Alice"
     python -m vigint.admin link list --tenant demo --event evt_...
     python -m vigint.admin link revoke --tenant demo (--link LINK_ID | --event evt_...) [--by "Alice"]
+    python -m vigint.admin hold event --tenant demo --event EVENT_ID --reason "case 42" [--by NAME]
+    python -m vigint.admin hold release --tenant demo --event EVENT_ID [--by NAME]
+    python -m vigint.admin hold release --tenant demo --camera CAMERA_ID --hold HOLD_ID [--by NAME]
+    python -m vigint.admin verify-export FILE [--public-key PEM_FILE]
 
 Reads the same environment as the functions (``GOOGLE_CLOUD_PROJECT``, ``VIGINT_DEVICE_KEY_SECRET``,
 ``FIRESTORE_EMULATOR_HOST`` locally). ``device create``/``rotate`` print the device secret once: store it
 on the device (file mode 0600 or a systemd credential). ``apikey create`` prints the tenant API key once
 (``{"key": "vgk_...", "key_id", ...}``): hand it to its user. ``link list`` prints an event's video links (as
 ``GET /v1/events/{id}/links``); ``link revoke`` revokes one or all of them (as the tenant API's revoke routes,
-audit actor ``{"kind": "cli", "name": --by or $USER}``). Exit status 2 on bad input or conflicts (an unknown
-event or link: ``error: ... not found``).
+audit actor ``{"kind": "cli", "name": --by or $USER}``; an unknown event or link: ``error: ... not found``).
+``hold`` places and releases legal holds (``vigint.legal_hold``), also for a deleted tenant whose held
+evidence was kept (its API keys are gone); each is an audit entry with actor ``cli``. ``verify-export`` checks
+an evidence package offline (no configuration needed): exit 0 if it verifies, 1 with each problem on stderr
+otherwise. Exit status 2 on bad input or conflicts.
 """
 
 from __future__ import annotations
@@ -67,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     ec.add_argument("--id", required=True, help="device id the box will get")
     ec.add_argument("--name", default="")
     ec.add_argument("--ttl-seconds", type=int, default=900)
+
+    _hold_parser(sub)
+    ve = sub.add_parser("verify-export", help="check an evidence package offline (signature and every hash)")
+    ve.add_argument("file")
+    ve.add_argument("--public-key", help="PEM file of the tenant's export key (GET /v1/export-key)")
 
     apikey = sub.add_parser("apikey").add_subparsers(dest="action", required=True)
     ak = apikey.add_parser("create", help="create a tenant API key (printed once)")
@@ -134,6 +146,63 @@ def _link_command(args) -> dict:
     return {"event_id": args.event, "revoked": revoked, "links": out}
 
 
+def _hold_parser(sub) -> None:
+    hold = sub.add_parser("hold", help="legal holds").add_subparsers(dest="action", required=True)
+    he = hold.add_parser("event", help="place an event under legal hold")
+    he.add_argument("--tenant", required=True)
+    he.add_argument("--event", required=True)
+    he.add_argument("--reason", required=True)
+    he.add_argument("--by", default="operator", help="who asked (audit trail)")
+    hr = hold.add_parser("release", help="release an event's hold, or a camera hold (--camera and --hold)")
+    hr.add_argument("--tenant", required=True)
+    hr.add_argument("--event")
+    hr.add_argument("--camera")
+    hr.add_argument("--hold")
+    hr.add_argument("--by", default="operator", help="who asked (audit trail)")
+
+
+def _hold_command(args) -> dict:
+    """``hold event`` / ``hold release``: the hold record as JSON-ready values."""
+    from vigint import legal_hold
+
+    actor = {"kind": "cli", "id": "", "name": str(args.by)[:100]}
+    try:
+        if args.action == "event":
+            out = legal_hold.hold_event(args.tenant, args.event, reason=args.reason, actor=actor)
+        elif args.event and not (args.camera or args.hold):
+            out = legal_hold.release_event(args.tenant, args.event, actor=actor)
+        elif args.camera and args.hold and not args.event:
+            out = legal_hold.release_camera(args.tenant, args.camera, args.hold, actor=actor)
+        else:
+            raise provisioning.ProvisioningError("give --event, or --camera and --hold")
+    except legal_hold.HoldError as exc:
+        raise provisioning.ProvisioningError(str(exc)) from None
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in out.items()}
+
+
+def verify_export(path: str, public_key_file: str | None) -> int:
+    """``verify-export``: prints ``{"ok", "problems", "event_id", "export_id", "files", "key_id"}``; returns 0
+    when the package verifies, 1 otherwise (each problem also on stderr)."""
+    from vigint import evidence_export
+
+    pem = None
+    if public_key_file:
+        try:
+            with open(public_key_file, encoding="ascii") as f:
+                pem = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read {public_key_file}: {exc}", file=sys.stderr)
+            return 2
+    problems, manifest = evidence_export.verify(path, pem)
+    manifest = manifest or {}
+    print(json.dumps({"ok": not problems, "problems": problems, "event_id": manifest.get("event_id"),
+                      "export_id": manifest.get("export_id"), "files": len(manifest.get("files") or []),
+                      "key_id": (manifest.get("signature") or {}).get("key_id"), "note": manifest.get("note")}))
+    for p in problems:
+        print(f"FAILED: {p}", file=sys.stderr)
+    return 0 if not problems else 1
+
+
 def _jsonable(doc: dict) -> dict:
     return {k: (_jsonable(v) if isinstance(v, dict) else v) for k, v in doc.items() if v is not fs.SERVER_TIMESTAMP}
 
@@ -142,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status (0 ok, 2 bad input/conflict, 1 configuration error)."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     args = _parser().parse_args(argv)
+    if args.what == "verify-export":
+        return verify_export(args.file, args.public_key)
     try:
         if args.what == "link":
             out = _link_command(args)
@@ -162,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 normal_context=args.normal_context,
             )
             out = {"tenant_id": args.id, **_jsonable(doc)}
+        elif args.what == "hold":
+            out = _hold_command(args)
         elif args.what == "apikey":
             out = provisioning.create_api_key(args.tenant, args.role, args.name)
             out["created_at"] = out["created_at"].isoformat()

@@ -603,6 +603,7 @@ def build_message(*, event: Mapping[str, Any], tenant: Mapping[str, Any], recipi
     template = "health_email" if health else "alert_email"
     ctx["condition"] = ", ".join(event.get("labels") or []) or "unspecified"
     ctx.update(_lifecycle_context(event, tenant, escalation, composed_at))
+    ctx["integrity_words"] = render.integrity_words(event)
     msg = EmailMessage()
     subject = f"[Vigint] {'Camera health' if health else ctx['threat_word']}: {ctx['title']}"
     if escalation:
@@ -611,6 +612,8 @@ def build_message(*, event: Mapping[str, Any], tenant: Mapping[str, Any], recipi
         subject += " (analysis unavailable)"
     if ctx["late_words"]:
         subject += " (late)"
+    if ctx["integrity_words"]:
+        subject += " (evidence check failed)"
     msg["Subject"] = subject
     msg["From"] = s.mail_from
     msg["To"] = recipient

@@ -62,7 +62,10 @@ def record(tenant_id: str, *, actor: Mapping[str, str], action: str, target_kind
 
 
 def entries(tenant_id: str, *, limit: int = 100) -> list[dict]:
-    """The newest ``limit`` entries of the tenant, newest first, each with its ``id``."""
+    """The newest ``limit`` entries of the tenant, newest first (by ``at``, then id), each with its ``id``.
+
+    Ordered on ``at`` (its automatic single-field index; ties go by document id in the same direction), not
+    on ``__name__`` alone: the Firestore emulator refuses descending key scans."""
     col = pipeline.tenant_ref(tenant_id).collection("audit")
-    docs = col.order_by("__name__", direction="DESCENDING").limit(limit).stream()
+    docs = col.order_by("at", direction="DESCENDING").limit(limit).stream()
     return [{"id": d.id, **(d.to_dict() or {})} for d in docs]

@@ -84,6 +84,13 @@ class Settings(BaseModel):
         "(the page fetches the playlist again well before they expire); bounds how long a revoked link's "
         "segments keep playing"))
 
+    export_kms_key: str | None = Field(default=None, description=(
+        "VIGINT_EXPORT_KMS_KEY: Cloud KMS key version (projects/.../cryptoKeys/K/cryptoKeyVersions/N, "
+        "EC_SIGN_P256_SHA256) that signs evidence export manifests (Google Cloud)"))
+    export_signing_key_file: str | None = Field(default=None, description=(
+        "VIGINT_EXPORT_SIGNING_KEY_FILE: PEM file of the ECDSA P-256 private key that signs evidence export "
+        "manifests where there is no KMS key (the local stack generates one)"))
+
     @field_validator("public_base_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
@@ -140,6 +147,8 @@ ENV = {
     "VIGINT_STALE_HEARTBEAT_INTERVALS": "stale_heartbeat_intervals",
     "VIGINT_LATE_ALERT_SECONDS": "late_alert_seconds",
     "VIGINT_SEGMENT_URL_TTL_SECONDS": "segment_url_ttl_seconds",
+    "VIGINT_EXPORT_KMS_KEY": "export_kms_key",
+    "VIGINT_EXPORT_SIGNING_KEY_FILE": "export_signing_key_file",
 }
 
 

@@ -2,7 +2,10 @@
 
 Routes (all POST, JSON):
 
-* ``/v1/uploads``: V4 signed PUT URLs for an event's clip and snapshot, under the device's own prefix.
+* ``/v1/uploads``: V4 signed PUT URLs for an event's clip and snapshot, under the device's own prefix; each
+  binds ``x-goog-if-generation-match: 0`` (create only, never replace), the declared size
+  (``x-goog-content-length-range``) and, when declared, the MD5 (``Content-MD5``): ``upload_headers``. Files
+  already stored are not signed again but listed under ``stored`` with their size and hashes.
 * ``/v1/publish-credentials``: how the device may publish to ``edge-events`` (emulator mode locally, or a
   short-lived access token of the publish-only service account minted through IAM Credentials).
 * ``/v1/heartbeat``: records ``last_heartbeat_at`` (and the reported state) on the device; answers the
@@ -26,13 +29,15 @@ import json
 import logging
 import re
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol
 
 from google.cloud import firestore as fs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from vigint import clients, commands, config, device_keys, storage
-from vigint.schema import EVENT_FILES, EVENT_ID_PATTERN, SLUG_PATTERN, event_file_rule, event_prefix
+from vigint import bodies, clients, commands, config, device_keys, storage
+from vigint.schema import (EVENT_FILES, EVENT_ID_PATTERN, MD5_BASE64_PATTERN, SLUG_PATTERN, event_file_rule,
+                           event_prefix, matches)
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +106,13 @@ class _Body(BaseModel):
 
 
 class UploadFile(_Body):
+    """One file of ``POST /v1/uploads``: ``md5`` (base64 MD5 of the file) is optional for now, so devices
+    that predate it still upload; with it the URL binds ``Content-MD5`` and Cloud Storage refuses other bytes."""
+
     name: str = Field(max_length=64)
     content_type: str = Field(max_length=100)
     bytes: int = Field(ge=0)
+    md5: str | None = Field(default=None, pattern=MD5_BASE64_PATTERN)
 
 
 class UploadsRequest(_Body):
@@ -149,27 +158,54 @@ def authenticate(headers: Mapping[str, str]):
 
     Returns:
         The device's Firestore ``DocumentReference`` if the tenant and device exist, the device is active
-        and the secret matches its current key version; None otherwise (the caller answers 401).
+        and the secret matches its current key version, and the tenant was not deleted since (a tombstone
+        ``deleted_tenants/{t}``, ``vigint.retention``: a device still listed while the deletion runs, or one
+        at a key version the deleted tenant's device of that id already had, is refused); None otherwise (the
+        caller answers 401). The device and the tombstone are read together (one ``get_all``).
     """
     auth = headers.get("Authorization", "")
     tenant_id = headers.get("X-Vigint-Tenant", "")
     device_id = headers.get("X-Vigint-Device", "")
     presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
     master = config.settings().device_key_secret.get_secret_value()
-    ids_ok = bool(re.match(SLUG_PATTERN, tenant_id) and re.match(SLUG_PATTERN, device_id))
+    ids_ok = matches(SLUG_PATTERN, tenant_id) and matches(SLUG_PATTERN, device_id)
     ref, data = None, None
+    tomb = None
     if ids_ok:
+        from vigint import retention
+
         ref = clients.firestore().collection("tenants").document(tenant_id).collection("devices").document(device_id)
-        snap = ref.get()
-        data = snap.to_dict() if snap.exists else None
+        tomb_ref = retention.deleted_tenant_ref(tenant_id)
+        snaps = {snap.reference.path: snap for snap in clients.firestore().get_all([ref, tomb_ref])}
+        snap = snaps.get(ref.path)
+        data = snap.to_dict() if snap is not None and snap.exists else None
+        t_snap = snaps.get(tomb_ref.path)
+        tomb = t_snap.to_dict() if t_snap is not None and t_snap.exists else None
     key_version = int((data or {}).get("key_version") or 1)
     # Always derive and compare, so unknown devices cost the same as known ones.
     expected = device_keys.derive_secret(master, tenant_id, device_id, key_version)
     secret_ok = device_keys.secrets_equal(presented, expected) and bool(presented)
-    if data is None or data.get("status") != "active" or not secret_ok:
+    if data is None or data.get("status") != "active" or not secret_ok or _of_deleted_tenant(data, tomb, device_id):
         log.info("edge_api: unauthorized request (tenant=%r device=%r)", tenant_id[:63], device_id[:63])
         return None
     return ref
+
+
+def _of_deleted_tenant(device: dict, tomb: dict | None, device_id: str) -> bool:
+    """True if ``device`` belongs to the deleted tenant of the tombstone ``tomb``: created before its deletion,
+    or at a key version at or below the one recorded for that device id (its old secret)."""
+    if not tomb:
+        return False
+    from vigint import pipeline
+
+    deleted_at = pipeline.as_utc(tomb.get("deleted_at"))
+    created = pipeline.as_utc(device.get("created_at"))
+    if deleted_at is not None and (created is None or created <= deleted_at):
+        return True
+    try:
+        return int(device.get("key_version") or 1) <= int((tomb.get("key_versions") or {}).get(device_id) or 0)
+    except (TypeError, ValueError):
+        return True
 
 
 def handle(*, method: str, path: str, headers: Mapping[str, str], body: bytes,
@@ -200,14 +236,13 @@ def handle(*, method: str, path: str, headers: Mapping[str, str], body: bytes,
     device = None if route is _enroll else authenticate(headers)
     if device is None and route is not _enroll:
         return _UNAUTHORIZED
-    if len(body) > (MAX_RESULT_BODY_BYTES if route is _command_result else MAX_BODY_BYTES):
-        return {"error": "request body too large"}, 413, {}
     try:
-        payload = json.loads(body or b"{}")
-        if not isinstance(payload, dict):
-            raise ValueError("body must be a JSON object")
-    except ValueError as exc:
-        return {"error": f"body is not a JSON object: {exc}", "field": None}, 400, {}
+        payload = bodies.parse_json_object(
+            body or b"{}", max_bytes=MAX_RESULT_BODY_BYTES if route is _command_result else MAX_BODY_BYTES)
+    except bodies.BodyError as exc:
+        if exc.reason == "too_large":
+            return {"error": "request body too large", "field": "body"}, 413, {}
+        return {"error": f"body is not a JSON object: {exc.message}", "field": "body"}, 400, {}
     try:
         return route(device=device, payload=payload, token_minter=token_minter,
                      now=now or dt.datetime.now(dt.timezone.utc), **params)
@@ -244,13 +279,48 @@ def _uploads(*, device, payload: dict, now: dt.datetime, **_) -> JsonResponse:
         if f.bytes > limit:
             raise _BadRequest(413, f"{f.name} is larger than {limit} bytes", f"files.{i}.bytes")
     ttl = config.settings().upload_url_ttl_seconds
-    for f in req.files:
+    # What is already stored under the event's prefix (one objects.list), looked up while the URLs are signed:
+    # a stored object is never handed out again, so no URL of ours can replace evidence.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stored_future = pool.submit(storage.stored_objects, prefix)
+        signed = [(f, *storage.signed_url(prefix + f.name, method="PUT", ttl_seconds=ttl,
+                                          content_type=f.content_type, headers=upload_headers(f), now=now))
+                  for f in req.files]
+        stored_now = stored_future.result()
+    stored = []
+    for f, url, expires_at in signed:
         obj = prefix + f.name
-        url, expires_at = storage.signed_url(obj, method="PUT", ttl_seconds=ttl, content_type=f.content_type, now=now)
+        if (info := stored_now.get(obj)) is not None:
+            stored.append({"name": f.name, "object": obj, "bytes": info.size, "md5": info.md5,
+                           "crc32c": info.crc32c})
+            continue
         uploads.append({"name": f.name, "object": obj, "url": url, "method": "PUT",
-                        "headers": {"Content-Type": f.content_type}, "expires_at": _rfc3339(expires_at)})
-    log.info("edge_api: %d upload URLs for %s", len(uploads), prefix)
-    return {"uploads": uploads}, 200, {}
+                        "headers": {"Content-Type": f.content_type, **upload_headers(f)},
+                        "expires_at": _rfc3339(expires_at)})
+    log.info("edge_api: %d upload URLs for %s (%d already stored)", len(uploads), prefix, len(stored))
+    return {"uploads": uploads, "stored": stored}, 200, {}
+
+
+def upload_headers(f: UploadFile) -> dict[str, str]:
+    """The headers bound into a file's signed PUT URL besides ``Content-Type`` (the device must send them).
+
+    * ``x-goog-if-generation-match: 0``: Cloud Storage refuses the PUT with ``412 Precondition Failed`` if
+      the object exists, so a URL can create the object but never replace it
+      (https://cloud.google.com/storage/docs/request-preconditions,
+      https://cloud.google.com/storage/docs/xml-api/reference-headers#xgoogifgenerationmatch).
+    * ``x-goog-content-length-range: N,N`` with N the declared bytes: any other size is refused with 400
+      (https://cloud.google.com/storage/docs/xml-api/reference-headers#xgoogcontentlengthrange); N is at most
+      the file's limit (``event_file_rule``), checked before signing.
+    * ``Content-MD5`` when the device declared ``md5``: Cloud Storage refuses bytes of another MD5 with
+      ``400 BadDigest`` (https://cloud.google.com/storage/docs/xml-api/reference-headers#contentmd5).
+
+    Returns:
+        Header name -> value.
+    """
+    headers = {"x-goog-if-generation-match": "0", "x-goog-content-length-range": f"{f.bytes},{f.bytes}"}
+    if f.md5 is not None:
+        headers["Content-MD5"] = f.md5
+    return headers
 
 
 def _publish_credentials(*, device, token_minter: TokenMinter | None, **_) -> JsonResponse:
@@ -274,6 +344,12 @@ def _publish_credentials(*, device, token_minter: TokenMinter | None, **_) -> Js
 def _heartbeat(*, device, payload: dict, now: dt.datetime, **_) -> JsonResponse:
     req = _validate(HeartbeatRequest, payload)
     state = req.model_dump()
+    # Stored as-is in the map ``last_heartbeat``: every value must be one Firestore can store.
+    for name in ("cameras", "spool"):
+        try:
+            bodies.check_firestore_value(state[name], name, depth=1)
+        except bodies.BodyError as exc:
+            raise _BadRequest(400, str(exc), exc.field) from None
     if len(json.dumps(state, default=str)) > 32 * 1024:
         raise _BadRequest(413, "heartbeat state larger than 32 KiB", None)
     device.update({"last_heartbeat_at": fs.SERVER_TIMESTAMP, "last_heartbeat": state})

@@ -99,15 +99,18 @@ def create_device(tenant_id: str, device_id: str, name: str = "") -> dict:
     tenant = db.collection("tenants").document(tenant_id)
     if not tenant.get().exists:
         raise ProvisioningError(f"tenant {tenant_id} does not exist")
+    from vigint import retention
+
+    first = retention.first_key_version(tenant_id, device_id)  # above a deleted tenant's device of this id
     try:
         tenant.collection("devices").document(device_id).create(
-            {"name": name or device_id, "status": "active", "key_version": 1,
+            {"name": name or device_id, "status": "active", "key_version": first,
              "created_at": fs.SERVER_TIMESTAMP, "last_heartbeat_at": None}
         )
     except gexc.AlreadyExists:
         raise ProvisioningError(f"device {tenant_id}/{device_id} already exists") from None
     log.info("device created: %s/%s", tenant_id, device_id)
-    return credentials(tenant_id, device_id, 1)
+    return credentials(tenant_id, device_id, first)
 
 
 def rotate_device_key(tenant_id: str, device_id: str) -> dict:
@@ -223,6 +226,7 @@ def redeem_enrollment_code(code: str, now: dt.datetime | None = None) -> dict | 
     now = now or dt.datetime.now(dt.timezone.utc)
     db = clients.firestore()
     code_ref = db.collection(ENROLLMENT_COLLECTION).document(enrollment_code_id(norm))
+    from vigint import retention
 
     @fs.transactional
     def _redeem(tx) -> tuple[str, str] | None:
@@ -235,17 +239,18 @@ def redeem_enrollment_code(code: str, now: dt.datetime | None = None) -> dict | 
         dev_ref = db.collection("tenants").document(rec["tenant_id"]).collection("devices").document(rec["device_id"])
         if dev_ref.get(transaction=tx).exists:
             return None
-        tx.create(dev_ref, {"name": rec.get("name") or rec["device_id"], "status": "active", "key_version": 1,
+        first = retention.first_key_version(rec["tenant_id"], rec["device_id"])  # above a deleted tenant's device
+        tx.create(dev_ref, {"name": rec.get("name") or rec["device_id"], "status": "active", "key_version": first,
                             "created_at": now, "last_heartbeat_at": None, "enrolled_at": now})
         tx.update(code_ref, {"used_at": now})
-        return rec["tenant_id"], rec["device_id"]
+        return rec["tenant_id"], rec["device_id"], first
 
     got = _redeem(db.transaction())
     if got is None:
         log.info("enrollment: code refused (unknown, used or expired)")
         return None
-    log.info("device enrolled: %s/%s", *got)
-    return credentials(got[0], got[1], 1)
+    log.info("device enrolled: %s/%s", got[0], got[1])
+    return credentials(*got)
 
 
 # ---- API keys of the tenant API --------------------------------------------------------------------

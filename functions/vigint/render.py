@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,23 @@ def local_and_utc_words(t: dt.datetime | None, timezone: str | None) -> str:
     utc = t.astimezone(dt.timezone.utc)
     utc_part = f"{utc:%H:%M:%S} UTC" if utc.date() == local.date() else f"{utc.day} {utc:%B}, {utc:%H:%M:%S} UTC"
     return f"{local:%A} {local.day} {local:%B %Y}, {local:%H:%M:%S} {local.tzname()} ({utc_part})"
+
+
+_PROBLEM_WORDS = {"missing": "not stored", "size": "another size", "md5": "other bytes: MD5 differs"}
+
+
+def integrity_words(event: Mapping) -> str:
+    """One sentence on an event whose stored objects differ from what its messages claim (ingest's
+    ``integrity``, status ``mismatch``), e.g. ``"2 stored files differ from what the device recorded:
+    clip.mp4 (other bytes: MD5 differs), snapshot.jpg (not stored)"``; "" when every object matched or
+    nothing was checked. The alert e-mail and the link page show it."""
+    integrity = event.get("integrity") or {}
+    if integrity.get("status") != "mismatch":
+        return ""
+    objects = [o for o in integrity.get("objects") or [] if isinstance(o, Mapping)]
+    count = int(integrity.get("mismatches") or len(objects))
+    named = ", ".join(f"{str(o.get('object', '')).rsplit('/events/', 1)[-1].split('/', 1)[-1]} "
+                      f"({_PROBLEM_WORDS.get(o.get('problem'), o.get('problem'))})" for o in objects[:5])
+    more = f" and {count - 5} more" if count > 5 else ""
+    return (f"{count} stored file{'s' if count != 1 else ''} differ{'s' if count == 1 else ''} from what the "
+            f"device recorded: {named}{more}")

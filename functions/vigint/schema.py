@@ -16,9 +16,22 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+# Identifiers become Firestore document ids, which must not be "." or ".." nor match "__.*__" (reserved:
+# https://firebase.google.com/docs/firestore/quotas#collections_documents_and_fields). A slug cannot: it starts
+# with a letter or digit and has no "_" or ".".
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
-EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+# 8..64 of [A-Za-z0-9_-], except those starting with "__" and ending with "__": one of the first two or of the last
+# two characters is not "_". Written without look-ahead so that pydantic's regex engine, Python's re and the
+# OpenAPI document's ECMA-262 readers all take it.
+_ID_CHAR, _ID_NOT_UNDERSCORE = "[A-Za-z0-9_-]", "[A-Za-z0-9-]"
+EVENT_ID_PATTERN = (
+    rf"^(?:{_ID_NOT_UNDERSCORE}{_ID_CHAR}{{7,63}}|{_ID_CHAR}{_ID_NOT_UNDERSCORE}{_ID_CHAR}{{6,62}}"
+    rf"|{_ID_CHAR}{{6,62}}{_ID_NOT_UNDERSCORE}{_ID_CHAR}|{_ID_CHAR}{{7,63}}{_ID_NOT_UNDERSCORE})$"
+)
+INT64_MAX = 2 ** 63 - 1  # Firestore integers are signed 64-bit
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+# Base64 of a 16-byte MD5 digest, as Cloud Storage's ``md5Hash`` and ``Content-MD5`` spell it (RFC 1864).
+MD5_BASE64_PATTERN = r"^[A-Za-z0-9+/]{22}==$"
 # Allowed files of one event: name -> (content type, size limit in bytes). Limits from docs/contracts.md.
 EVENT_FILES: dict[str, tuple[str, int]] = {
     "clip.mp4": ("video/mp4", 512 * 1024 * 1024),
@@ -30,6 +43,12 @@ SEGMENT_NAME_PATTERN = r"^segments/[0-9]{5}\.ts$"
 SNAPSHOT_NAME_PATTERN = r"^snapshots/[0-9]{5}\.jpg$"
 SEGMENT_CONTENT_TYPE = "video/mp2t"
 MAX_SEGMENT_BYTES = 32 * 1024 * 1024
+
+
+def matches(pattern: str, value: object) -> bool:
+    """True if ``value`` is a string matching ``pattern`` as a whole (``re.fullmatch``: unlike ``re.match``
+    with ``$``, a trailing newline does not pass)."""
+    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
 
 
 def event_file_rule(name: str) -> tuple[str, int] | None:
@@ -68,7 +87,8 @@ def event_prefix(tenant_id: str, device_id: str, event_id: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # No NaN or infinities (JSON has none; pydantic's parser would take NaN, Infinity and 1e999).
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class Detection(_Strict):
@@ -94,8 +114,9 @@ class Clip(_Strict):
     content_type: Literal["video/mp4"]
     bytes: int = Field(ge=0, le=EVENT_FILES["clip.mp4"][1])
     sha256: str = Field(pattern=SHA256_PATTERN)
+    md5: str | None = Field(default=None, pattern=MD5_BASE64_PATTERN)  # base64 MD5; ingest compares md5Hash
     duration_s: float = Field(ge=0.0)
-    frames: int = Field(ge=0)
+    frames: int = Field(ge=0, le=INT64_MAX)
     width: int = Field(gt=0, le=16384)
     height: int = Field(gt=0, le=16384)
     fps: float = Field(gt=0.0, le=1000.0)
@@ -108,6 +129,7 @@ class Snapshot(_Strict):
     content_type: Literal["image/jpeg"]
     bytes: int = Field(ge=0, le=EVENT_FILES["snapshot.jpg"][1])
     sha256: str = Field(pattern=SHA256_PATTERN)
+    md5: str | None = Field(default=None, pattern=MD5_BASE64_PATTERN)  # base64 MD5; ingest compares md5Hash
     time: UtcTime
 
 
@@ -135,7 +157,7 @@ class _EventMessage(_Strict):
     start_time: UtcTime
     end_time: UtcTime
     top_score: Score
-    max_count: Annotated[dict[Label, Annotated[int, Field(ge=0)]], Field(max_length=100)]
+    max_count: Annotated[dict[Label, Annotated[int, Field(ge=0, le=INT64_MAX)]], Field(max_length=100)]
     detections: Annotated[list[Detection], Field(max_length=50)]
     zones: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=50)]
     clip: Clip | None = None
@@ -212,6 +234,7 @@ class Segment(_Strict):
     content_type: Literal["video/mp2t"]
     bytes: int = Field(ge=0, le=MAX_SEGMENT_BYTES)
     sha256: str = Field(pattern=SHA256_PATTERN)
+    md5: str | None = Field(default=None, pattern=MD5_BASE64_PATTERN)  # base64 MD5; ingest compares md5Hash
     start_s: float = Field(ge=0.0)
     duration_s: float = Field(gt=0.0, le=600.0)
 

@@ -17,6 +17,9 @@ import datetime as dt
 import logging
 import os
 import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from vigint import clients, config
@@ -80,7 +83,8 @@ def _blob(object_name: str):
 
 
 def signed_url(object_name: str, *, method: str, ttl_seconds: int, content_type: str | None = None,
-               now: dt.datetime | None = None, response_disposition: str | None = None) -> tuple[str, dt.datetime]:
+               now: dt.datetime | None = None, response_disposition: str | None = None,
+               headers: Mapping[str, str] | None = None) -> tuple[str, dt.datetime]:
     """A V4 signed URL for one object of the clips bucket.
 
     Args:
@@ -91,6 +95,9 @@ def signed_url(object_name: str, *, method: str, ttl_seconds: int, content_type:
         now: signing time (UTC); default the current time.
         response_disposition: for GET, the ``Content-Disposition`` the bucket answers with (signed query
             parameter ``response-content-disposition``), e.g. ``attachment; filename="clip.mp4"``.
+        headers: more request headers bound into the signature (``X-Goog-SignedHeaders``): the client must
+            send each with exactly this value, e.g. ``Content-MD5``, ``x-goog-content-length-range``,
+            ``x-goog-if-generation-match`` (https://cloud.google.com/storage/docs/xml-api/reference-headers).
 
     Returns:
         ``(url, expires_at)``; ``expires_at`` is a UTC datetime.
@@ -107,10 +114,87 @@ def signed_url(object_name: str, *, method: str, ttl_seconds: int, content_type:
         expiration=dt.timedelta(seconds=ttl_seconds),
         content_type=content_type,
         response_disposition=response_disposition,
+        headers=dict(headers) if headers else None,
         api_access_endpoint=s.storage_endpoint,
         **_signing_kwargs(),
     )
     return url, expires_at.replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What Cloud Storage says of one stored object (its metadata; no bytes read).
+
+    Attributes:
+        name: object name.
+        size: bytes.
+        md5: base64 MD5 of the bytes (``md5Hash``), None for composite objects.
+        crc32c: base64 big-endian CRC32C (``crc32c``).
+        generation: the object's generation.
+    """
+
+    name: str
+    size: int
+    md5: str | None
+    crc32c: str | None
+    generation: int | None
+
+
+def _info(blob) -> ObjectInfo:
+    return ObjectInfo(name=blob.name, size=int(blob.size or 0), md5=blob.md5_hash, crc32c=blob.crc32c,
+                      generation=int(blob.generation) if blob.generation is not None else None)
+
+
+# Metadata GETs of one call run side by side, at most this many at once (one message brings a snapshot, a few
+# segments and at most one clip; an end message up to MAX_UPLOAD_FILES files).
+METADATA_CONCURRENCY = 8
+# One metadata GET: at most 10 s per attempt and 20 s of the client's retries in all (its default is 120 s),
+# then the error goes to the caller (ingest raises: Pub/Sub redelivers) instead of holding the message.
+METADATA_TIMEOUT_S = 10.0
+METADATA_RETRY_S = 20.0
+
+
+def object_metadata(object_names: Iterable[str]) -> dict[str, ObjectInfo | None]:
+    """The metadata of several objects: one ``objects.get`` each, run concurrently.
+
+    Args:
+        object_names: object paths inside ``VIGINT_BUCKET``.
+
+    Returns:
+        Object name -> ``ObjectInfo``, or None for an object that does not exist.
+
+    Raises:
+        google.api_core.exceptions.GoogleAPICallError: Cloud Storage failed (other than 404): transient.
+    """
+    names = list(dict.fromkeys(object_names))
+    if not names:
+        return {}
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    bucket = clients.storage().bucket(config.settings().bucket)
+    retry = DEFAULT_RETRY.with_timeout(METADATA_RETRY_S)
+
+    def one(name: str) -> ObjectInfo | None:
+        blob = bucket.get_blob(name, timeout=METADATA_TIMEOUT_S, retry=retry)  # None on 404
+        return _info(blob) if blob is not None else None
+
+    if len(names) == 1:
+        return {names[0]: one(names[0])}
+    with ThreadPoolExecutor(max_workers=min(METADATA_CONCURRENCY, len(names))) as pool:
+        return dict(zip(names, pool.map(one, names)))
+
+
+def stored_objects(prefix: str) -> dict[str, ObjectInfo]:
+    """Every object under ``prefix`` (one ``objects.list``, 1,000 names a page).
+
+    Returns:
+        Object name -> ``ObjectInfo``.
+
+    Raises:
+        google.api_core.exceptions.GoogleAPICallError: Cloud Storage failed (transient).
+    """
+    s = config.settings()
+    return {b.name: _info(b) for b in clients.storage().list_blobs(s.bucket, prefix=prefix)}
 
 
 def download(object_name: str, *, max_bytes: int | None = None) -> bytes:

@@ -418,7 +418,9 @@ def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> di
         "download_url" (signed clip URL of the link's event once it exists, else None), "downloads": [{"url",
         "path", "bytes", "duration_s"}] (every clip of the chain; ``path`` the page's ``download/{n}``
         route), "clip_url" (mode ``mp4``: the signed clip URL the page plays, else None), "continued_by": str |
-        None}``. Every signed URL has at most ``playback_url_ttl_seconds()`` (<= 60 s) left.
+        None, "integrity_note": str ("" unless a stored object of the chain differs from what the device
+        claimed: ``render.integrity_words``)}``. Every signed URL has at most ``playback_url_ttl_seconds()``
+        (<= 60 s) left.
     """
     ttl = playback_url_ttl_seconds()
     hls = _has_segments(event)
@@ -457,6 +459,9 @@ def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> di
         "downloads": downloads,
         "clip_url": _signed_get(own_clip, ttl, now) if own_clip and not hls else None,
         "continued_by": event.get("continued_by"),
+        # Ingest's check of the stored objects against the device's claims (every part of the chain).
+        "integrity_note": "; ".join(w for w in (render.integrity_words(p.event)
+                                                for p in parts or [Part(event_id, event, [], True)]) if w),
     }
 
 

@@ -42,3 +42,23 @@ def write_key(path: Path, project: str) -> Path:
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
     return path
+
+
+def write_export_signing_key(path: Path) -> Path:
+    """Writes an ECDSA P-256 private key (PKCS#8 PEM, mode 0600) for signing evidence exports unless one exists
+    (``VIGINT_EXPORT_SIGNING_KEY_FILE``; in Google Cloud a Cloud KMS key signs instead).
+
+    Returns:
+        ``path``.
+    """
+    if path.exists():
+        return path
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    return path

@@ -137,6 +137,11 @@ class LocalStack:
         return self.workdir / "signer-key.json"
 
     @property
+    def export_key_file(self) -> Path:
+        """The ECDSA P-256 key that signs evidence exports locally (Cloud KMS in Google Cloud)."""
+        return self.workdir / "export-signing-key.pem"
+
+    @property
     def urls(self) -> dict[str, str]:
         """Where each part listens (HTTP base URLs; SMTP as host:port)."""
         p = self.ports
@@ -160,6 +165,7 @@ class LocalStack:
             "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.ports['gcs']}",
             "VIGINT_BUCKET": self.bucket,
             "GOOGLE_APPLICATION_CREDENTIALS": str(self.key_file),
+            "VIGINT_EXPORT_SIGNING_KEY_FILE": str(self.export_key_file),
             "VIGINT_DEVICE_KEY_SECRET": self.device_key_secret,
             "VIGINT_EDGE_EVENTS_TOPIC": "edge-events",
             "VIGINT_INGESTED_TOPIC": "events-ingested",
@@ -203,6 +209,7 @@ class LocalStack:
         if not self.device_key_secret:
             self.device_key_secret = os.urandom(32).hex()
         service_account.write_key(self.key_file, self.project)
+        service_account.write_export_signing_key(self.export_key_file)
         try:
             self._spawn("firestore", self._firestore_cmd())
             self._spawn("pubsub", self._pubsub_cmd())

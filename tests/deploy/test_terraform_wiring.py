@@ -34,6 +34,7 @@ LOCAL_ONLY = {
     "STORAGE_EMULATOR_HOST": "fake-gcs-server",
     "GOOGLE_APPLICATION_CREDENTIALS": "a generated key to sign URLs locally; in Google Cloud signBlob is used",
     "GOOGLE_GEMINI_BASE_URL": "points google-genai at the test fake of the Gemini API",
+    "VIGINT_EXPORT_SIGNING_KEY_FILE": "the local stack's export signing key; in Google Cloud Cloud KMS signs",
 }
 # Read by the code but deliberately not deployed yet (each is in the final report).
 NOT_DEPLOYED = {
@@ -277,14 +278,20 @@ def test_least_privilege_roles(tf):
 
     bucket = {n: b for n, b in tf.of_type("google_storage_bucket_iam_member").items()
               if b["bucket"] == "${google_storage_bucket.clips.name}"}
-    # objectUser, not objectCreator: a device re-uploading after a lost answer overwrites its own object.
-    assert bucket["edge_api_creator"]["role"] == "roles/storage.objectUser"
+    # objectCreator, not objectUser: the signer of the devices' PUT URLs cannot replace stored evidence.
+    assert bucket["edge_api_creator"]["role"] == "roles/storage.objectCreator"
     assert bucket["edge_api_creator"]["member"] == '${google_service_account.fn["edge_api"].member}'
     assert bucket["clip_reader"]["role"] == "roles/storage.objectViewer"
-    assert refs(bucket["clip_reader"]["for_each"]) == '${toset(["video_link","tenant_api","analyze","alert"])}'
+    assert refs(bucket["clip_reader"]["for_each"]) == \
+        '${toset(["video_link","tenant_api","analyze","alert","ingest","edge_api"])}'
     assert bucket["retention_deleter"]["role"] == "roles/storage.objectUser"
     assert bucket["retention_deleter"]["member"] == '${google_service_account.fn["retention"].member}'
-    assert set(bucket) == {"edge_api_creator", "clip_reader", "retention_deleter"}
+    # Legal hold: tenant_api sets temporary holds through a custom role of get/list/update only.
+    holder = tf.resource("google_project_iam_custom_role", "object_holder")
+    assert sorted(holder["permissions"]) == ["storage.objects.get", "storage.objects.list", "storage.objects.update"]
+    assert bucket["tenant_api_object_holder"]["role"] == "${google_project_iam_custom_role.object_holder.name}"
+    assert bucket["tenant_api_object_holder"]["member"] == '${google_service_account.fn["tenant_api"].member}'
+    assert set(bucket) == {"edge_api_creator", "clip_reader", "retention_deleter", "tenant_api_object_holder"}
 
     publishers = tf.resource("google_pubsub_topic_iam_member", "function_publisher")
     assert {(v["fn"], v["topic"]) for v in publishers["for_each"].values()} == {
@@ -293,6 +300,22 @@ def test_least_privilege_roles(tf):
     edge = tf.resource("google_pubsub_topic_iam_member", "edge_publisher")
     assert edge["topic"] == '${google_pubsub_topic.pipeline["edge-events"].id}'
     assert edge["role"] == "roles/pubsub.publisher"
+
+
+def test_evidence_exports_are_signed_by_a_kms_key_only_tenant_api_may_use(tf):
+    key = tf.resource("google_kms_crypto_key", "evidence")
+    assert key["purpose"] == "ASYMMETRIC_SIGN"
+    assert key["version_template"][0]["algorithm"] == "EC_SIGN_P256_SHA256"
+    assert key["lifecycle"][0]["prevent_destroy"] is True
+    assert tf.locals["common_env"]["VIGINT_EXPORT_KMS_KEY"] == "${local.export_key_version}"
+    assert tf.locals["export_key_version"] == "${google_kms_crypto_key.evidence.id}/cryptoKeyVersions/1"
+    bindings = tf.of_type("google_kms_crypto_key_iam_member")
+    assert {(b["role"], b["member"], b["crypto_key_id"]) for b in bindings.values()} == {
+        ("roles/cloudkms.signer", '${google_service_account.fn["tenant_api"].member}',
+         "${google_kms_crypto_key.evidence.id}"),
+        ("roles/cloudkms.publicKeyViewer", '${google_service_account.fn["tenant_api"].member}',
+         "${google_kms_crypto_key.evidence.id}")}
+    assert not tf.of_type("google_kms_key_ring_iam_member") and not tf.of_type("google_project_iam_binding")
 
 
 def test_token_creator_on_the_publish_only_account_is_edge_api_alone(tf):

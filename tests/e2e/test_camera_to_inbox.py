@@ -97,6 +97,10 @@ def test_camera_to_inbox_on_real_video(stack, default_model_dir, vtest_video, tm
     segment_docs = sub_docs(stack, "acme", event_id, "segments")
     assert sorted(segment_docs) == [f"{i:05d}" for i in range(count)] and count >= 2, segment_docs.keys()
     assert abs(sum(s["duration_s"] for s in segment_docs.values()) - doc["clip"]["duration_s"]) <= 0.2
+    # Every object the messages claimed (each message's own snapshot, the segments, the clip: with the MD5 the
+    # edge declared and signed into its upload URL) matched what the bucket stores (ingest's metadata check).
+    assert doc["integrity"]["status"] == "ok" and doc["integrity"]["checked"] >= count + 2, doc["integrity"]
+    assert doc["clip"]["md5"] == bucket.get_blob(doc["clip"]["object"]).md5_hash
     clip_frames = decode_mp4(clip_bytes)
 
     # Exactly one email per recipient, each with its own working link: the page plays the event's HLS

@@ -138,7 +138,13 @@ def test_three_events_are_uploaded_and_published_in_order(stack, device, edge_ev
         assert m.attributes["key_version"] == str(device["key_version"])
         assert verify(device["secret"], m.data, m.attributes["signature"])  # the cloud's own check
         assert m.attributes["signature"] == sign_message(m.data, device["secret"])
-        assert EdgeEvent.model_validate_json(m.data) == e
+        published = EdgeEvent.model_validate_json(m.data)
+        # The refs now carry the base64 MD5 of what was uploaded (the MD5 the bucket computed) ...
+        for ref in (published.clip, published.snapshot):
+            assert ref.md5 == bucket.get_blob(ref.object).md5_hash
+        # ... and are otherwise the spooled event's.
+        assert published.model_copy(update={"clip": published.clip.model_copy(update={"md5": None}),
+                                            "snapshot": published.snapshot.model_copy(update={"md5": None})}) == e
         CloudEdgeEvent.parse(m.data)  # the cloud's schema accepts it
     assert device["secret"] not in caplog.text
     assert "X-Goog-Signature=REDACTED" in caplog.text  # urllib3 logged the PUTs at DEBUG ...
@@ -182,6 +188,96 @@ def test_interrupted_upload_resumes_with_only_the_missing_file(stack, device, ed
     assert [m.attributes["event_id"] for m in messages] == [event.event_id]
     assert gcs_bucket(stack).get_blob(event.clip.object) is not None
     assert gcs_bucket(stack).get_blob(event.snapshot.object) is not None
+
+
+def test_reupload_after_a_lost_answer_uploads_only_what_is_not_stored(stack, device, edge_events_subscription,
+                                                                      tmp_path):
+    """The clip's PUT reaches the bucket but its answer is lost (and the snapshot's PUT fails): the next attempt
+    finds the clip stored with this file's size and MD5 (``stored`` of /v1/uploads), takes it as uploaded
+    without a new URL or PUT, uploads the snapshot and publishes with both MD5s."""
+    import base64
+    import hashlib
+
+    subscriber, subscription = edge_events_subscription
+    spool = Spool(tmp_path / "spool", max_bytes=10**8)
+    event = make_spooled_event(spool, tmp_path, device["tenant_id"], device["device_id"], 0)
+    puts = []
+
+    class Session(requests.Session):
+        lose = True
+
+        def request(self, method, url, *args, **kwargs):
+            if method == "PUT":
+                name = requests.utils.urlparse(url).path.rsplit("/", 1)[1]
+                puts.append(name)
+                if self.lose and name == "snapshot.jpg":
+                    raise requests.ConnectionError("network down")
+                resp = super().request(method, url, *args, **kwargs)
+                if self.lose and name == "clip.mp4":
+                    assert resp.status_code == 200
+                    raise requests.ConnectionError("connection reset before the answer")  # stored, answer lost
+                return resp
+            return super().request(method, url, *args, **kwargs)
+
+    session = Session()
+    deliverer = deliverer_for(device, stack, spool, session=session)
+    item = spool.pending()[0]
+    assert deliverer.attempt(item) is Outcome.RETRY
+    assert spool.load_state(item).uploaded == []  # neither answer arrived
+    clip_bytes = item.clip_path.read_bytes()
+
+    session.lose = False
+    puts.clear()
+    assert deliverer.attempt(item) is Outcome.DELIVERED
+    assert puts == ["snapshot.jpg"]  # no second PUT of the clip
+    (message,) = pull_all(subscriber, subscription, 1)
+    body = json.loads(message.data)
+    bucket = gcs_bucket(stack)
+    assert body["clip"]["md5"] == base64.b64encode(hashlib.md5(clip_bytes).digest()).decode()
+    assert body["clip"]["md5"] == bucket.get_blob(event.clip.object).md5_hash
+    assert body["snapshot"]["md5"] == bucket.get_blob(event.snapshot.object).md5_hash
+
+
+def test_a_412_is_already_stored_only_with_the_same_bytes_else_a_conflict(stack, device, edge_events_subscription,
+                                                                          tmp_path, caplog):
+    """Storage answers 412 to a PUT (``x-goog-if-generation-match: 0``: the object exists; fake-gcs-server does
+    not enforce it, so the session answers as Cloud Storage would once the object is there). The clip stored
+    is this very file: uploaded. The snapshot stored is other bytes: a conflict, logged and recorded, never
+    replaced and never retried; the message still goes out with this file's own hashes (ingest flags it)."""
+    subscriber, subscription = edge_events_subscription
+    spool = Spool(tmp_path / "spool", max_bytes=10**8)
+    event = make_spooled_event(spool, tmp_path, device["tenant_id"], device["device_id"], 0)
+    item = spool.pending()[0]
+    bucket = gcs_bucket(stack)
+    bucket.blob(event.snapshot.object).upload_from_string(b"someone else's jpeg", content_type="image/jpeg")
+    puts = []
+
+    class Session(requests.Session):
+        """The first PUT of each file gets there at the same moment as an identical earlier upload: 412."""
+
+        def request(self, method, url, *args, **kwargs):
+            if method == "PUT":
+                name = requests.utils.urlparse(url).path.rsplit("/", 1)[1]
+                puts.append(name)
+                assert kwargs["headers"]["x-goog-if-generation-match"] == "0"
+                if name == "clip.mp4":
+                    super().request(method, url, *args, **kwargs)  # stored by "the earlier attempt"
+                    resp = requests.Response()
+                    resp.status_code, resp._content = 412, b"PreconditionFailed"
+                    return resp
+            return super().request(method, url, *args, **kwargs)
+
+    caplog.set_level(logging.INFO, logger="vigint_edge.delivery.deliverer")
+    deliverer = deliverer_for(device, stack, spool, session=Session())
+    assert deliverer.attempt(item) is Outcome.DELIVERED
+    assert puts == ["clip.mp4"]  # the snapshot was listed as stored: no URL, no PUT
+    assert re.search(r"CONFLICT: \S+/snapshot\.jpg is already stored with other content", caplog.text)
+    assert re.search(r"\S+/clip\.mp4 is already stored \(\d+ bytes, same MD5\)", caplog.text)
+    (message,) = pull_all(subscriber, subscription, 1)
+    body = json.loads(message.data)
+    assert body["clip"]["md5"] == bucket.get_blob(event.clip.object).md5_hash
+    assert body["snapshot"]["md5"] != bucket.get_blob(event.snapshot.object).md5_hash  # the claim is the device's
+    assert bucket.get_blob(event.snapshot.object).download_as_bytes() == b"someone else's jpeg"  # not replaced
 
 
 def test_evicted_clip_is_published_as_null(stack, device, edge_events_subscription, tmp_path):

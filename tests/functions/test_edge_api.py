@@ -165,21 +165,21 @@ def test_signed_url_signature_verifies_and_binds_the_path(fenv, api):
     public_key = serialization.load_pem_private_key(key_info["private_key"].encode(), None).public_key()
     creds = fenv.provision()
     r = api.post("/v1/uploads", headers=_auth(creds), json={"event_id": "evt_0123456789", "files": _files()})
-    url = r.get_json()["uploads"][0]["url"]
+    url, headers = r.get_json()["uploads"][0]["url"], r.get_json()["uploads"][0]["headers"]
     query = dict(parse_qsl(urlsplit(url).query))
     assert query["X-Goog-Algorithm"] == "GOOG4-RSA-SHA256"
     assert query["X-Goog-Credential"].startswith(key_info["client_email"] + "/")
     assert query["X-Goog-Expires"] == "900"
     assert "content-type" in query["X-Goog-SignedHeaders"].split(";")
 
-    assert _verify_v4(url, public_key, "PUT", {"Content-Type": "video/mp4"})
+    assert _verify_v4(url, public_key, "PUT", headers)  # the headers handed out (tests/functions/test_evidence_integrity.py)
     # The same signature does not cover another device's prefix, another content type or another method.
     parts = urlsplit(url)
     moved = urlunsplit(parts._replace(path=parts.path.replace(f"/devices/{creds['device_id']}/", "/devices/other-box/")))
     assert moved != url
-    assert not _verify_v4(moved, public_key, "PUT", {"Content-Type": "video/mp4"})
-    assert not _verify_v4(url, public_key, "PUT", {"Content-Type": "text/html"})
-    assert not _verify_v4(url, public_key, "GET", {"Content-Type": "video/mp4"})
+    assert not _verify_v4(moved, public_key, "PUT", headers)
+    assert not _verify_v4(url, public_key, "PUT", {**headers, "Content-Type": "text/html"})
+    assert not _verify_v4(url, public_key, "GET", headers)
 
 
 def test_publish_credentials_emulator_mode(fenv, api):

@@ -42,6 +42,7 @@ __all__ = [
     "EdgeApiClient",
     "PermanentApiError",
     "PublishCredentials",
+    "StoredObject",
     "TransientApiError",
     "UploadFile",
     "UploadTarget",
@@ -79,11 +80,32 @@ class AuthError(PermanentApiError):
 
 
 class UploadFile(BaseModel):
-    """One file the device wants to upload (``files[]`` of ``POST /v1/uploads``)."""
+    """One file the device wants to upload (``files[]`` of ``POST /v1/uploads``).
+
+    Attributes:
+        name: file name in the event (``clip.mp4``, ``segments/00000.ts``, ...).
+        content_type: its MIME type.
+        bytes: its size; the URL binds it (``x-goog-content-length-range``).
+        md5: base64 MD5 of the file; the URL then binds it (``Content-MD5``). Left out of the request when None.
+    """
 
     name: str
     content_type: str
     bytes: int = Field(ge=0)
+    md5: str | None = None
+
+
+class StoredObject(BaseModel):
+    """A requested file that the bucket already holds (``stored[]`` of the ``POST /v1/uploads`` answer): no URL
+    is handed out for it. The device compares ``bytes`` and ``md5`` with its own file."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    object: str
+    bytes: int
+    md5: str | None = None
+    crc32c: str | None = None
 
 
 class UploadTarget(BaseModel):
@@ -240,14 +262,29 @@ class EdgeApiClient:
 
     # ---------------------------------------------------------------------------------------- calls
     def request_uploads(self, event_id: str, files: list[UploadFile | dict]) -> list[UploadTarget]:
-        """``POST /v1/uploads``: signed PUT URLs for an event's files.
+        """``POST /v1/uploads``: signed PUT URLs for an event's files (``uploads`` without what is stored).
+
+        Returns:
+            One target per requested file that is not stored yet, in the server's order.
+
+        Raises:
+            As ``uploads``.
+        """
+        return self.uploads(event_id, files)[0]
+
+    def uploads(self, event_id: str, files: list[UploadFile | dict]) -> tuple[list[UploadTarget], list[StoredObject]]:
+        """``POST /v1/uploads``: signed PUT URLs for an event's files, and which of them the bucket already holds.
+
+        Each URL binds the headers in its target's ``headers`` (send them all, unchanged): the content type,
+        ``x-goog-if-generation-match: 0`` (the PUT can only create the object), the size and, if declared, the
+        MD5. A file already stored gets no URL but a ``StoredObject`` (its size and hashes) instead.
 
         Args:
             event_id: the event id.
-            files: ``UploadFile``s (or dicts with ``name``, ``content_type``, ``bytes``).
+            files: ``UploadFile``s (or dicts with ``name``, ``content_type``, ``bytes``, optional ``md5``).
 
         Returns:
-            One target per requested file, in the server's order.
+            ``(targets, stored)``: every requested file is in exactly one of the two.
 
         Raises:
             PermanentApiError: 400/413 (bad name, type or size) or a malformed answer.
@@ -255,17 +292,18 @@ class EdgeApiClient:
             TransientApiError: retries exhausted.
         """
         body = {"event_id": event_id,
-                "files": [UploadFile.model_validate(f).model_dump() for f in files]}
+                "files": [UploadFile.model_validate(f).model_dump(exclude_none=True) for f in files]}
         answer = self._post("/v1/uploads", body)
         try:
             targets = [UploadTarget.model_validate(u) for u in answer["uploads"]]
-        except (KeyError, TypeError, ValidationError) as exc:
+            stored = [StoredObject.model_validate(u) for u in answer.get("stored") or []]
+        except (AttributeError, KeyError, TypeError, ValidationError) as exc:
             raise PermanentApiError(f"malformed /v1/uploads answer: {exc}") from None
         wanted = {f["name"] for f in body["files"]}
-        if {t.name for t in targets} != wanted:
-            raise PermanentApiError(f"/v1/uploads answered for {sorted(t.name for t in targets)}, "
-                                    f"asked for {sorted(wanted)}")
-        return targets
+        answered = [t.name for t in targets] + [o.name for o in stored]
+        if sorted(answered) != sorted(wanted):
+            raise PermanentApiError(f"/v1/uploads answered for {sorted(answered)}, asked for {sorted(wanted)}")
+        return targets, stored
 
     def publish_credentials(self) -> PublishCredentials:
         """``POST /v1/publish-credentials``: the topic and how to publish to it.

@@ -6,15 +6,20 @@ messages with a clip; None: both, oldest first) so a 30 MB clip upload never hol
 
 1. ask ``edge_api`` for signed PUT URLs for the files not uploaded yet (a version 1 event's ``clip.mp4`` and
    ``snapshot.jpg``; a version 2 message's ``segments/NNNNN.ts``, ``snapshots/NNNNN.jpg``, ``clip.mp4``;
-   at most ``MAX_UPLOAD_FILES`` per call, the edge_api limit);
-2. PUT each file with exactly the ``Content-Type`` the URL was signed for (transient errors retried with
-   tenacity), recording it in ``state.json`` after each file, so a restart only uploads what is missing;
+   at most ``MAX_UPLOAD_FILES`` per call, the edge_api limit), declaring each file's size and base64 MD5;
+2. PUT each file with exactly the headers the URL was signed for (``Content-Type``, ``Content-MD5``, the
+   size range and ``x-goog-if-generation-match: 0``; transient errors retried with tenacity), recording it
+   (and its MD5) in ``state.json`` after each file, so a restart only uploads what is missing. A file the
+   bucket already holds (edge_api lists it under ``stored``, or storage answers 412 to the PUT: a PUT whose
+   answer was lost) counts as uploaded if its size and MD5 are this file's; otherwise it is a conflict:
+   logged, recorded in ``state.conflicts``, never retried and never replaced (the message still claims this
+   file's size and hashes, so ingest flags the event's evidence);
 3. only when every file is stored, publish the signed message (version 2: ``sent_at`` set to the device clock
    just before; attributes ``schema_version`` "2", ``phase``, ``seq``) and record ``published``;
 4. remove the item.
 
 Files the spool evicted (disk budget) are not uploaded and their refs are dropped from the message (``clip``
-null, the segment left out of ``segments``).
+null, the segment left out of ``segments``). The refs of the files this item uploaded carry their ``md5``.
 
 Delivery guarantees: at least once. A crash after Pub/Sub accepted the message but before ``published``
 was recorded re-publishes the same message after restart (version 2: with the ``sent_at`` recorded before
@@ -31,6 +36,8 @@ mean the device's credentials are wrong or revoked: nothing is moved, the pass s
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import re
 import threading
@@ -46,6 +53,7 @@ from vigint_edge.cloud.api_client import (
     AuthError,
     EdgeApiClient,
     PermanentApiError,
+    StoredObject,
     TransientApiError,
     UploadFile,
     UploadTarget,
@@ -339,15 +347,13 @@ class Deliverer:
         files = []
         if event.clip is not None and CLIP_NAME not in state.uploaded and not state.clip_evicted:
             if item.clip_path.exists():
-                files.append(UploadFile(name=CLIP_NAME, content_type=event.clip.content_type,
-                                        bytes=item.clip_path.stat().st_size))
+                files.append(_upload_file(item.clip_path, CLIP_NAME, event.clip.content_type))
             else:  # evicted between put and now without the mark (cannot normally happen); deliver without
                 log.warning("delivery: clip of %s is missing; publishing without it", item.item_id)
         if event.snapshot is not None and SNAPSHOT_NAME not in state.uploaded:
             if not item.snapshot_path.exists():
                 raise _CorruptItem(f"item {item.item_id} has no snapshot.jpg although its event refers to one")
-            files.append(UploadFile(name=SNAPSHOT_NAME, content_type=event.snapshot.content_type,
-                                    bytes=item.snapshot_path.stat().st_size))
+            files.append(_upload_file(item.snapshot_path, SNAPSHOT_NAME, event.snapshot.content_type))
         return files
 
     def _lifecycle_files(self, item: SpoolItem, message: LifecycleMessage, state: SpoolState) -> list[UploadFile]:
@@ -370,7 +376,7 @@ class Deliverer:
                     raise _CorruptItem(f"item {item.item_id} has no {name} although its message refers to it")
                 log.warning("delivery: %s of %s is missing; publishing without it", name, item.item_id)
                 continue
-            files.append(UploadFile(name=name, content_type=content_type, bytes=path.stat().st_size))
+            files.append(_upload_file(path, name, content_type))
         return files
 
     def _upload_missing(self, item: SpoolItem, event: EdgeEvent, state: SpoolState) -> SpoolState:
@@ -381,38 +387,84 @@ class Deliverer:
 
     def _upload_batch(self, item: SpoolItem, event, files: list[UploadFile]) -> SpoolState:
         state = self.spool.load_state(item)
-        targets = {t.name: t for t in self.api.request_uploads(event.event_id, files)}
-        for f in files:
-            target = targets[f.name]
+        targets, stored = self.api.uploads(event.event_id, files)
+        by_name = {f.name: f for f in files}
+        for obj in stored:  # a PUT whose answer was lost, or a file stored by an earlier run
+            state = self._found_stored(item, event, by_name[obj.name], obj)
+        for target in targets:
+            f = by_name[target.name]
             path = item.path / f.name
             try:
                 self._put(path, target, f.content_type)
             except _UploadRefused as exc:
                 if exc.status == 413:
                     raise
+                if exc.status == 412:  # x-goog-if-generation-match: 0 failed: the object exists
+                    state = self._found_stored(item, event, f, self._stored_object(event, f))
+                    continue
                 # A signed URL can expire while earlier files upload: one fresh URL, one more try.
                 log.warning("delivery: upload of %s/%s refused (HTTP %d); retrying once with a fresh URL",
                             event.event_id, f.name, exc.status)
-                target = {t.name: t for t in self.api.request_uploads(event.event_id, [f])}[f.name]
+                fresh, now_stored = self.api.uploads(event.event_id, [f])
+                if now_stored:
+                    state = self._found_stored(item, event, f, now_stored[0])
+                    continue
+                target = fresh[0]
                 try:
                     self._put(path, target, f.content_type)
                 except _UploadRefused as again:
                     if again.status == 413:
                         raise
+                    if again.status == 412:
+                        state = self._found_stored(item, event, f, self._stored_object(event, f))
+                        continue
                     # edge_api accepted the file, so a refusal by storage is about the bucket or the
                     # signer (missing bucket, signer without rights), not this event: keep it, retry later.
                     log.error("delivery: storage refused %s/%s with HTTP %d although edge_api signed it; "
                               "check the bucket and the URL signer", event.event_id, f.name, again.status)
                     raise TransientApiError(str(again), status=again.status) from None
-
-            def mark(s: SpoolState, name: str = f.name, obj: str = target.object) -> None:
-                if name not in s.uploaded:
-                    s.uploaded.append(name)
-                s.objects[name] = obj
-
-            state = self.spool.update_state(item, mark)
+            state = self._mark_uploaded(item, f, target.object)
             log.info("delivery: uploaded %s/%s (%d bytes) to %s", event.event_id, f.name, f.bytes, target.object)
         return state
+
+    def _mark_uploaded(self, item: SpoolItem, f: UploadFile, obj: str, conflict: str | None = None) -> SpoolState:
+        def mark(s: SpoolState) -> None:
+            if f.name not in s.uploaded:
+                s.uploaded.append(f.name)
+            s.objects[f.name] = obj
+            if f.md5 is not None:
+                s.md5[f.name] = f.md5
+            if conflict is not None:
+                s.conflicts[f.name] = conflict
+
+        return self.spool.update_state(item, mark)
+
+    def _stored_object(self, event, f: UploadFile) -> StoredObject:
+        """What edge_api says is stored under a file's name after storage answered 412 to its PUT.
+
+        Raises:
+            TransientApiError: edge_api sees no object there (not consistent with the 412: try later).
+        """
+        targets, stored = self.api.uploads(event.event_id, [f])
+        if not stored:
+            raise TransientApiError(f"storage answered 412 for {f.name} but edge_api finds no object; will retry",
+                                    status=412)
+        return stored[0]
+
+    def _found_stored(self, item: SpoolItem, event, f: UploadFile, obj: StoredObject) -> SpoolState:
+        """A file the bucket already holds: uploaded if it is this very file (same size and MD5); otherwise a
+        conflict, logged and recorded (``SpoolState.conflicts``) but not retried: stored evidence is never
+        replaced, and the message (with this file's own size and hashes) lets the cloud flag the mismatch."""
+        same_size = obj.bytes == f.bytes
+        same_md5 = f.md5 is not None and obj.md5 == f.md5
+        if same_size and (same_md5 or (f.md5 is None and obj.md5 is None)):
+            log.info("delivery: %s/%s is already stored (%d bytes, same MD5)", event.event_id, f.name, f.bytes)
+            return self._mark_uploaded(item, f, obj.object)
+        why = (f"stored object is {obj.bytes} bytes with MD5 {obj.md5}, this file {f.bytes} bytes with MD5 "
+               f"{f.md5}")
+        log.error("delivery: CONFLICT: %s/%s is already stored with other content (%s); not replaced, the "
+                  "cloud will flag the event's evidence", event.event_id, f.name, why)
+        return self._mark_uploaded(item, f, obj.object, conflict=why)
 
     def _put(self, path, target: UploadTarget, content_type: str) -> None:
         headers = dict(target.headers)
@@ -438,21 +490,44 @@ class Deliverer:
     def _message(self, event, state: SpoolState):
         """The message as published: refs point at the uploaded objects; an evicted clip is null, evicted (or
         missing) segments are left out."""
+        def hashed(ref, name: str):  # the MD5 of the file this item uploaded under that name (ingest checks it)
+            md5 = state.md5.get(name)
+            return ref.model_copy(update={"md5": md5}) if md5 is not None and ref.md5 is None else ref
+
         if isinstance(event, LifecycleMessage):
-            update = {"segments": [seg for seg in event.segments if segment_name(seg.index) in state.uploaded]}
-            if event.clip is not None and CLIP_NAME not in state.uploaded:
-                update["clip"] = None
+            update = {"segments": [hashed(seg, segment_name(seg.index)) for seg in event.segments
+                                   if segment_name(seg.index) in state.uploaded]}
+            if event.clip is not None:
+                update["clip"] = hashed(event.clip, CLIP_NAME) if CLIP_NAME in state.uploaded else None
+            own = snapshot_name(event.seq)
+            if event.snapshot is not None and event.snapshot.object.endswith("/" + own):
+                update["snapshot"] = hashed(event.snapshot, own)
             return event.model_copy(update=update)
         update: dict = {}
         if event.clip is not None:
             if CLIP_NAME in state.uploaded:
-                update["clip"] = event.clip.model_copy(update={"object": state.objects.get(
+                update["clip"] = hashed(event.clip, CLIP_NAME).model_copy(update={"object": state.objects.get(
                     CLIP_NAME, object_name(event.tenant_id, event.device_id, event.event_id, CLIP_NAME))})
             else:
                 update["clip"] = None
         if event.snapshot is not None and SNAPSHOT_NAME in state.objects:
-            update["snapshot"] = event.snapshot.model_copy(update={"object": state.objects[SNAPSHOT_NAME]})
+            update["snapshot"] = hashed(event.snapshot, SNAPSHOT_NAME).model_copy(
+                update={"object": state.objects[SNAPSHOT_NAME]})
         return event.model_copy(update=update) if update else event
+
+
+def file_md5(path) -> str:
+    """Base64 MD5 of a file (as ``Content-MD5`` and Cloud Storage's ``md5Hash``), read in 1 MiB blocks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return base64.b64encode(digest.digest()).decode("ascii")
+
+
+def _upload_file(path, name: str, content_type: str) -> UploadFile:
+    """The ``/v1/uploads`` entry of one spooled file: its size and MD5 (both bound into its signed URL)."""
+    return UploadFile(name=name, content_type=content_type, bytes=path.stat().st_size, md5=file_md5(path))
 
 
 def _describe(exc: BaseException) -> str:

@@ -81,6 +81,10 @@ class SpoolState(BaseModel):
             cleared when Pub/Sub refused it): a restart after a crash re-publishes the very same bytes.
         attempts: delivery attempts that ended in an error.
         last_error: the last error (no secrets or URLs).
+        md5: file name -> base64 MD5 of the file as uploaded (or found stored); the message carries it.
+        conflicts: file name -> why the object already stored under its name is not this file (other size
+            or MD5): the message is still published, with this file's own size and hashes, and the cloud
+            flags the event's evidence as not matching.
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -94,6 +98,8 @@ class SpoolState(BaseModel):
     sent_at: str | None = None
     attempts: int = 0
     last_error: str | None = None
+    md5: dict[str, str] = Field(default_factory=dict)
+    conflicts: dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@
     $("title").textContent = st.title;
     $("summary").textContent = st.summary || "";
     $("verdict-note").textContent = st.verdict_note || "";
+    $("integrity-note").textContent = st.integrity_note || "";  // ingest's check of the stored objects
+    $("integrity").hidden = !st.integrity_note;
     $("labels").textContent = st.labels.length ? st.labels.join(", ") : "nothing recognised";
     var status = $("status");
     status.textContent = st.ended ? "Ended" : "Recording";

@@ -108,14 +108,20 @@ def patch_camera(req: Request):
 
 def erase_camera(req: Request):
     """``POST /v1/cameras/{camera_id}/erase``: deletes everything the camera recorded (events, deliveries,
-    links, clips and snapshots in GCS); its configuration stays. Works for a camera id the cloud has no
-    configuration for (events are filed under the edge's camera id), always within the key's tenant."""
-    from vigint import retention
+    links, clips and snapshots in GCS) except events under legal hold (counted in ``held_kept``); its
+    configuration stays. Works for a camera id the cloud has no configuration for (events are filed under
+    the edge's camera id), always within the key's tenant. The erase lasts: a tombstone makes ingest drop
+    every later message of an event that started before it (``vigint.retention.delete_camera``). Audited
+    (``camera.erase``)."""
+    from vigint import audit, retention
 
-    counts = retention.delete_camera(req.tenant_id, req.params["camera_id"])
-    log.info("camera %s/%s erased: %s", req.tenant_id, req.params["camera_id"], counts)
-    return {"camera_id": req.params["camera_id"], **{k: int(counts.get(k, 0)) for k in
-                                                     ("events", "objects", "links", "documents")}}, 200
+    camera_id = req.params["camera_id"]
+    counts = retention.delete_camera(req.tenant_id, camera_id, now=req.now)
+    out = {k: int(counts.get(k, 0)) for k in ("events", "objects", "links", "documents", "held_kept")}
+    audit.record(req.tenant_id, actor=audit.actor_of(req.principal), action="camera.erase", target_kind="camera",
+                 target_id=camera_id, details=out, now=req.now)
+    log.info("camera %s/%s erased: %s", req.tenant_id, camera_id, counts)
+    return {"camera_id": camera_id, **out}, 200
 
 
 def delete_camera(req: Request):

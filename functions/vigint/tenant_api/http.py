@@ -1,17 +1,17 @@
 """Request plumbing of the tenant API: routes, authentication, validation, error answers.
 
 Order of checks for one request: unknown path 404; known path but wrong method 405 (``Allow`` header);
-missing/bad API key 401; role too low 403; body over ``MAX_BODY_BYTES`` 413; bad JSON, body or query 400
-``{"error", "field"}``; then the handler. A path parameter that does not match its pattern is answered
-404, exactly like a missing object. Firestore/Storage outages answer 503 (the caller may retry).
+missing/bad API key 401; role too low 403; body over ``MAX_BODY_BYTES`` 413; bad JSON (not UTF-8, nested deeper
+than 32 levels, ``NaN``/``Infinity``: ``vigint.bodies.parse_json_object``), body or query 400 ``{"error", "field"}``;
+then the handler. A path parameter that does not match its pattern (ids Firestore reserves, ``__.*__``, included)
+is answered 404, exactly like a missing object (``MISSING``). Firestore/Storage outages answer 503 (the caller
+may retry).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,8 +19,9 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from pydantic import BaseModel, ValidationError
 
-from vigint import api_keys
+from vigint import api_keys, bodies
 from vigint.api_keys import ApiPrincipal
+from vigint.schema import matches
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,12 @@ class ApiError(Exception):
 def not_found(what: str = "not found") -> ApiError:
     """The 404 every missing object and every other tenant's object gets."""
     return ApiError(404, what)
+
+
+# Path parameter -> the 404 message its handlers give for a missing object, which a path id that does not match
+# its pattern gets too (so a malformed id cannot be told from a missing one).
+MISSING = {"event_id": "event not found", "device_id": "device not found", "camera_id": "camera not found",
+           "command_id": "command not found", "key_id": "API key not found"}
 
 
 @dataclass
@@ -172,8 +179,9 @@ def dispatch(routes: list[Route], *, method: str, path: str, headers: Mapping[st
             if route.role == "admin" and not principal.is_admin:
                 return {"error": "forbidden: this API key is read-only", "field": None}, 403, {}
         for name, pattern in route.params.items():
-            if not re.match(pattern, params.get(name, "")):
-                raise not_found()
+            # The patterns keep out the ids Firestore reserves (``__.*__``, vigint.schema): answered as missing.
+            if not matches(pattern, params.get(name, "")):
+                raise not_found(MISSING.get(name, "not found"))
         if len(body) > MAX_BODY_BYTES:
             return {"error": f"request body larger than {MAX_BODY_BYTES} bytes", "field": "body"}, 413, {}
         q = validate(route.query, dict(query), "query") if route.query else None
@@ -183,11 +191,11 @@ def dispatch(routes: list[Route], *, method: str, path: str, headers: Mapping[st
         b = None
         if route.body is not None:
             try:
-                payload = json.loads(body or b"null")
-            except (ValueError, UnicodeDecodeError):
-                raise ApiError(400, "body is not valid JSON", "body") from None
-            if not isinstance(payload, dict):
-                raise ApiError(400, "body must be a JSON object", "body")
+                payload = bodies.parse_json_object(body or b"null", max_bytes=MAX_BODY_BYTES)
+            except bodies.BodyError as exc:
+                if exc.reason == "not_object":
+                    raise ApiError(400, "body must be a JSON object", "body") from None
+                raise ApiError(400, f"body is not valid JSON: {exc.message}", "body") from None
             b = validate(route.body, payload, "body")
         answer, status = route.handler(Request(principal=principal, params=params, query=q, body=b, now=now))
     except ApiError as exc:

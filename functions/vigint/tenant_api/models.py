@@ -447,6 +447,8 @@ class EventSummary(_Out):
     chain_root: str | None = Field(default=None, description="first event of the split chain (itself if none)")
     timeline: Timeline | None = None
     verdicts: Verdicts | None = None
+    held: bool = Field(default=False, description="under legal hold: kept by retention, erase, tenant deletion")
+    hold_ids: list[str] = Field(default_factory=list, description="the legal holds on the event")
 
 
 class EventPage(_Out):
@@ -489,6 +491,7 @@ class ErasedOut(_Out):
     objects: int
     links: int
     documents: int
+    held_kept: int = Field(default=0, description="events kept because they are under legal hold")
 
 
 # -------------------------------------------------------------------------------------------- links
@@ -591,3 +594,81 @@ class UsageOut(_Out):
     clip_bytes: int = Field(description="bytes of the clips of those events")
     gemini_tokens: int = Field(description="Gemini tokens (total_token_count) spent on analysis")
     emails_sent: int = Field(description="alert e-mails accepted by the mail server")
+
+
+# ------------------------------------------------------------------------------------------ evidence (legal hold)
+
+HoldReason = Annotated[str, Field(min_length=1, max_length=500, description="why the evidence is held")]
+
+
+class HoldIn(_In):
+    """``POST /v1/events/{event_id}/hold``."""
+
+    reason: HoldReason
+
+
+class CameraHoldIn(_In):
+    """``POST /v1/cameras/{camera_id}/holds``: hold every event of the camera overlapping ``[start, end]``."""
+
+    start: Instant
+    end: Instant
+    reason: HoldReason
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class HoldActor(_Out):
+    kind: str
+    id: str = ""
+    name: str = ""
+
+
+class HoldOut(_Out):
+    """A legal hold (``vigint.legal_hold``): kind ``event`` (one event) or ``camera`` (a time range)."""
+
+    hold_id: str
+    kind: Literal["event", "camera"]
+    active: bool
+    event_id: str | None = None
+    camera_id: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    reason: str
+    created_at: datetime | None = None
+    created_by: HoldActor | None = None
+    released_at: datetime | None = None
+    released_by: HoldActor | None = None
+    release_reason: str | None = None
+    event_hold_ids: list[str] | None = Field(default=None, description="kind event: the holds now on the event")
+    events: int | None = Field(default=None, description="kind camera: events the hold placed or released now")
+
+
+class HoldList(_Out):
+    holds: list[HoldOut]
+
+
+class ExportOut(_Out):
+    """``POST /v1/events/{event_id}/export``: the package in the bucket and a signed URL to fetch it."""
+
+    export_id: str
+    event_id: str
+    object: str = Field(description="object name of the zip in the clips bucket")
+    url: str = Field(description="signed GET URL of the zip (short-lived)")
+    expires_at: datetime
+    bytes: int
+    files: int = Field(description="files listed in manifest.json")
+    manifest_sha256: str
+    key_id: str = Field(description="id of the signing key (see GET /v1/export-key)")
+    mismatches: int = Field(description="media whose bytes differ from what the device declared (or missing)")
+
+
+class ExportKeyOut(_Out):
+    """``GET /v1/export-key``: verifies the signature of every evidence package (ECDSA P-256, SHA-256)."""
+
+    algorithm: str
+    key_id: str
+    public_key_pem: str

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from vigint.tenant_api import analytics, cameras, commands, devices, events, openapi, tenant
-from vigint.tenant_api import links
+from vigint.tenant_api import analytics, cameras, commands, devices, events, holds, links, openapi, tenant
 from vigint.tenant_api import models as m
 from vigint.tenant_api.http import Route
 
@@ -85,4 +84,22 @@ ROUTES: list[Route] = [
           "analytics", query=m.CountsQuery, response=m.CountsOut),
     Route("GET", "/v1/usage", analytics.usage, "Use in one month", "analytics", query=m.UsageQuery,
           response=m.UsageOut),
+    # evidence
+    Route("POST", "/v1/events/{event_id}/hold", holds.hold_event,
+          "Place the event under legal hold (kept by retention, erase and tenant deletion until released)",
+          "evidence", role="admin", body=m.HoldIn, response=m.HoldOut, params=holds.EVENT_PARAMS),
+    Route("POST", "/v1/events/{event_id}/release", holds.release_event, "Release the event's legal hold",
+          "evidence", role="admin", response=m.HoldOut, params=holds.EVENT_PARAMS),
+    Route("GET", "/v1/cameras/{camera_id}/holds", holds.list_camera_holds, "The camera's legal holds",
+          "evidence", response=m.HoldList, params=holds.CAMERA_PARAMS),
+    Route("POST", "/v1/cameras/{camera_id}/holds", holds.create_camera_hold,
+          "Hold the camera's events in a time range (also those that arrive later)", "evidence", role="admin",
+          body=m.CameraHoldIn, response=m.HoldOut, status=201, params=holds.CAMERA_PARAMS),
+    Route("POST", "/v1/cameras/{camera_id}/holds/{hold_id}/release", holds.release_camera_hold,
+          "Release a camera hold", "evidence", role="admin", response=m.HoldOut, params=holds.CAMERA_HOLD_PARAMS),
+    Route("POST", "/v1/events/{event_id}/export", holds.export_event,
+          "A signed evidence package of the event (clip, snapshot, record, access log, manifest)", "evidence",
+          role="admin", response=m.ExportOut, status=201, params=holds.EVENT_PARAMS),
+    Route("GET", "/v1/export-key", holds.export_key, "The public key that verifies evidence packages", "evidence",
+          response=m.ExportKeyOut),
 ]
