@@ -139,6 +139,11 @@ def test_revoke_all_roles_and_tenant_isolation(fenv, tapi, link_app):
         assert theirs.get_data() == nothing.get_data(), path
     assert tapi.post(f"/v1/links/{tokens[0][0]}/revoke", headers=a["admin"]).status_code == 404  # a token is no id
     assert tapi.post("/v1/links/__abcdef__/revoke", headers=a["admin"]).status_code == 404
+    missing = tapi.get(f"/v1/events/{missing_event}/links", headers=a["admin"])
+    for reserved in ("__abcdef__", "__evt_0123456789__"):  # ids Firestore reserves: answered as missing ones
+        for method, path in (("get", f"/v1/events/{reserved}/links"), ("post", f"/v1/events/{reserved}/links/revoke")):
+            r = getattr(tapi, method)(path, headers=a["admin"])
+            assert (r.status_code, r.get_json()) == (404, missing.get_json()), path
     assert all(link_app.get(f"/v/{tok}").status_code == 200 for tok, _ in tokens)  # nothing revoked so far
 
     tapi.post(f"/v1/links/{tokens[0][1]}/revoke", headers=a["admin"])
