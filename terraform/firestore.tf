@@ -68,6 +68,27 @@ resource "google_firestore_index" "links_by_tenant_age" {
   }
 }
 
+# GET /v1/events/{event_id}/links and the event's revoke-all (functions/vigint/links.py of_event): one tenant's
+# links of one event, oldest first.
+resource "google_firestore_index" "links_by_tenant_event" {
+  database    = google_firestore_database.default.name
+  collection  = "links"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "tenant_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "event_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "ASCENDING"
+  }
+}
+
 # TTL policies: the retention backstop for documents. Firestore deletes a document (usually within 24 h)
 # once the timestamp in its expire_at field has passed. Documents without the field are never deleted, so
 # the writers must set expire_at = creation time + retention (see README.md).

@@ -120,8 +120,8 @@ variable "upload_url_ttl_seconds" {
 
 variable "playback_url_ttl_seconds" {
   type        = number
-  description = "Lifetime in seconds of the signed GET URLs video_link puts in the player page (VIGINT_PLAYBACK_URL_TTL_SECONDS)."
-  default     = 600
+  description = "Lifetime in seconds of the signed GET URLs video_link puts in the player page (VIGINT_PLAYBACK_URL_TTL_SECONDS); a revoked link's URLs keep working at most this long."
+  default     = 60
 
   validation {
     condition     = var.playback_url_ttl_seconds >= 60 && var.playback_url_ttl_seconds <= 43200
@@ -297,8 +297,8 @@ variable "late_alert_seconds" {
 
 variable "segment_url_ttl_seconds" {
   type        = number
-  description = "Lifetime in seconds of the signed URL of each segment in a link page's HLS playlist (VIGINT_SEGMENT_URL_TTL_SECONDS); live playlists are fetched again every few seconds, so keep it short."
-  default     = 120
+  description = "Lifetime in seconds of the signed URL of each segment in a link page's HLS playlist (VIGINT_SEGMENT_URL_TTL_SECONDS); live playlists are fetched again every few seconds, so keep it short; a revoked link's segments keep playing at most this long."
+  default     = 60
 
   validation {
     condition     = var.segment_url_ttl_seconds >= 10 && var.segment_url_ttl_seconds <= 3600

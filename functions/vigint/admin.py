@@ -9,6 +9,8 @@ Usage::
     python -m vigint.admin device revoke --tenant demo --id nuc-1
     python -m vigint.admin device enroll-code --tenant demo --id nuc-2 [--name NAME] [--ttl-seconds 900]
     python -m vigint.admin apikey create --tenant demo --role admin --name "Alice"
+    python -m vigint.admin link list --tenant demo --event evt_...
+    python -m vigint.admin link revoke --tenant demo (--link LINK_ID | --event evt_...) [--by "Alice"]
     python -m vigint.admin hold event --tenant demo --event EVENT_ID --reason "case 42" [--by NAME]
     python -m vigint.admin hold release --tenant demo --event EVENT_ID [--by NAME]
     python -m vigint.admin hold release --tenant demo --camera CAMERA_ID --hold HOLD_ID [--by NAME]
@@ -17,11 +19,13 @@ Usage::
 Reads the same environment as the functions (``GOOGLE_CLOUD_PROJECT``, ``VIGINT_DEVICE_KEY_SECRET``,
 ``FIRESTORE_EMULATOR_HOST`` locally). ``device create``/``rotate`` print the device secret once: store it
 on the device (file mode 0600 or a systemd credential). ``apikey create`` prints the tenant API key once
-(``{"key": "vgk_...", "key_id", ...}``): hand it to its user. ``hold`` places and releases legal holds
-(``vigint.legal_hold``), also for a deleted tenant whose held evidence was kept (its API keys are gone); each
-is an audit entry with actor ``cli``. ``verify-export`` checks an evidence package offline (no
-configuration needed): exit 0 if it verifies, 1 with each problem on stderr otherwise. Exit status 2 on bad
-input or conflicts.
+(``{"key": "vgk_...", "key_id", ...}``): hand it to its user. ``link list`` prints an event's video links (as
+``GET /v1/events/{id}/links``); ``link revoke`` revokes one or all of them (as the tenant API's revoke routes,
+audit actor ``{"kind": "cli", "name": --by or $USER}``; an unknown event or link: ``error: ... not found``).
+``hold`` places and releases legal holds (``vigint.legal_hold``), also for a deleted tenant whose held
+evidence was kept (its API keys are gone); each is an audit entry with actor ``cli``. ``verify-export`` checks
+an evidence package offline (no configuration needed): exit 0 if it verifies, 1 with each problem on stderr
+otherwise. Exit status 2 on bad input or conflicts.
 """
 
 from __future__ import annotations
@@ -81,7 +85,65 @@ def _parser() -> argparse.ArgumentParser:
     ak.add_argument("--tenant", required=True)
     ak.add_argument("--role", required=True, choices=["admin", "viewer"])
     ak.add_argument("--name", required=True, help="the user's name")
+    _link_parser(sub)
     return p
+
+
+def _link_parser(sub) -> None:
+    link = sub.add_parser("link").add_subparsers(dest="action", required=True)
+    ll = link.add_parser("list", help="an event's video links: recipient, expiry, revocation, accesses")
+    ll.add_argument("--tenant", required=True)
+    ll.add_argument("--event", required=True)
+    lr = link.add_parser("revoke", help="revoke one video link or every link of an event")
+    lr.add_argument("--tenant", required=True)
+    which = lr.add_mutually_exclusive_group(required=True)
+    which.add_argument("--link", help="link id (as listed; not the token)")
+    which.add_argument("--event", help="revoke every link of this event")
+    lr.add_argument("--by", default=None, help="who revokes, for the audit trail (default $USER)")
+
+
+def _link_command(args) -> dict:
+    """``link list`` / ``link revoke``: the same answers as the tenant API's link routes (JSON-ready).
+
+    Raises:
+        provisioning.ProvisioningError: unknown tenant, event or link (or a link of another tenant).
+    """
+    import datetime as dt
+    import getpass
+    import re
+
+    from vigint import links, pipeline
+    from vigint.schema import EVENT_ID_PATTERN
+    from vigint.tenant_api.links import link_out
+    from vigint.tenant_api.models import LINK_ID_PATTERN
+
+    now = dt.datetime.now(dt.timezone.utc)
+    name = getattr(args, "by", None)
+    if not name:
+        try:
+            name = getpass.getuser()
+        except (OSError, KeyError):  # no $USER and no passwd entry (a container)
+            name = "cli"
+    actor = {"kind": "cli", "id": "", "name": str(name)[:100]}
+    if args.action == "revoke" and args.link:
+        doc = links.revoke(args.link, by=actor, now=now, tenant_id=args.tenant) \
+            if re.match(LINK_ID_PATTERN, args.link) else None
+        if doc is None:
+            raise provisioning.ProvisioningError(f"link {args.link} not found in tenant {args.tenant}")
+        return link_out(doc, now).model_dump(mode="json")
+    snap = pipeline.event_ref(args.tenant, args.event).get() if re.match(EVENT_ID_PATTERN, args.event) else None
+    if snap is None or not snap.exists or "event_id" not in (snap.to_dict() or {}):
+        raise provisioning.ProvisioningError(f"event {args.event} not found in tenant {args.tenant}")
+    docs = links.of_event(args.tenant, args.event)
+    if args.action == "list":
+        return {"event_id": args.event, "links": [link_out(d, now).model_dump(mode="json") for d in docs]}
+    out, revoked = [], 0
+    for doc in docs:
+        if not doc.get("revoked"):
+            doc = links.revoke(doc["id"], by=actor, now=now, tenant_id=args.tenant) or doc
+            revoked += bool(doc.get("revoked_now"))
+        out.append(link_out(doc, now).model_dump(mode="json"))
+    return {"event_id": args.event, "revoked": revoked, "links": out}
 
 
 def _hold_parser(sub) -> None:
@@ -152,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "verify-export":
         return verify_export(args.file, args.public_key)
     try:
-        if args.what in ("tenant", "camera") and args.action in ("delete", "erase"):
+        if args.what == "link":
+            out = _link_command(args)
+        elif args.what in ("tenant", "camera") and args.action in ("delete", "erase"):
             from vigint import retention
 
             if args.what == "tenant":

@@ -43,7 +43,11 @@ class Settings(BaseModel):
     signing_service_account: str | None = None
     publisher_service_account: str | None = None
     upload_url_ttl_seconds: int = Field(default=900, ge=1, le=7 * 24 * 3600)
-    playback_url_ttl_seconds: int = Field(default=600, ge=1, le=7 * 24 * 3600)
+    # Signed media URLs of a link page (and of GET /v1/events/{id}): a revoked link's URLs stop working at most
+    # this long after the revocation (issue 14: "within a minute"), so the page renews them as it plays.
+    playback_url_ttl_seconds: int = Field(default=60, ge=1, le=7 * 24 * 3600, description=(
+        "VIGINT_PLAYBACK_URL_TTL_SECONDS: lifetime of the signed snapshot, clip and download URLs of a link "
+        "page and of the tenant API; bounds how long a revoked link's URLs keep working"))
     firestore_emulator_host: str | None = None
     pubsub_emulator_host: str | None = None
     storage_emulator_host: str | None = None
@@ -75,9 +79,10 @@ class Settings(BaseModel):
     late_alert_seconds: float = Field(default=30.0, ge=0.0, description=(
         "VIGINT_LATE_ALERT_SECONDS: an alert whose start reached the cloud more than this many seconds after "
         "the event was confirmed (sent_at - confirmed_at) says it is late, and by how much"))
-    segment_url_ttl_seconds: int = Field(default=120, ge=10, le=3600, description=(
+    segment_url_ttl_seconds: int = Field(default=60, ge=10, le=3600, description=(
         "VIGINT_SEGMENT_URL_TTL_SECONDS: lifetime of the signed URL of each segment in a link page's playlist "
-        "(a live playlist is fetched again every few seconds, so short)"))
+        "(the page fetches the playlist again well before they expire); bounds how long a revoked link's "
+        "segments keep playing"))
 
     export_kms_key: str | None = Field(default=None, description=(
         "VIGINT_EXPORT_KMS_KEY: Cloud KMS key version (projects/.../cryptoKeys/K/cryptoKeyVersions/N, "

@@ -8,19 +8,30 @@ Routes (docs/contracts.md, "Event lifecycle (schema version 2)", ``video_link``)
   gets ``<video src>`` of a signed clip URL as before.
 * ``GET /v/{token}/playlist.m3u8``: HLS media playlist (version 3, ``EXT-X-PLAYLIST-TYPE:EVENT``) of the
   event's segments and, once it has ended, of the events that continue it (a split at ``max_length_s``, after
-  ``EXT-X-DISCONTINUITY``), each a V4 signed GET URL valid ``VIGINT_SEGMENT_URL_TTL_SECONDS`` (120 s); it
+  ``EXT-X-DISCONTINUITY``), each a V4 signed GET URL valid ``VIGINT_SEGMENT_URL_TTL_SECONDS`` (60 s); it
   stops at the first segment not yet stored and ends (``EXT-X-ENDLIST``) once the chain's last event has
   ended with every one of its ``segment_count`` segments stored.
 * ``GET /v/{token}/state.json``: verdict and recording state, polled by the page every 2.5 s while recording.
+* ``GET /v/{token}/download/{n}``: ``302`` to a freshly signed download URL (``Content-Disposition:
+  attachment``) of the clip of the chain's ``n``-th event; the page's download buttons point here, so they
+  never go stale and a revoked link's download answers 410 like the rest.
 * ``GET /v/static/{name}``: the vendored hls.js and the page script (allow-listed names, cached a year: the
   page asks for them with a ``?v=<content hash>`` query).
 
-Unknown token: 404; expired or revoked link (or its event deleted): 410, for the page, the playlist and the
-state alike; no error answer says anything about the event. A page view records one ``links/{id}/access``
-document; playlist and state polls write nothing (the page polls every few seconds, and Firestore sustains
-about one write per second per document:
-https://cloud.google.com/firestore/docs/best-practices#high_read_write_and_delete_rates). Neither the token
-nor a signed URL is ever logged (only the first 12 hex digits of the link id).
+Unknown token: 404; expired or revoked link (or its event deleted): 410, for the page, the playlist, the
+state and the downloads alike, byte for byte the same answer for a revoked and an expired link (and no error
+answer says anything about the event). Access log ``links/{id}/access``: one document per page view and per
+download (``outcome: "ok"``), and one per refused request (``"revoked"``, ``"expired"``, ``"event_gone"``),
+at most one per link, route kind and outcome every ``DENIED_LOG_INTERVAL_S`` per instance (a page left open
+or a script hammering a dead link must not turn into a write per request); successful playlist and state
+polls write nothing (the page polls every few seconds). Neither the token nor a signed URL is ever logged
+(only the first 12 hex digits of the link id).
+
+Revocation takes effect within a minute: every request reads the link first, and every signed media URL
+this module hands out has at most ``MAX_URL_TTL_S`` (60 s) left, whatever the settings say (the cache
+below reuses a URL only while it has at least half its lifetime left, so the page's URLs have 30..60 s);
+``static/player.js`` renews them before they run out (``segment_url_ttl_seconds``, default 60 s, and
+``playback_url_ttl_seconds``, default 60 s).
 
 Signed URLs are cached per instance and reused while at least half their lifetime is left, so a playlist
 or state poll signs only what is new: in Google Cloud every signature is one IAM ``signBlob`` call,
@@ -29,6 +40,7 @@ which has a per-project quota (https://cloud.google.com/iam/quotas) and costs a 
 
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import datetime as dt
@@ -69,9 +81,23 @@ PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 _URL_CACHE_SIZE = 4096  # signed URLs kept per instance (about 1 MB)
 
 
+# A signed URL lives at most this long (seconds), so a revoked link's media stops within a minute (issue 14).
+MAX_URL_TTL_S = 60
+# Refused requests of one link, route kind and outcome logged at most once per this many seconds per instance.
+DENIED_LOG_INTERVAL_S = 60
+_DENIED_LOG_SIZE = 4096
+
+
 def segment_url_ttl_seconds() -> int:
-    """``VIGINT_SEGMENT_URL_TTL_SECONDS`` (``config.Settings.segment_url_ttl_seconds``, default 120 s)."""
-    return config.settings().segment_url_ttl_seconds
+    """Lifetime (s) of a playlist's segment URLs: ``VIGINT_SEGMENT_URL_TTL_SECONDS`` (default 60 s), at most
+    ``MAX_URL_TTL_S``."""
+    return min(config.settings().segment_url_ttl_seconds, MAX_URL_TTL_S)
+
+
+def playback_url_ttl_seconds() -> int:
+    """Lifetime (s) of the page's snapshot, clip and download URLs: ``VIGINT_PLAYBACK_URL_TTL_SECONDS``
+    (default 60 s), at most ``MAX_URL_TTL_S``."""
+    return min(config.settings().playback_url_ttl_seconds, MAX_URL_TTL_S)
 
 
 # ---------------------------------------------------------------- responses
@@ -100,8 +126,13 @@ def _page_headers(nonce: str, bucket_origin: str | None = None) -> dict:
             "Content-Security-Policy": csp}
 
 
+# The error page's only style, allowed by its hash (no nonce): the answer is the same bytes for every link, so
+# a revoked and an expired link cannot be told apart (https://www.w3.org/TR/CSP3/#grammardef-hash-source).
+_ERROR_STYLE = "body { font-family: Arial, Helvetica, sans-serif; max-width: 640px; margin: 0 auto; padding: 16px; }"
+_ERROR_STYLE_HASH = base64.b64encode(hashlib.sha256(_ERROR_STYLE.encode()).digest()).decode()
+
+
 def _error_page(status: int) -> Response:
-    nonce = secrets.token_urlsafe(16)
     if status == 404:
         heading, message = "Link not found", "This link is not valid. Check that you copied all of it."
     elif status == 410:
@@ -109,13 +140,17 @@ def _error_page(status: int) -> Response:
                             "This link has expired or was withdrawn. Ask your administrator for a new one.")
     else:
         heading, message = "Not found", "There is nothing here."
-    page = render.render("link_error.html", heading=heading, message=message, nonce=nonce)
-    return page, status, _page_headers(nonce)
+    page = render.render("link_error.html", heading=heading, message=message, style=_ERROR_STYLE)
+    csp = (f"default-src 'none'; style-src 'sha256-{_ERROR_STYLE_HASH}'; base-uri 'none'; form-action 'none'; "
+           "frame-ancestors 'none'")
+    return page, status, {**_security_headers("text/html; charset=utf-8"), "X-Frame-Options": "DENY",
+                          "Content-Security-Policy": csp}
 
 
 def _error(status: int, kind: str) -> Response:
-    """The error answer of one route kind (``page``, ``playlist``, ``state``); the same for every link."""
-    if kind == "page":
+    """The error answer of one route kind (``page``, ``playlist``, ``state``, ``download``); the same bytes
+    and headers for every link (no nonce, no time)."""
+    if kind in ("page", "download"):
         return _error_page(status)
     word = {404: "not found", 405: "method not allowed", 410: "link expired"}.get(status, "error")
     if kind == "state":
@@ -255,7 +290,9 @@ _url_lock = threading.Lock()
 
 
 def _signed_get(object_name: str, ttl: int, now: dt.datetime, disposition: str | None = None) -> str:
-    """A signed GET URL of one object with at least half of ``ttl`` left: a cached one, or a new one."""
+    """A signed GET URL of one object with at least half of ``ttl`` left and never more than
+    ``MAX_URL_TTL_S``: a cached one, or a new one (``ttl`` in seconds)."""
+    ttl = min(int(ttl), MAX_URL_TTL_S)
     key = (object_name, ttl, disposition)
     with _url_lock:
         hit = _url_cache.get(key)
@@ -353,15 +390,20 @@ def _clip_filename(event: dict) -> str:
     return f"vigint-{camera}-{start:%Y%m%d-%H%M%S}.mp4" if start else f"vigint-{camera}.mp4"
 
 
+def _clips(parts: list[Part], event: dict) -> list[dict]:
+    """The events of the chain that have a final clip (the link's event alone without a chain), in order."""
+    return [p.event for p in (parts or [Part("", event, [], False)]) if (p.event.get("clip") or {}).get("object")]
+
+
+def _download_url(event: dict, ttl: int, now: dt.datetime) -> str:
+    return _signed_get(event["clip"]["object"], ttl, now, f'attachment; filename="{_clip_filename(event)}"')
+
+
 def _downloads(parts: list[Part], event: dict, ttl: int, now: dt.datetime) -> list[dict]:
-    """Signed download URLs of the final clips there are (one per event of the chain)."""
-    out = []
-    for part in parts or [Part("", event, [], False)]:
-        clip = part.event.get("clip") or {}
-        if clip.get("object"):
-            url = _signed_get(clip["object"], ttl, now, f'attachment; filename="{_clip_filename(part.event)}"')
-            out.append({"url": url, "bytes": clip.get("bytes"), "duration_s": clip.get("duration_s")})
-    return out
+    """Signed download URLs of the final clips there are (one per event of the chain); ``path``: the page's
+    own route for the same download (``download/{n}``, relative to ``/v/{token}/``)."""
+    return [{"url": _download_url(ev, ttl, now), "path": f"download/{n}", "bytes": ev["clip"].get("bytes"),
+             "duration_s": ev["clip"].get("duration_s")} for n, ev in enumerate(_clips(parts, event))]
 
 
 def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> dict:
@@ -374,10 +416,13 @@ def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> di
         "first_seen": RFC 3339 | None, "duration_s": float (seconds recorded: segments, or the clip),
         "segments": int (in the playlist), "parts": int (events of the chain), "snapshot_url", "snapshot_sha256",
         "download_url" (signed clip URL of the link's event once it exists, else None), "downloads": [{"url",
-        "bytes", "duration_s"}] (every clip of the chain), "continued_by": str | None, "integrity_note": str
-        ("" unless a stored object of the chain differs from what the device claimed: ``render.integrity_words``)}``.
+        "path", "bytes", "duration_s"}] (every clip of the chain; ``path`` the page's ``download/{n}``
+        route), "clip_url" (mode ``mp4``: the signed clip URL the page plays, else None), "continued_by": str |
+        None, "integrity_note": str ("" unless a stored object of the chain differs from what the device
+        claimed: ``render.integrity_words``)}``. Every signed URL has at most ``playback_url_ttl_seconds()``
+        (<= 60 s) left.
     """
-    ttl = config.settings().playback_url_ttl_seconds
+    ttl = playback_url_ttl_seconds()
     hls = _has_segments(event)
     parts, complete = chain(tenant_id, event_id, event) if hls else ([], True)
     last = parts[-1].event if parts else event
@@ -412,6 +457,7 @@ def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> di
         "snapshot_sha256": snapshot.get("sha256"),
         "download_url": downloads[0]["url"] if own_clip and downloads else None,
         "downloads": downloads,
+        "clip_url": _signed_get(own_clip, ttl, now) if own_clip and not hls else None,
         "continued_by": event.get("continued_by"),
         # Ingest's check of the stored objects against the device's claims (every part of the chain).
         "integrity_note": "; ".join(w for w in (render.integrity_words(p.event)
@@ -421,9 +467,7 @@ def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> di
 
 def _page(token: str, link: dict, event: dict, st: dict, *, trailing_slash: bool, now: dt.datetime) -> Response:
     nonce = secrets.token_urlsafe(16)
-    clip_url = None
-    if st["mode"] == "mp4":
-        clip_url = _signed_get(event["clip"]["object"], config.settings().playback_url_ttl_seconds, now)
+    clip_url = st["clip_url"]
     up = "../" if trailing_slash else ""  # the page's URLs are relative: behind .../video-link/v/{token}
     page = render.render(
         "video_page.html",
@@ -434,8 +478,9 @@ def _page(token: str, link: dict, event: dict, st: dict, *, trailing_slash: bool
         duration_words=render.duration_words(round(st["duration_s"])),
         labels_words=", ".join(st["labels"]) or "nothing recognised",
         expires_at=_as_utc(link.get("expires_at")),
-        playback_for=render.duration_words(config.settings().playback_url_ttl_seconds),
+        playback_for=render.duration_words(playback_url_ttl_seconds()),
         playlist_url=f"{up}{token}/playlist.m3u8",
+        link_base=f"{up}{token}/",
         state_url=f"{up}{token}/state.json",
         static=lambda name: f"{up}static/{name}?v={static_version(name)}",
     )
@@ -445,13 +490,47 @@ def _page(token: str, link: dict, event: dict, st: dict, *, trailing_slash: bool
 # ---------------------------------------------------------------- routing
 
 
-def _log_access(link_ref, outcome: str, remote_addr: str | None, user_agent: str | None, now: dt.datetime) -> None:
+def _log_access(link_ref, outcome: str, remote_addr: str | None, user_agent: str | None, now: dt.datetime,
+                kind: str = "page") -> None:
+    """Adds one ``links/{id}/access`` document ``{at, outcome, kind, remote_addr (64 chars), user_agent (512)}``."""
     link_ref.collection("access").add(
-        {"at": now, "remote_addr": (remote_addr or "")[:64], "user_agent": (user_agent or "")[:512], "outcome": outcome}
+        {"at": now, "remote_addr": (remote_addr or "")[:64], "user_agent": (user_agent or "")[:512],
+         "outcome": outcome, "kind": kind}
     )
 
 
+_denied_logged: collections.OrderedDict[tuple[str, str, str], dt.datetime] = collections.OrderedDict()
+
+
+def _log_denied(link_ref, outcome: str, kind: str, remote_addr: str | None, user_agent: str | None,
+                now: dt.datetime) -> None:
+    """``_log_access`` of a refused request, at most once per link, kind and outcome every
+    ``DENIED_LOG_INTERVAL_S`` in this instance."""
+    key = (link_ref.id, kind, outcome)
+    with _url_lock:
+        last = _denied_logged.get(key)
+        if last is not None and dt.timedelta(0) <= now - last < dt.timedelta(seconds=DENIED_LOG_INTERVAL_S):
+            return
+        _denied_logged[key] = now
+        _denied_logged.move_to_end(key)
+        while len(_denied_logged) > _DENIED_LOG_SIZE:
+            _denied_logged.popitem(last=False)
+    _log_access(link_ref, outcome, remote_addr, user_agent, now, kind)
+
+
 _SUB_ROUTES = {"playlist.m3u8": "playlist", "state.json": "state"}
+_DOWNLOAD_INDEX = re.compile(r"^(0|[1-9][0-9]{0,3})$")
+
+
+def _kind_of(parts: list[str]) -> str | None:
+    """The route kind of ``["v", token, ...]``: ``page``, ``playlist``, ``state``, ``download`` or None."""
+    if len(parts) == 2:
+        return "page"
+    if len(parts) == 3:
+        return _SUB_ROUTES.get(parts[2])
+    if len(parts) == 4 and parts[2] == "download" and _DOWNLOAD_INDEX.match(parts[3]):
+        return "download"
+    return None
 
 
 def handle(*, method: str, path: str, remote_addr: str | None = None, user_agent: str | None = None,
@@ -460,14 +539,15 @@ def handle(*, method: str, path: str, remote_addr: str | None = None, user_agent
 
     Args:
         method: HTTP method (GET or HEAD; others 405).
-        path: request path: ``/v/{token}``, ``/v/{token}/playlist.m3u8``, ``/v/{token}/state.json`` or
-            ``/v/static/{name}``.
-        remote_addr: client address, recorded in the access log of a page view.
+        path: request path: ``/v/{token}``, ``/v/{token}/playlist.m3u8``, ``/v/{token}/state.json``,
+            ``/v/{token}/download/{n}`` or ``/v/static/{name}``.
+        remote_addr: client address, recorded in the access log.
         user_agent: client User-Agent, recorded (first 512 characters).
         now: current time (UTC), for tests.
 
     Returns:
-        ``(body, status, headers)``; body is ``str`` (HTML, playlist, JSON) or ``bytes`` (static files).
+        ``(body, status, headers)``; body is ``str`` (HTML, playlist, JSON) or ``bytes`` (static files); a
+        download is ``302`` with ``Location`` the signed URL.
 
     Raises:
         google.api_core.exceptions.GoogleAPICallError: Firestore unavailable (the platform answers 500).
@@ -482,7 +562,7 @@ def handle(*, method: str, path: str, remote_addr: str | None = None, user_agent
         if method not in ("GET", "HEAD"):
             return "method not allowed\n", 405, {**_security_headers("text/plain; charset=utf-8"), "Allow": "GET, HEAD"}
         return _static(parts[2])
-    kind = "page" if len(parts) == 2 else _SUB_ROUTES.get(parts[2]) if len(parts) == 3 else None
+    kind = _kind_of(parts) if len(parts) >= 2 else None
     if kind is None or parts[0] != "v" or not links.TOKEN_PATTERN.match(parts[1]):
         return _error(404, kind or "page")
     if method not in ("GET", "HEAD"):
@@ -496,18 +576,15 @@ def handle(*, method: str, path: str, remote_addr: str | None = None, user_agent
         log.info("video_link: unknown link (%s)", kind)
         return _error(404, kind)
     link = snap.to_dict()
-    expires_at = _as_utc(link.get("expires_at"))
-    if link.get("revoked") or expires_at is None or expires_at <= now:
-        outcome = "revoked" if link.get("revoked") else "expired"
-        if kind == "page":
-            _log_access(link_ref, outcome, remote_addr, user_agent, now)
+    outcome = links.state_of(link, now)
+    if outcome != "active":
+        _log_denied(link_ref, outcome, kind, remote_addr, user_agent, now)
         log.info("video_link: link %s… %s (%s)", lid[:12], outcome, kind)
         return _error(410, kind)
     tenant_id, event_id = link["tenant_id"], link["event_id"]
     ev = pipeline.event_ref(tenant_id, event_id).get()
     if not ev.exists:  # the event was deleted (retention): as good as expired
-        if kind == "page":
-            _log_access(link_ref, "event_gone", remote_addr, user_agent, now)
+        _log_denied(link_ref, "event_gone", kind, remote_addr, user_agent, now)
         return _error(410, kind)
     event = ev.to_dict() or {}
 
@@ -517,6 +594,16 @@ def handle(*, method: str, path: str, remote_addr: str | None = None, user_agent
         chain_parts, complete = chain(tenant_id, event_id, event)
         body = playlist_text(chain_parts, complete, ttl=segment_url_ttl_seconds(), now=now)
         return body, 200, _security_headers(PLAYLIST_TYPE)
+    if kind == "download":
+        chain_parts = chain(tenant_id, event_id, event)[0] if _has_segments(event) else []
+        clips = _clips(chain_parts, event)
+        n = int(parts[3])
+        if n >= len(clips):
+            return _error(404, kind)
+        url = _download_url(clips[n], playback_url_ttl_seconds(), now)
+        _log_access(link_ref, "ok", remote_addr, user_agent, now, kind)
+        log.info("video_link: link %s… download %d of event %s/%s", lid[:12], n, tenant_id, event_id)
+        return "", 302, {**_security_headers("text/plain; charset=utf-8"), "Location": url}
     st = state(tenant_id, event_id, event, now=now)
     if kind == "state":
         return json.dumps(st), 200, _security_headers("application/json")

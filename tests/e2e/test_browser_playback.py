@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import requests
 
 from tests.e2e.conftest import synthetic_event, wait_for
 
@@ -265,7 +266,10 @@ def test_the_link_plays_the_event_live_then_to_its_end_without_a_reload(function
         assert done["marker"] == "same page" and done["error"] is None
         assert abs(done["d"] - total) <= 0.5 and abs(done["t"] - total) <= 0.5, done
         done = _poll(page, lambda s: s["status"] == "Ended" and s["downloads"], 20, "the ended state")
-        assert [u.split("?")[0].endswith(event.prefix + "clip.mp4") for u in done["downloads"]] == [True]
+        # The button is the page's own download route: a freshly signed URL whenever it is clicked.
+        assert [u.endswith(f"/v/{token}/download/0") for u in done["downloads"]] == [True]
+        got = requests.get(done["downloads"][0], timeout=10)
+        assert got.status_code == 200 and got.content == clip.read_bytes()
         page.screenshot(path=str(tmp_path / "ended.png"), full_page=True)
         page.set_viewport_size({"width": 390, "height": 844})  # a phone
         page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
@@ -396,3 +400,148 @@ def test_state_json_before_the_manifest_starts_one_player(functions_env, stack, 
         done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
     assert done["error"] is None
     assert order.count("playlist") == 1, order
+
+
+@contextlib.contextmanager
+def _video_link_server(env: dict) -> Iterator[str]:
+    """A ``video_link`` functions-framework server of its own (the stack's command line) with ``env`` on top
+    of the stack's function environment; yields its base URL and stops it (by its pid) on leaving."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from infra.local.stack import free_port
+
+    repo = Path(__file__).resolve().parents[2]
+    port = free_port()
+    ff = Path(sys.executable).with_name("functions-framework")
+    proc = subprocess.Popen(
+        [str(ff), "--source", str(repo / "functions" / "main.py"), "--target", "video_link", "--signature-type",
+         "http", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, **env, "K_SERVICE": "video_link"}, cwd=repo, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{base}/v/static/player.js", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "video_link did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _url_expired(url: str) -> bool:
+    """Whether a V4 signed URL is past ``X-Goog-Date + X-Goog-Expires`` (what Cloud Storage checks and
+    fake-gcs-server does not)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    q = parse_qs(urlsplit(url).query)
+    signed = datetime.strptime(q["X-Goog-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc) >= signed + timedelta(seconds=int(q["X-Goog-Expires"][0]))
+
+
+def test_the_page_renews_segment_urls_before_they_expire(functions_env, stack, tmp_path, vtest_video):
+    """With 10-s signed URLs (``VIGINT_SEGMENT_URL_TTL_SECONDS=10``), the page's first playlist is handed to
+    it 11 s after it was signed, so every segment URL in it has run out. The page must notice before hls.js
+    asks for a segment, fetch the playlist again and play every segment with a fresh URL: no segment request
+    with an expired URL (refused here with 403, as Cloud Storage would) and one renewal."""
+    ttl = {"VIGINT_SEGMENT_URL_TTL_SECONDS": "10", "VIGINT_PLAYBACK_URL_TTL_SECONDS": "10"}
+    url = _ended_event(stack, "renew", tmp_path, vtest_video)
+    order: list[str] = []
+    held: list = []
+    segment_urls: list[str] = []
+
+    def on_playlist(route):
+        if "playlist" in order:
+            order.append("playlist again")
+            route.continue_()
+            return
+        order.append("playlist")
+        held.append((route, route.fetch()))  # signed now, handed to the page later
+
+    def on_segment(route):
+        segment_urls.append(route.request.url)
+        if _url_expired(route.request.url):
+            order.append("refused")
+            route.fulfill(status=403, body="expired", headers={"Access-Control-Allow-Origin": "*"})
+        else:
+            order.append("segment")
+            route.continue_()
+
+    with _video_link_server({**stack.function_env, **ttl}) as base, _chromium_page() as page:
+        page.route("**/playlist.m3u8", on_playlist)
+        page.route("**/segments/*.ts?*", on_segment)
+        assert page.goto(base + url[url.index("/v/"):]).status == 200
+        wait_for(lambda: page.evaluate("() => true") and held, timeout=30, what="the first playlist request")
+        page.wait_for_timeout(11000)
+        route, response = held.pop()
+        route.fulfill(response=response)
+        done = _poll(page, lambda s: s["ended"], 60, "playback to reach the end")
+        renewals = page.evaluate("() => document.getElementById('app').dataset.urlRefreshes")
+    assert done["error"] is None and abs(done["t"] - 6.0) <= 0.5, done
+    assert "refused" not in order, order
+    assert order[:2] == ["playlist", "playlist again"] and order.count("segment") >= 3, order
+    assert renewals == "1"
+    from urllib.parse import parse_qs, urlsplit
+
+    assert all(parse_qs(urlsplit(u).query)["X-Goog-Expires"] == ["10"] for u in segment_urls)
+
+
+def test_an_old_events_mp4_gets_a_fresh_url_when_its_own_has_run_out(functions_env, stack, tmp_path, vtest_video):
+    """An old (schema version 1) event plays its clip.mp4 straight from a signed URL. With 10-s URLs and the
+    page handed to the browser 11 s after it was made, the <video>'s URL has run out (refused with 403 here,
+    as Cloud Storage would): the page asks state.json for a fresh one and the clip plays."""
+    import time
+
+    from vigint import links
+    from vigint_edge.bench import make_h264
+
+    clip = make_h264(vtest_video, tmp_path / "clip.mp4", size=(320, 240), seconds=4)
+    event = _LiveEvent(f"mp4-{uuid.uuid4().hex[:8]}", "nuc-7", "porch", datetime.now(timezone.utc) - timedelta(seconds=60))
+    event.begin(b"\xff\xd8\xff\xe0 not shown")
+    event.finish(0, clip)
+    event.ref.update({"schema_version": 1, "segment_count": None})
+    token, _, _ = links.create_link(tenant_id=event.tenant_id, event_id=event.event_id, recipient="v@example.com",
+                                    ttl_seconds=3600)
+    order: list[str] = []
+
+    def on_page(route):
+        response = route.fetch()   # the page, with its clip URL signed now...
+        time.sleep(11)             # ...reaches the browser once that URL has run out
+        route.fulfill(response=response)
+
+    def on_clip(route):
+        if _url_expired(route.request.url):
+            order.append("refused")
+            route.fulfill(status=403, body="expired", headers={"Access-Control-Allow-Origin": "*"})
+        else:
+            order.append("clip")
+            route.fulfill(response=route.fetch())
+
+    ttl = {"VIGINT_SEGMENT_URL_TTL_SECONDS": "10", "VIGINT_PLAYBACK_URL_TTL_SECONDS": "10"}
+    with _video_link_server({**stack.function_env, **ttl}) as base, _chromium_page() as page:
+        page.route(f"{base}/v/{token}", on_page)
+        page.route("**/clip.mp4?*", on_clip)
+        assert page.goto(f"{base}/v/{token}", timeout=60000).status == 200
+        wait_for(lambda: page.evaluate("() => true") and "clip" in order, timeout=30,
+                 what="a clip request with a fresh URL")
+        clip_state = "() => { const v = document.getElementById('clip'); return {ready: v.readyState, t: v.currentTime, error: v.error && v.error.code}; }"  # noqa: E501
+        wait_for(lambda: page.evaluate(clip_state)["ready"] >= 1, timeout=20, what="the clip's metadata")
+        page.evaluate("() => { const v = document.getElementById('clip'); v.muted = true; return v.play(); }")
+        wait_for(lambda: page.evaluate(clip_state)["t"] > 0.5, timeout=20, what="the clip to play")
+        error = page.evaluate(clip_state)["error"]
+    assert order[0] == "refused" and "clip" in order, order
+    assert error is None

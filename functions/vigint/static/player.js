@@ -9,6 +9,12 @@
  *   shows "link expired", otherwise the playlist (freshly signed) is reloaded once and playback resumes.
  * - state.json every 2.5 s while recording, every 5 s for a few minutes after the end (the full AI verdict
  *   and a split's continuation arrive then).
+ * - Signed URLs live about a minute (a revoked link stops within one): before hls.js downloads a segment
+ *   whose URL has less than min(10 s, a quarter of its lifetime) left (X-Goog-Date + X-Goog-Expires, on the
+ *   server's clock as its Date headers tell), the page fetches the playlist again and uses the fresh URL of
+ *   that segment; a live playlist's own reloads renew them too. The MP4 of an old event gets a fresh URL
+ *   from state.json when the <video> fails; the download buttons point at the page's own download/{n}
+ *   route, which answers with a freshly signed URL.
  */
 (function () {
   "use strict";
@@ -18,7 +24,9 @@
   var mode = app.dataset.mode;
   var stateUrl = app.dataset.state;
   var playlistUrl = app.dataset.playlist;
+  var linkBase = app.dataset.link || "";
   var video = document.getElementById("video");
+  var clipVideo = document.getElementById("clip");
 
   var LIVE_POLL_MS = 2500, ENDED_POLL_MS = 5000, ENDED_POLLS = 36;
   var ended = app.dataset.ended === "true";
@@ -56,7 +64,7 @@
     expired = true;
     if (pollTimer) { clearTimeout(pollTimer); }
     if (hls) { hls.destroy(); hls = null; }
-    if (video) { video.removeAttribute("src"); video.load(); }
+    [video, clipVideo].forEach(function (v) { if (v) { v.removeAttribute("src"); v.load(); } });
     $("expired").hidden = false;
     $("status").hidden = true;
   }
@@ -84,7 +92,7 @@
       var a = document.createElement("a");
       a.className = "button";
       a.rel = "noopener";
-      a.href = d.url;
+      a.href = linkBase + d.path;
       a.textContent = "Download video" + (all.length > 1 ? " (part " + (i + 1) + ")" : "") + " (MP4)";
       box.appendChild(a);
     });
@@ -107,6 +115,7 @@
 
   function poll() {
     fetch(stateUrl, {cache: "no-store", credentials: "omit"}).then(function (r) {
+      noteServerDate(r);
       if (r.status === 410 || r.status === 404) { showExpired(); return null; }
       return r.ok ? r.json() : null;
     }).then(function (st) {
@@ -123,6 +132,87 @@
     }).catch(function () { /* offline for a moment: the next poll tries again */ }).then(schedule);
   }
 
+  // ------------------------------------------------------------ signed URL lifetimes
+
+  var serverSkewMs = 0, skewKnown = false;  // (server clock - this clock), a bound from above (see below)
+  var freshUrls = {};                       // URL without its query -> the URL of it that lasts longest
+  var refreshing = null;                    // the playlist fetch under way, if any
+  var urlRefreshes = 0;
+
+  function noteServerDate(r) {
+    // Date has whole seconds and was written before the answer arrived: the server's clock is at most 1 s
+    // ahead of (Date - arrival); the largest such bound seen wins (a late answer only lowers its own).
+    var d = Date.parse(r.headers.get("Date") || "");
+    if (isNaN(d)) { return; }
+    var skew = d - Date.now() + 1000;
+    serverSkewMs = skewKnown ? Math.max(serverSkewMs, skew) : skew;
+    skewKnown = true;
+  }
+
+  function urlLifetimeMs(url) {
+    var e = /[?&]X-Goog-Expires=(\d+)/.exec(url);
+    return e ? 1000 * parseInt(e[1], 10) : Infinity;
+  }
+
+  function urlExpiresAt(url) {   // on this browser's clock (ms); Infinity for a URL that does not expire
+    var m = /[?&]X-Goog-Date=(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z/.exec(url);
+    if (!m) { return Infinity; }
+    var signed = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]);
+    return signed + urlLifetimeMs(url) - serverSkewMs;
+  }
+
+  function stale(url) {          // too little time left to start downloading a segment with it
+    return urlExpiresAt(url) - Date.now() < Math.min(10000, urlLifetimeMs(url) / 4);
+  }
+
+  function remember(url) {
+    var key = url.split("?")[0], had = freshUrls[key];
+    if (!had || urlExpiresAt(url) > urlExpiresAt(had)) { freshUrls[key] = url; }
+  }
+
+  function freshest(url) {
+    var had = freshUrls[url.split("?")[0]];
+    return had && urlExpiresAt(had) > urlExpiresAt(url) ? had : url;
+  }
+
+  function refreshUrls() {       // one playlist fetch at a time; resolves once its URLs are remembered
+    if (!refreshing) {
+      urlRefreshes++;
+      app.dataset.urlRefreshes = String(urlRefreshes);
+      refreshing = fetch(playlistUrl, {cache: "no-store", credentials: "omit"}).then(function (r) {
+        noteServerDate(r);
+        if (r.status === 410 || r.status === 404) { showExpired(); return ""; }
+        return r.ok ? r.text() : "";
+      }).then(function (text) {
+        text.split("\n").forEach(function (line) {
+          line = line.trim();
+          if (line && line.charAt(0) !== "#") { remember(line); }
+        });
+      }).catch(function () { /* offline for a moment: the segment is tried with the URL it has */ })
+        .then(function () { refreshing = null; });
+    }
+    return refreshing;
+  }
+
+  function freshFragmentLoader() {
+    // hls.js's own loader, given the freshest URL of each segment, renewed first when it is about to expire.
+    var Base = Hls.DefaultConfig.loader;
+    return class extends Base {
+      load(context, config, callbacks) {
+        this.vigintAborted = false;
+        context.url = freshest(context.url);
+        if (!stale(context.url)) { super.load(context, config, callbacks); return; }
+        refreshUrls().then(() => {
+          if (this.vigintAborted || expired) { return; }
+          context.url = freshest(context.url);
+          super.load(context, config, callbacks);
+        });
+      }
+      abort() { this.vigintAborted = true; super.abort(); }
+      destroy() { this.vigintAborted = true; super.destroy(); }
+    };
+  }
+
   // ------------------------------------------------------------ playback
 
   function play() {
@@ -132,6 +222,7 @@
 
   function linkStillValid() {
     return fetch(stateUrl, {cache: "no-store", credentials: "omit"}).then(function (r) {
+      noteServerDate(r);
       return !(r.status === 410 || r.status === 404);
     }, function () { return true; });
   }
@@ -149,6 +240,7 @@
       autoStartLoad: false,
       enableWorker: true,           // CSP worker-src blob:
       liveSyncDurationCount: 2,     // start (and stay) two target durations behind the live edge
+      fLoader: freshFragmentLoader(),
       maxBufferLength: 30,
       backBufferLength: 90,
       // A segment that fails 3 times (0.5 + 1 + 2 s) is fatal, and then the page reloads the playlist once:
@@ -163,6 +255,7 @@
     hls.on(Hls.Events.LEVEL_LOADED, function (_, data) {
       playlistEnded = !data.details.live;
       playlistSegments = data.details.fragments.length;
+      data.details.fragments.forEach(function (frag) { remember(frag.url); });
     });
     hls.on(Hls.Events.FRAG_BUFFERED, function () {
       reloadedSinceProgress = false;
@@ -212,6 +305,31 @@
     play();
   }
 
+  function watchClip() {
+    // The MP4 of an old event: when its URL has run out (the <video> fails on its next range request), a
+    // fresh one from state.json, at the same position; at most once per 10 s, so a real failure stops.
+    var lastRetry = 0;
+    function renew() {
+      if (expired || Date.now() - lastRetry < 10000) { return; }
+      lastRetry = Date.now();
+      var at = clipVideo.currentTime, playing = !clipVideo.paused;
+      fetch(stateUrl, {cache: "no-store", credentials: "omit"}).then(function (r) {
+        noteServerDate(r);
+        if (r.status === 410 || r.status === 404) { showExpired(); return null; }
+        return r.ok ? r.json() : null;
+      }).then(function (st) {
+        if (!st || !st.clip_url || expired) { return; }
+        clipVideo.addEventListener("loadedmetadata", function () {
+          clipVideo.currentTime = at;
+          if (playing) { clipVideo.play(); }
+        }, {once: true});
+        clipVideo.src = st.clip_url;
+      }).catch(function () { /* offline: the next error tries again */ });
+    }
+    clipVideo.addEventListener("error", renew);
+    if (clipVideo.error) { renew(); }   // it failed before this script ran
+  }
+
   function start() {
     if (starting) { return; }     // a state.json answer before the manifest was parsed: one player only
     starting = true;
@@ -226,6 +344,7 @@
     }
   }
 
+  if (clipVideo) { watchClip(); }
   if (mode === "hls" && video && segments > 0) { start(); }
   snapshotSha = app.dataset.snapshot || "";
   if (mode === "hls" || !ended) { poll(); }

@@ -3,7 +3,8 @@
 Resources (all JSON; ``GET /openapi.json`` describes every route, parameter, body and answer):
 ``/v1/tenant``, ``/v1/api-keys``, ``/v1/devices`` (+ enrollment codes, revoke, rotate-key, commands
 and their results),
-``/v1/cameras`` (with zones), ``/v1/events``, ``/v1/alerts`` (+ ack, unacknowledged-count),
+``/v1/cameras`` (with zones), ``/v1/events``, ``/v1/alerts`` (+ ack, unacknowledged-count), an event's
+video links ``/v1/events/{id}/links`` (+ revoke all) and ``/v1/links/{id}/revoke``,
 ``/v1/analytics/counts``, ``/v1/usage``. Authentication: ``Authorization: Bearer <API key>``
 (``vigint.api_keys``); ``viewer`` keys read, ``admin`` keys also write. A key sees only its own tenant;
 another tenant's object is answered exactly like a missing one (404).

@@ -494,6 +494,61 @@ class ErasedOut(_Out):
     held_kept: int = Field(default=0, description="events kept because they are under legal hold")
 
 
+# -------------------------------------------------------------------------------------------- links
+
+LINK_ID_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class LinkAccess(_Out):
+    """One entry of a link's access log (``links/{id}/access``)."""
+
+    at: datetime | None = None
+    outcome: str | None = Field(default=None, description='"ok", "revoked", "expired" or "event_gone"')
+    kind: str | None = Field(default=None, description='"page", "state", "playlist" or "download"')
+    user_agent: str | None = None
+    remote_addr: str | None = Field(default=None, description="as recorded (at most 64 characters)")
+
+
+class LinkAccesses(_Out):
+    count: int = Field(description="entries in the access log (page views, downloads, refused requests)")
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    recent: list[LinkAccess] = Field(description="the newest entries, newest first (at most 20)")
+
+
+class Actor(_Out):
+    kind: str = Field(description='"api_key", "cli" or "system"')
+    id: str = Field(description="API key id (api_key), else empty")
+    name: str
+
+
+class LinkOut(_Out):
+    """One recipient's video link of an event (never its token: only the link id, SHA-256 of the token)."""
+
+    link_id: str
+    event_id: str
+    recipient: str
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    revoked: bool
+    revoked_at: datetime | None = None
+    revoked_by: Actor | None = None
+    state: Literal["active", "expired", "revoked"] = Field(
+        description="revoked wins over expired; the link page answers 410 to both alike")
+    accesses: LinkAccesses
+
+
+class LinkList(_Out):
+    event_id: str
+    links: list[LinkOut] = Field(description="oldest first")
+
+
+class LinksRevoked(_Out):
+    event_id: str
+    revoked: int = Field(description="links this call revoked (already revoked ones are left as they were)")
+    links: list[LinkOut]
+
+
 # ---------------------------------------------------------------------------------------- analytics
 
 

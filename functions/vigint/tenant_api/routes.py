@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vigint.tenant_api import analytics, cameras, commands, devices, events, holds, openapi, tenant
+from vigint.tenant_api import analytics, cameras, commands, devices, events, holds, links, openapi, tenant
 from vigint.tenant_api import models as m
 from vigint.tenant_api.http import Route
 
@@ -69,6 +69,16 @@ ROUTES: list[Route] = [
           "How many alerts are not acknowledged", "alerts", response=m.UnacknowledgedCount),
     Route("POST", "/v1/alerts/{event_id}/ack", events.ack_alert, "Acknowledge an alert", "alerts",
           role="admin", response=m.AckOut, params=events.PARAMS),
+    # links
+    Route("GET", "/v1/events/{event_id}/links", links.list_links,
+          "The event's video links: recipient, expiry, revocation, state and accesses (never the token)", "links",
+          response=m.LinkList, params=links.EVENT_LINK_PARAMS),
+    Route("POST", "/v1/events/{event_id}/links/revoke", links.revoke_event_links,
+          "Revoke every video link of the event (410 from the next request; media URLs end within 60 s)",
+          "links", role="admin", response=m.LinksRevoked, params=links.EVENT_LINK_PARAMS),
+    Route("POST", "/v1/links/{link_id}/revoke", links.revoke_link,
+          "Revoke one video link (410 from the next request; media URLs end within 60 s)", "links",
+          role="admin", response=m.LinkOut, params=links.PARAMS),
     # analytics
     Route("GET", "/v1/analytics/counts", analytics.counts, "Detection counts per hour or day (kind= for others)",
           "analytics", query=m.CountsQuery, response=m.CountsOut),
