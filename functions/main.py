@@ -4,6 +4,7 @@ calls one keyword-argument function in ``vigint``; see docs/contracts.md for wha
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import os
 
@@ -27,9 +28,16 @@ if os.environ.get("K_SERVICE"):  # a deployed function (Cloud Run sets K_SERVICE
 
 
 def _pubsub_message(cloud_event) -> tuple[bytes, dict, str | None]:
-    """(data, attributes, message id) of a ``google.cloud.pubsub.topic.v1.messagePublished`` CloudEvent."""
+    """(data, attributes, message id) of a ``google.cloud.pubsub.topic.v1.messagePublished`` CloudEvent.
+
+    Data that is not base64 (Pub/Sub never sends that; a forged push could) becomes ``b""``, which every
+    handler drops as a bad message (counted), instead of a 500 that would be pushed again."""
     message = (cloud_event.data or {}).get("message") or {}
-    data = base64.b64decode(message.get("data") or b"")
+    try:
+        data = base64.b64decode(message.get("data") or b"", validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        logging.getLogger(__name__).warning("push message data is not base64; handled as empty")
+        data = b""
     return data, dict(message.get("attributes") or {}), message.get("messageId") or message.get("message_id")
 
 

@@ -173,3 +173,19 @@ def test_ingest_drops_and_counts_reserved_ids_and_deep_data(stack, fenv):
     from vigint import pipeline
 
     assert not pipeline.event_ref(creds["tenant_id"], ev["event_id"]).get().exists
+
+
+@pytest.mark.parametrize("function", ["ingest", "analyze", "alert"])
+def test_push_data_that_is_not_base64_is_acknowledged_and_dropped(stack, fenv, function):
+    """A forged push whose ``message.data`` is not base64 gets a 2xx (no redelivery loop), and ingest logs
+    it as a drop (``bad_signature``: the empty data it becomes matches no signature)."""
+    creds = fenv.provision()
+    ev = fenv.event(creds)
+    _, attrs = fenv.message(creds, ev)
+    mid = f"not-b64-{function}-{uuid.uuid4().hex[:8]}"
+    envelope = hostile.push_envelope(b"", attrs, mid, stack.project)
+    envelope["message"]["data"] = "%%% not base64 %%%"
+    r = requests.post(stack.urls[function] + "/", json=envelope, timeout=30)
+    assert 200 <= r.status_code < 300, (function, r.status_code, r.text[:300])
+    if function == "ingest":
+        assert hostile.logged_drops(stack, [mid]) == {mid: ["bad_signature"]}
