@@ -211,6 +211,18 @@ def test_ingest_flags_other_bytes_an_oversized_and_a_missing_object_and_the_aler
     state, status, _ = video_link.handle(method="GET", path=f"/v/{token}/state.json")
     assert status == 200 and "2 stored files differ" in json.loads(state)["integrity_note"]
 
+    # The tenant API shows it on the event too (detail and list), as the stored problems.
+    from vigint import api_keys, tenant_api
+
+    key, _ = api_keys.create_key(creds["tenant_id"], role="viewer", name="auditor")
+    for path in (f"/v1/events/{ev['event_id']}", "/v1/events"):
+        body, status = tenant_api.handle(method="GET", path=path, headers={"Authorization": f"Bearer {key}"},
+                                         query={}, body=b"")[:2]
+        assert status == 200, body
+        shown = body["integrity"] if "integrity" in body else body["events"][0]["integrity"]
+        assert (shown["status"], shown["mismatches"]) == ("mismatch", 2)
+        assert sorted(p["problem"] for p in shown["objects"]) == ["md5", "size"]
+
 
 def test_a_matching_event_shows_no_warning(fenv, media, smtp_sink):
     import uuid

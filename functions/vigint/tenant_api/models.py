@@ -422,6 +422,20 @@ class Verdicts(_Out):
     full: VerdictOut | None = Field(default=None, description="Gemini on the whole clip, once the event ended")
 
 
+class IntegrityProblem(_Out):
+    object: str = Field(description="the object's name in the bucket")
+    problem: Literal["missing", "size", "md5"] = Field(description="what differs from the device's claim")
+
+
+class Integrity(_Out):
+    """Ingest's check of the stored objects against what the event's messages claim (``vigint.ingest``)."""
+
+    status: Literal["ok", "mismatch"] = Field(description="mismatch: at least one object differs (sticky)")
+    checked: int = Field(default=0, description="objects compared over the event's messages")
+    mismatches: int = Field(default=0, description="objects that differ")
+    objects: list[IntegrityProblem] = Field(default_factory=list, description="the first 50 that differ")
+
+
 class EventSummary(_Out):
     event_id: str
     device_id: str | None = None
@@ -449,6 +463,7 @@ class EventSummary(_Out):
     verdicts: Verdicts | None = None
     held: bool = Field(default=False, description="under legal hold: kept by retention, erase, tenant deletion")
     hold_ids: list[str] = Field(default_factory=list, description="the legal holds on the event")
+    integrity: Integrity | None = Field(default=None, description="stored evidence against the device's claims")
 
 
 class EventPage(_Out):
