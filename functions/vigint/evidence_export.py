@@ -6,7 +6,7 @@ signed GET URL of it (``EXPORT_URL_TTL_S``). The package holds::
     event.json          the event record: times, labels, detections, verdicts (analysis), the alert decision
     clip.mp4            the event's clip, if it has one; otherwise its HLS segments as segments/NNNNN.ts
     snapshot.jpg        the event's snapshot, if any
-    access_log.json     the event's links: recipient, created/expiry, revoked, and every access of each
+    access_log.json     the event's links: recipient, created/expiry, revocation (when, by whom), accesses of each
     manifest.json       {"format", "tenant_id", "event_id", "export_id", "created_at", "created_by",
                          "signature": {"algorithm", "key_id"},
                          "files": [{"name", "bytes", "sha256", "stored_sha256"?}]}  (sha256 in lower-case hex)
@@ -42,7 +42,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore as fs
 
-from vigint import audit, clients, config, export_signing, pipeline, storage
+from vigint import audit, clients, config, export_signing, links, pipeline, storage
 
 log = logging.getLogger(__name__)
 
@@ -85,21 +85,16 @@ def event_record(event: Mapping[str, Any]) -> dict:
 
 
 def access_log(tenant_id: str, event_id: str) -> list[dict]:
-    """Every link of the event (oldest first) with its accesses (oldest first, at most
-    ``MAX_ACCESSES_PER_LINK`` each). No token is stored anywhere, so none can be exported."""
-    links = (clients.firestore().collection("links").where(filter=fs.FieldFilter("tenant_id", "==", tenant_id))
-             .where(filter=fs.FieldFilter("event_id", "==", event_id)).stream())
+    """Every link of the event (oldest first, ``links.of_event``) with its revocation (when, by whom) and its
+    accesses (oldest first, the newest ``MAX_ACCESSES_PER_LINK`` of each, ``links.accesses``; ``access_count``
+    counts them all). No token is stored anywhere, so none can be exported."""
     out = []
-    for link in links:
-        d = link.to_dict() or {}
-        accesses = sorted((a.to_dict() or {} for a in link.reference.collection("access")
-                           .limit(MAX_ACCESSES_PER_LINK).stream()),
-                          key=lambda a: pipeline.as_utc(a.get("at")) or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
-        out.append({"link_id": link.id, "recipient": d.get("recipient"), "created_at": d.get("created_at"),
+    for d in links.of_event(tenant_id, event_id):
+        log_ = links.accesses(d["id"], recent=MAX_ACCESSES_PER_LINK)
+        out.append({"link_id": d["id"], "recipient": d.get("recipient"), "created_at": d.get("created_at"),
                     "expires_at": d.get("expires_at"), "revoked": bool(d.get("revoked")),
-                    "revoked_at": d.get("revoked_at"), "accesses": accesses})
-    out.sort(key=lambda x: (pipeline.as_utc(x["created_at"]) or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
-                            x["link_id"]))
+                    "revoked_at": d.get("revoked_at"), "revoked_by": d.get("revoked_by"),
+                    "access_count": log_["count"], "accesses": list(reversed(log_["recent"]))})
     return _jsonable(out)
 
 

@@ -100,6 +100,7 @@ def test_export_verifies_and_fails_after_one_byte_of_the_clip_changes(fenv, smtp
         assert record["alert"]["alerted"] is True
         (link,) = json.loads(zf.read("access_log.json"))
         assert link["recipient"] == recipient and [a["remote_addr"] for a in link["accesses"]] == ["198.51.100.7"]
+        assert link["access_count"] == 1 and link["revoked"] is False and link["revoked_by"] is None
         manifest = json.loads(zf.read("manifest.json"))
         assert {f["name"]: f["sha256"] for f in manifest["files"]}["clip.mp4"] == ev["clip"]["sha256"]
     good = tmp_path / "good.zip"
