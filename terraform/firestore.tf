@@ -107,29 +107,16 @@ resource "google_firestore_field" "ttl" {
 
 # The same backstop for the subcollections of schema version 2 events (tenants/{t}/events/{e}/messages and
 # .../segments, written with expire_at by functions/vigint/ingest.py) and for the audit trail
-# (tenants/{t}/audit, functions/vigint/audit.py): a field's TTL policy applies to every
-# collection with that id (the collection group).
-resource "google_firestore_field" "ttl_lifecycle" {
-  for_each = toset(["messages", "segments", "audit"])
-
-  database   = google_firestore_database.default.name
-  collection = each.value
-  field      = "expire_at"
-
-  ttl_config {}
-
-  # A TTL field needs no single-field index: keep its write cost down.
-  index_config {}
-}
-
+# (tenants/{t}/audit, functions/vigint/audit.py) and the erasure tombstones (below): a field's TTL policy
+# applies to every collection with that id (the collection group).
 # The tombstones of camera erasures (functions/vigint/retention.py: tenants/{t}/erasures/{camera}): kept the
 # event max age plus a day after the erase, then no message they refuse could pass ingest's age check anyway.
 # (A tenant's deletion tombstone, deleted_tenants/{t}, has no expire_at: its devices' last key versions must
 # outlive any re-creation of the tenant.) The legal-hold queries (held == true, hold_ids
 # array-contains, hold_objects_pending == true, holds by camera_id, deleted_tenants with pending_held > 0)
 # use single-field indexes Firestore keeps by itself; a camera hold's range query uses the camera index above.
-resource "google_firestore_field" "ttl_tombstones" {
-  for_each = toset(["erasures"])
+resource "google_firestore_field" "ttl_lifecycle" {
+  for_each = toset(["messages", "segments", "audit", "erasures"])
 
   database   = google_firestore_database.default.name
   collection = each.value

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from tests.functions.conftest import FIXTURE_START, start_and_join
+from tests.functions.mailbox import by_recipient as _mail, recipients as _recipients
 from tests.functions.v2 import Lifecycle, signed
 
 
@@ -23,19 +24,6 @@ class Killed(BaseException):
 
 def _msg(ev: dict) -> bytes:
     return json.dumps({"tenant_id": ev["tenant_id"], "event_id": ev["event_id"]}).encode()
-
-
-def _recipients(n: int = 2) -> list[str]:
-    tag = uuid.uuid4().hex[:8]
-    return [f"guard{i}-{tag}@example.com" for i in range(n)]
-
-
-def _mail(smtp_sink, recipients) -> dict:
-    out = {r: [] for r in recipients}
-    for m in smtp_sink.messages():
-        if m["To"] in out:
-            out[m["To"]].append(m)
-    return out
 
 
 def _doc(tenant_id: str, event_id: str) -> dict:

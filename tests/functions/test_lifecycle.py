@@ -14,25 +14,13 @@ import uuid
 import pytest
 
 from tests.functions.conftest import FIXTURE_START, start_and_join
+from tests.functions.mailbox import by_recipient as _mail, recipients as _recipients
 from tests.functions.v2 import Lifecycle, signed, ts_segments
 
 
 @pytest.fixture(scope="module")
 def segments() -> list[bytes]:
     return ts_segments(3)
-
-
-def _recipients(n: int = 2) -> list[str]:
-    tag = uuid.uuid4().hex[:8]
-    return [f"guard{i}-{tag}@example.com" for i in range(n)]
-
-
-def _mail(smtp_sink, recipients) -> dict:
-    out = {r: [] for r in recipients}
-    for m in smtp_sink.messages():
-        if m["To"] in out:
-            out[m["To"]].append(m)
-    return out
 
 
 def _text(message) -> str:
