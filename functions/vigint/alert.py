@@ -57,6 +57,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -572,8 +573,6 @@ def _claim(ref, recipient: str, now: dt.datetime, kind: str = "email",
         vigint.pipeline.InProgress: another delivery claimed it less than ``lease_s`` seconds ago (it may be
             sending right now; redelivered, and taken over once its lease lapses).
     """
-    import uuid
-
     claim_id = uuid.uuid4().hex
     try:
         ref.create({"recipient": recipient, "kind": kind, "status": "sending", "attempts": 1, "claimed_at": now,
