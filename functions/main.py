@@ -12,6 +12,7 @@ import functions_framework
 
 from vigint import alert as _alert
 from vigint import clients as _clients
+from vigint import console as _console
 from vigint import analyze as _analyze
 from vigint import edge_api as _edge_api
 from vigint import ingest as _ingest
@@ -92,3 +93,23 @@ def retention(request):
     """Scheduled housekeeping (Cloud Scheduler, OIDC-authenticated in Google Cloud): retention deletes and
     stale-device health alerts."""
     return _retention.handle_http(method=request.method)
+
+
+@functions_framework.http
+def console(request):
+    """The operator console (server-rendered pages, ``vigint.console``)."""
+    from flask import Response
+
+    if (request.content_length or 0) > _console.MAX_FORM_BYTES:
+        return "request body too large\n", 413
+    form = request.form.to_dict(flat=False) if request.method not in ("GET", "HEAD") else {}
+    # Behind Google's front end the client's address is the last X-Forwarded-For entry (the front end appends it;
+    # earlier entries are whatever the client sent).
+    remote = (request.headers.get("X-Forwarded-For") or "").split(",")[-1].strip() or request.remote_addr
+    body, status, headers = _console.handle(method=request.method, path=request.path, headers=request.headers,
+                                            query=request.args.to_dict(flat=True), form=form, remote_addr=remote)
+    response = Response(body, status=status)
+    for name, value in headers.items():
+        for v in value if isinstance(value, list) else [value]:
+            response.headers.add(name, v)
+    return response

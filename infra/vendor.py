@@ -1,19 +1,22 @@
-"""Vendored browser libraries of the link page: ``python -m infra.vendor`` refreshes them, ``--check`` verifies.
+"""Vendored browser libraries: ``python -m infra.vendor`` refreshes them, ``--check`` verifies.
 
-The link page (``functions/vigint/templates/video_page.html``) loads hls.js from ``/v/static/`` and never from a
-CDN. The pinned version and its npm tarball integrity are in ``functions/vigint/static/vendor/package.json`` and
-``package-lock.json`` (written by ``npm install --package-lock-only``). Refreshing:
+The link page and the console load their scripts and styles from our own origin, never from a CDN: hls.js
+(``functions/vigint/templates/video_page.html``, the console's player), htmx and Pico CSS (the console,
+``functions/vigint/templates/console/``). axe-core is vendored for the browser tests only (``tests/browser/``,
+never served). Each package's pinned version and npm tarball integrity are in ``vendor/package.json`` and
+``package-lock.json`` under ``functions/vigint/static/`` (written by ``npm install --package-lock-only``).
+Refreshing, for each package of ``PACKAGES``:
 
-1. ``npm pack hls.js@<locked version>`` into a temporary directory;
+1. ``npm pack <name>@<locked version>`` into a temporary directory;
 2. the tarball's SHA-512 must equal the lock's ``integrity`` (Subresource-Integrity form ``sha512-<base64>``);
-3. ``package/dist/hls.light.min.js`` and ``package/LICENSE`` are extracted into ``functions/vigint/static/``
-   (``hls.light.min.js``, ``vendor/hls.js.LICENSE``) and their SHA-256 recorded in ``vendor/SHA256SUMS``.
+3. the listed members (the minified file and the licence) are extracted to their targets, and their SHA-256
+   recorded in ``vendor/SHA256SUMS`` under a ``# name@version integrity`` line.
 
 To move to another version: change ``package.json``, run ``npm install --package-lock-only --ignore-scripts`` in
 ``static/vendor/``, then ``python -m infra.vendor``.
 
 ``--check`` needs no network: it verifies the committed files against ``vendor/SHA256SUMS`` and that the sums
-belong to the locked version (the tests run it).
+belong to the locked versions (the tests run it).
 """
 
 from __future__ import annotations
@@ -31,9 +34,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STATIC = REPO / "functions" / "vigint" / "static"
 VENDOR = STATIC / "vendor"
+# package -> {tarball member: target path relative to the repository}
+PACKAGES = {
+    "hls.js": {"package/dist/hls.light.min.js": "functions/vigint/static/hls.light.min.js",
+               "package/LICENSE": "functions/vigint/static/vendor/hls.js.LICENSE"},
+    "htmx.org": {"package/dist/htmx.min.js": "functions/vigint/static/console/vendor/htmx.min.js",
+                 "package/LICENSE": "functions/vigint/static/console/vendor/htmx.org.LICENSE"},
+    "@picocss/pico": {"package/css/pico.min.css": "functions/vigint/static/console/vendor/pico.min.css",
+                      "package/LICENSE.md": "functions/vigint/static/console/vendor/pico.LICENSE.md"},
+    "axe-core": {"package/axe.min.js": "tests/browser/vendor/axe.min.js",
+                 "package/LICENSE": "tests/browser/vendor/axe-core.LICENSE"},
+}
 PACKAGE = "hls.js"
-# tarball member -> path under STATIC
-FILES = {"package/dist/hls.light.min.js": "hls.light.min.js", "package/LICENSE": "vendor/hls.js.LICENSE"}
 
 
 class VendorError(RuntimeError):
@@ -66,66 +78,82 @@ def _sums_path(vendor_dir: Path) -> Path:
     return vendor_dir / "SHA256SUMS"
 
 
-def refresh(static_dir: Path = STATIC, vendor_dir: Path = VENDOR) -> dict[str, str]:
-    """Fetches the locked hls.js with ``npm pack``, checks it, and writes the vendored files.
+def _pack(package: str, version: str, integrity: str, tmp: str) -> Path:
+    proc = subprocess.run(["npm", "pack", "--silent", f"{package}@{version}"], cwd=tmp,
+                          capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise VendorError(f"npm pack {package}@{version} failed (exit {proc.returncode}): "
+                          f"{proc.stderr.strip()[-2000:]}")
+    tarballs = [t for t in Path(tmp).glob("*.tgz")]
+    if len(tarballs) != 1:
+        raise VendorError(f"npm pack left {len(tarballs)} tarballs")
+    data = tarballs[0].read_bytes()
+    if sri_sha512(data) != integrity:
+        raise VendorError(f"{tarballs[0].name}: integrity {sri_sha512(data)} is not the locked {integrity}")
+    return tarballs[0]
+
+
+def refresh(repo: Path = REPO, vendor_dir: Path = VENDOR, packages: dict = PACKAGES) -> dict[str, str]:
+    """Fetches each locked package with ``npm pack``, checks it, and writes the vendored files.
 
     Returns:
-        ``{path under static_dir: sha256 hex}`` of the files written.
+        ``{path under repo: sha256 hex}`` of the files written.
 
     Raises:
-        VendorError: npm failed, the tarball's integrity differs from the lock, or a file is missing from it.
+        VendorError: npm failed, a tarball's integrity differs from the lock, or a file is missing from it.
     """
-    version, integrity = locked(vendor_dir=vendor_dir)
-    with tempfile.TemporaryDirectory(prefix="vigint-vendor-") as tmp:
-        proc = subprocess.run(["npm", "pack", "--silent", f"{PACKAGE}@{version}"], cwd=tmp,
-                              capture_output=True, text=True, timeout=300)
-        if proc.returncode != 0:
-            raise VendorError(f"npm pack {PACKAGE}@{version} failed (exit {proc.returncode}): "
-                              f"{proc.stderr.strip()[-2000:]}")
-        tarballs = list(Path(tmp).glob("*.tgz"))
-        if len(tarballs) != 1:
-            raise VendorError(f"npm pack left {len(tarballs)} tarballs")
-        data = tarballs[0].read_bytes()
-        if sri_sha512(data) != integrity:
-            raise VendorError(f"{tarballs[0].name}: integrity {sri_sha512(data)} is not the locked {integrity}")
-        sums = {}
-        with tarfile.open(tarballs[0], "r:gz") as tar:
-            for member, target in FILES.items():
-                f = tar.extractfile(member)
-                if f is None:
-                    raise VendorError(f"{member} is not in {tarballs[0].name}")
-                content = f.read()
-                (static_dir / target).parent.mkdir(parents=True, exist_ok=True)
-                (static_dir / target).write_bytes(content)
-                sums[target] = hashlib.sha256(content).hexdigest()
-    lines = [f"# {PACKAGE}@{version} {integrity}"] + [f"{h}  {p}" for p, h in sorted(sums.items())]
+    sums_all, lines = {}, []
+    for package, files in packages.items():
+        version, integrity = locked(package, vendor_dir=vendor_dir)
+        with tempfile.TemporaryDirectory(prefix="vigint-vendor-") as tmp:
+            tarball = _pack(package, version, integrity, tmp)
+            sums = {}
+            with tarfile.open(tarball, "r:gz") as tar:
+                for member, target in files.items():
+                    f = tar.extractfile(member)
+                    if f is None:
+                        raise VendorError(f"{member} is not in {tarball.name}")
+                    content = f.read()
+                    (repo / target).parent.mkdir(parents=True, exist_ok=True)
+                    (repo / target).write_bytes(content)
+                    sums[target] = hashlib.sha256(content).hexdigest()
+        lines += [f"# {package}@{version} {integrity}"] + [f"{h}  {p}" for p, h in sorted(sums.items())]
+        sums_all.update(sums)
     _sums_path(vendor_dir).write_text("\n".join(lines) + "\n")
-    return sums
+    return sums_all
 
 
-def check(static_dir: Path = STATIC, vendor_dir: Path = VENDOR) -> None:
+def check(repo: Path = REPO, vendor_dir: Path = VENDOR, packages: dict = PACKAGES) -> None:
     """Verifies the vendored files offline against ``vendor/SHA256SUMS`` and the lock.
 
     Raises:
         VendorError: the sums were made for another version or tarball than the lock pins, a file is missing,
             or its SHA-256 differs.
     """
-    version, integrity = locked(vendor_dir=vendor_dir)
-    lines = _sums_path(vendor_dir).read_text().splitlines()
-    if not lines or lines[0] != f"# {PACKAGE}@{version} {integrity}":
-        raise VendorError(f"{_sums_path(vendor_dir)} is not for {PACKAGE}@{version}: run python -m infra.vendor")
-    listed = {}
-    for line in lines[1:]:
-        digest, path = line.split(None, 1)
-        listed[path.strip()] = digest
-    if set(listed) != set(FILES.values()):
-        raise VendorError(f"{_sums_path(vendor_dir)} lists {sorted(listed)}, expected {sorted(FILES.values())}")
-    for path, digest in listed.items():
-        target = static_dir / path
-        if not target.is_file():
-            raise VendorError(f"{target} is missing: run python -m infra.vendor")
-        if hashlib.sha256(target.read_bytes()).hexdigest() != digest:
-            raise VendorError(f"{target} differs from {PACKAGE}@{version}: run python -m infra.vendor")
+    sections: dict[str, dict[str, str]] = {}
+    current = None
+    for line in _sums_path(vendor_dir).read_text().splitlines():
+        if line.startswith("# "):
+            current = line[2:]
+            sections[current] = {}
+        elif line.strip() and current is not None:
+            digest, path = line.split(None, 1)
+            sections[current][path.strip()] = digest
+    for package, files in packages.items():
+        version, integrity = locked(package, vendor_dir=vendor_dir)
+        listed = sections.get(f"{package}@{version} {integrity}")
+        if listed is None:
+            raise VendorError(f"{_sums_path(vendor_dir)} has no sums for {package}@{version}: "
+                              "run python -m infra.vendor")
+        if set(listed) != set(files.values()):
+            raise VendorError(f"{_sums_path(vendor_dir)} lists {sorted(listed)} for {package}, "
+                              f"expected {sorted(files.values())}")
+        for path, digest in listed.items():
+            target = repo / path
+            if not target.is_file():
+                raise VendorError(f"{target} is missing: run python -m infra.vendor")
+            if hashlib.sha256(target.read_bytes()).hexdigest() != digest:
+                raise VendorError(f"{target} differs from {package}@{version}: run python -m infra.vendor")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,10 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.check:
             check()
-            print(f"vendored {PACKAGE} matches the lock")
+            print(f"vendored {', '.join(PACKAGES)} match the lock")
         else:
             for path, digest in sorted(refresh().items()):
-                print(f"{digest}  functions/vigint/static/{path}")
+                print(f"{digest}  {path}")
     except VendorError as exc:
         print(f"infra.vendor: {exc}", file=sys.stderr)
         return 1

@@ -4,6 +4,8 @@ Usage::
 
     python -m vigint.admin tenant create --id demo --name "Demo" --recipient a@b.c [--recipient ...]
         [--threshold 1] [--link-ttl-seconds 604800] [--cooldown-seconds 0] [--normal-context TEXT]
+    python -m vigint.admin user add --tenant demo --email a@b.c --role owner [--site S ...]
+    python -m vigint.admin user signin-link --tenant demo --email a@b.c
     python -m vigint.admin device create --tenant demo --id nuc-1 [--name "Lobby NUC"]
     python -m vigint.admin device rotate --tenant demo --id nuc-1
     python -m vigint.admin device revoke --tenant demo --id nuc-1
@@ -56,6 +58,17 @@ def _parser() -> argparse.ArgumentParser:
     td = tenant.add_parser("delete", help="delete everything of a tenant (documents, links, clips, snapshots)")
     td.add_argument("--id", required=True)
     td.add_argument("--confirm", required=True, help="the tenant id again")
+
+    user = sub.add_parser("user", help="console users").add_subparsers(dest="action", required=True)
+    ua = user.add_parser("add", help="add a console user to a tenant (or change their role and sites)")
+    ua.add_argument("--tenant", required=True)
+    ua.add_argument("--email", required=True)
+    ua.add_argument("--role", required=True, choices=["owner", "admin", "operator", "viewer"])
+    ua.add_argument("--name", default=None)
+    ua.add_argument("--site", action="append", default=None, help="limit to this site (repeatable; none: all)")
+    us = user.add_parser("signin-link", help="a one-time console sign-in link for a user (15 minutes)")
+    us.add_argument("--tenant", required=True)
+    us.add_argument("--email", required=True)
 
     camera = sub.add_parser("camera").add_subparsers(dest="action", required=True)
     ce = camera.add_parser("erase", help="delete everything a camera recorded (events, links, clips, snapshots)")
@@ -203,6 +216,33 @@ def verify_export(path: str, public_key_file: str | None) -> int:
     return 0 if not problems else 1
 
 
+def _user_command(args) -> dict:
+    """``user add`` / ``user signin-link``.
+
+    Raises:
+        provisioning.ProvisioningError: unknown tenant or (signin-link) user.
+        ValueError: a bad address, role or name (``vigint.console.users.UserError``).
+    """
+    import datetime as dt
+
+    from vigint import pipeline
+    from vigint.console import signin, users
+
+    if not pipeline.tenant_ref(args.tenant).get().exists:
+        raise provisioning.ProvisioningError(f"tenant {args.tenant} not found")
+    now = dt.datetime.now(dt.timezone.utc)
+    if args.action == "add":
+        u = users.put_user(args.tenant, email=args.email, role=args.role, name=args.name, site_ids=args.site,
+                           created_by="cli", now=now)
+        return {"tenant_id": u.tenant_id, "user_id": u.user_id, "email": u.email, "role": u.role,
+                "site_ids": list(u.site_ids) if u.site_ids is not None else None}
+    u = users.get_user(args.tenant, users.user_id_of(args.email))
+    if u is None:
+        raise provisioning.ProvisioningError(f"no enabled user {args.email} in tenant {args.tenant}")
+    return {"tenant_id": u.tenant_id, "email": u.email, "signin_link": signin.make_link(u, ip=None, now=now),
+            "expires_in_s": signin.LINK_TTL_S}
+
+
 def _jsonable(doc: dict) -> dict:
     return {k: (_jsonable(v) if isinstance(v, dict) else v) for k, v in doc.items() if v is not fs.SERVER_TIMESTAMP}
 
@@ -216,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.what == "link":
             out = _link_command(args)
+        elif args.what == "user":
+            out = _user_command(args)
         elif args.what in ("tenant", "camera") and args.action in ("delete", "erase"):
             from vigint import retention
 

@@ -28,9 +28,12 @@ AUDIT_KEEP_DAYS = 400
 
 
 def actor_of(principal: Any) -> dict:
-    """The ``actor`` of an ``api_keys.ApiPrincipal`` (``key_id``, ``name``), or of ``None`` (the system)."""
+    """The ``actor`` of an ``api_keys.ApiPrincipal`` (``key_id``, ``name``), of a console user's principal (its
+    own ``actor``: ``{"kind": "user", ...}``), or of ``None`` (the system)."""
     if principal is None:
         return {"kind": "system", "id": "", "name": "vigint"}
+    if isinstance(getattr(principal, "actor", None), dict):
+        return dict(principal.actor)
     return {"kind": "api_key", "id": principal.key_id, "name": principal.name}
 
 

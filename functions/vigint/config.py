@@ -84,6 +84,14 @@ class Settings(BaseModel):
         "(the page fetches the playlist again well before they expire); bounds how long a revoked link's "
         "segments keep playing"))
 
+    console_base_url: str = Field(default="", description=(
+        "VIGINT_CONSOLE_BASE_URL: the operator console's origin (https://... in Google Cloud); sign-in links "
+        "and invitations point there, and its session cookie is Secure when it starts with https"))
+    console_session_idle_s: int = Field(default=12 * 3600, ge=60, description=(
+        "VIGINT_CONSOLE_SESSION_IDLE_S: a console session unused this long ends"))
+    console_session_max_s: int = Field(default=7 * 24 * 3600, ge=300, description=(
+        "VIGINT_CONSOLE_SESSION_MAX_S: a console session ends this long after sign-in, used or not"))
+
     export_kms_key: str | None = Field(default=None, description=(
         "VIGINT_EXPORT_KMS_KEY: Cloud KMS key version (projects/.../cryptoKeys/K/cryptoKeyVersions/N, "
         "EC_SIGN_P256_SHA256) that signs evidence export manifests (Google Cloud)"))
@@ -91,7 +99,7 @@ class Settings(BaseModel):
         "VIGINT_EXPORT_SIGNING_KEY_FILE: PEM file of the ECDSA P-256 private key that signs evidence export "
         "manifests where there is no KMS key (the local stack generates one)"))
 
-    @field_validator("public_base_url")
+    @field_validator("public_base_url", "console_base_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")
@@ -147,6 +155,9 @@ ENV = {
     "VIGINT_STALE_HEARTBEAT_INTERVALS": "stale_heartbeat_intervals",
     "VIGINT_LATE_ALERT_SECONDS": "late_alert_seconds",
     "VIGINT_SEGMENT_URL_TTL_SECONDS": "segment_url_ttl_seconds",
+    "VIGINT_CONSOLE_BASE_URL": "console_base_url",
+    "VIGINT_CONSOLE_SESSION_IDLE_S": "console_session_idle_s",
+    "VIGINT_CONSOLE_SESSION_MAX_S": "console_session_max_s",
     "VIGINT_EXPORT_KMS_KEY": "export_kms_key",
     "VIGINT_EXPORT_SIGNING_KEY_FILE": "export_signing_key_file",
 }

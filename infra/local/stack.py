@@ -11,7 +11,7 @@ CLI::
     python -m infra.local.stack down [--workdir .local/stack]
     python -m infra.local.stack status [--workdir .local/stack]
 
-Ports default to 8510-8519 and are overridable with ``VIGINT_PORT_<PART>`` (e.g. ``VIGINT_PORT_PUBSUB``,
+Ports default to 8510-8520 and are overridable with ``VIGINT_PORT_<PART>`` (e.g. ``VIGINT_PORT_PUBSUB``,
 ``VIGINT_PORT_EDGE_API``). ``up`` checks every port before it starts anything and stops at once (exit status
 1) if one is taken, naming the port, the process holding it and the variable that moves it.
 The start commands and the Pub/Sub emulator's classpath fix come from ``shared/DESIGN.md``; how the local
@@ -57,6 +57,7 @@ FUNCTIONS = {
     "alert": "cloudevent",
     "video_link": "http",
     "tenant_api": "http",
+    "console": "http",
 }
 # Topic -> (push subscription, function it pushes to).
 PUSH_ROUTES = {
@@ -202,6 +203,7 @@ class LocalStack:
         env.update(
             {
                 "VIGINT_PUBLIC_BASE_URL": f"http://127.0.0.1:{self.ports['video_link']}",
+                "VIGINT_CONSOLE_BASE_URL": f"http://127.0.0.1:{self.ports['console']}",
                 "VIGINT_SMTP_HOST": "127.0.0.1",
                 "VIGINT_SMTP_PORT": str(self.ports["smtp"]),
                 "VIGINT_SMTP_STARTTLS": "false",

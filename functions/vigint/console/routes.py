@@ -1,0 +1,16 @@
+"""The console's route table."""
+
+from __future__ import annotations
+
+from vigint.console.http import Page
+from vigint.console.pages import auth, overview
+
+PAGES: list[Page] = [
+    Page("GET", "/signin", auth.signin_form, action=None),
+    Page("POST", "/signin", auth.signin_request, action=None),
+    Page("GET", "/signin/link", auth.link_confirm, action=None),
+    Page("POST", "/signin/link", auth.link_use, action=None),
+    Page("POST", "/signout", auth.signout),
+    Page("GET", "/healthz", lambda req: ("ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}), action=None),
+    Page("GET", "/", overview.overview),
+]
