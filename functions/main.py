@@ -110,6 +110,9 @@ def console(request):
                                             query=request.args.to_dict(flat=True), form=form, remote_addr=remote)
     response = Response(body, status=status)
     for name, value in headers.items():
-        for v in value if isinstance(value, list) else [value]:
-            response.headers.add(name, v)
+        if isinstance(value, list):  # Set-Cookie, several
+            for v in value:
+                response.headers.add(name, v)
+        else:
+            response.headers[name] = value
     return response

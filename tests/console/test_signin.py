@@ -92,3 +92,18 @@ def test_security_headers(client, tenant):
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert resp.headers["X-Frame-Options"] == "DENY" and resp.headers["X-Content-Type-Options"] == "nosniff"
     assert "<script>" not in home and " style=" not in home
+
+
+def test_pages_load_only_our_own_assets(client):
+    """Every script and style a page names is served by the console with its type (no CDN); other names 404."""
+    import re
+
+    page = client.get("/signin")
+    refs = re.findall(r'(?:href|src)="(/assets/[^"]+)"', page.text)
+    assert len(refs) == 4 and not re.search(r'(?:href|src)="https?:', page.text)
+    for ref in refs:
+        resp = client.get(ref)
+        assert resp.status_code == 200 and resp.headers["Content-Type"].split(";")[0] in (
+            "text/css", "text/javascript") and "immutable" in resp.headers["Cache-Control"]
+    assert client.get("/assets/../main.py").status_code == 404
+    assert client.get("/assets/player.js.map").status_code == 404

@@ -1,12 +1,12 @@
 """Request plumbing of the console: routes, the session, CSRF, security headers, static files, errors.
 
-Order of checks for one request: ``/static/{name}`` is served from an allow-list; an unknown path is 404; a
+Order of checks for one request: ``/assets/{name}`` is served from an allow-list; an unknown path is 404; a
 known path with another method 405; a page that needs a session without one redirects to ``/signin`` (an htmx
 request gets 401 with ``HX-Redirect``); a state-changing method (anything but GET/HEAD) must carry the session's
 CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``) and must not come from another site
 (``Sec-Fetch-Site``/``Origin``), else 403; an action the role does not allow is 403; an id of another tenant, of
 a site the user may not see or that does not exist is the same 404 page. Every answer carries a strict CSP (no
-inline script or style, ``frame-ancestors 'none'``), ``X-Frame-Options: DENY``, ``nosniff``, ``no-referrer``
+inline script or style, ``frame-ancestors 'none'``), ``X-Frame-Options: DENY``, ``nosniff``, ``Referrer-Policy: same-origin`` (with ``no-referrer`` Chromium sends ``Origin: null`` on form posts)
 and ``Cache-Control: no-store``.
 """
 
@@ -37,7 +37,8 @@ MAX_FORM_BYTES = 64 * 1024
 PRE_SESSION_COOKIE = "vigint_csrf"
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STATIC_MAX_AGE_S = 365 * 24 * 3600
-# Name under /static/ -> (file under vigint/static/, Content-Type). Nothing else is served.
+# Name under /assets/ -> (file under vigint/static/, Content-Type). Nothing else is served. (Not /static/: the
+# Flask app functions-framework builds answers that prefix itself.)
 STATIC_FILES = {
     "htmx.min.js": ("console/vendor/htmx.min.js", "text/javascript; charset=utf-8"),
     "pico.min.css": ("console/vendor/pico.min.css", "text/css; charset=utf-8"),
@@ -165,7 +166,7 @@ def security_headers() -> dict[str, str]:
            f"media-src 'self' {bucket} blob:; connect-src 'self' {bucket}; worker-src blob:; font-src 'self'; "
            "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
     return {"Content-Security-Policy": csp, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
+            "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
             "Cross-Origin-Opener-Policy": "same-origin"}
 
 
@@ -175,8 +176,8 @@ def _static_bytes(name: str) -> bytes:
 
 
 def static_url(name: str) -> str:
-    """``/static/{name}?v={first 16 hex of its SHA-256}`` (cache-busting; files are cached a year)."""
-    return f"/static/{name}?v={hashlib.sha256(_static_bytes(name)).hexdigest()[:16]}"
+    """``/assets/{name}?v={first 16 hex of its SHA-256}`` (cache-busting; files are cached a year)."""
+    return f"/assets/{name}?v={hashlib.sha256(_static_bytes(name)).hexdigest()[:16]}"
 
 
 def _static(name: str) -> Response:
@@ -219,7 +220,7 @@ def dispatch(pages: list[Page], *, method: str, path: str, headers: Mapping[str,
     """Serves one console request against ``pages`` (see the module docstring for the order of checks)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     path = path.rstrip("/") or "/"
-    if path.startswith("/static/") and path.count("/") == 2:
+    if path.startswith("/assets/") and path.count("/") == 2:
         if method not in ("GET", "HEAD"):
             return "method not allowed\n", 405, {"Allow": "GET, HEAD"}
         return _static(path.split("/")[2])
@@ -267,7 +268,8 @@ def _serve(pages, *, method, path, headers, query, form, remote_addr, now) -> Re
         if method not in ("GET", "HEAD"):
             presented = req.field("csrf_token") or headers.get("X-CSRF-Token") or ""
             if not _same_site(headers) or not presented or not hmac.compare_digest(presented, csrf):
-                log.warning("console: CSRF check failed on %s %s", method, page.path)
+                log.warning("console: CSRF check failed on %s %s (same site %s, token %s)", method, page.path,
+                            _same_site(headers), "missing" if not presented else "differs")
                 return _error_page(req, 403, "This form has expired or did not come from the console. "
                                              "Reload the page and try again.")
         if page.action is not None and not user.can(page.action):
