@@ -45,6 +45,7 @@ STATIC_FILES = {
     "console.js": ("console/console.js", "text/javascript; charset=utf-8"),
     "console.css": ("console/console.css", "text/css; charset=utf-8"),
     "zones.js": ("console/zones.js", "text/javascript; charset=utf-8"),
+    "event.js": ("console/event.js", "text/javascript; charset=utf-8"),
     "hls.light.min.js": ("hls.light.min.js", "text/javascript; charset=utf-8"),
     "player.js": ("player.js", "text/javascript; charset=utf-8"),
     "player.css": ("player.css", "text/css; charset=utf-8"),

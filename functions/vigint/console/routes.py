@@ -13,4 +13,16 @@ PAGES: list[Page] = [
     Page("POST", "/signout", auth.signout),
     Page("GET", "/healthz", lambda req: ("ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}), action=None),
     Page("GET", "/", overview.overview),
+    # --- part 1: events, the event page, alerts, the overview's tiles
+
+    # --- end of part 1
+    # --- part 2: devices, cameras and their zones, sites
+
+    # --- end of part 2
+    # --- part 3: settings, users and roles, API keys, audit log, usage and cost
+
+    # --- end of part 3
+    # --- part 4: single sign-on (OpenID Connect)
+
+    # --- end of part 4
 ]
