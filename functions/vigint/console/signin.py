@@ -92,7 +92,9 @@ def base_url() -> str:
 def request_link(email: str, *, ip: str | None, now: dt.datetime, send=None) -> None:
     """Sends one e-mail with a sign-in link per tenant ``email`` is a user of, unless a limit is reached.
 
-    Never says whether the address is known: unknown, limited and malformed addresses return the same way.
+    Never says whether the address is known: unknown, limited and malformed addresses return the same way, and
+    so does a known one whose e-mail could not be sent (logged as an error). The SMTP send is synchronous, so a
+    known address answers later than an unknown one by one SMTP submission (a timing difference, not hidden).
     ``send`` (tests) replaces the SMTP send of the ``EmailMessage``.
     """
     try:
@@ -119,7 +121,12 @@ def request_link(email: str, *, ip: str | None, now: dt.datetime, send=None) -> 
         body += [f"{name}:", url, ""]
     body += ["If you did not ask to sign in, ignore this e-mail."]
     msg.set_content("\n".join(body))
-    (send or mailer.Mailer.from_settings(config.settings()).send)(msg)
+    try:
+        (send or mailer.Mailer.from_settings(config.settings()).send)(msg)
+    except Exception as exc:  # noqa: BLE001 - the answer must not tell a known address from an unknown one
+        log.error("console sign-in: the link e-mail could not be sent (%s); the person may ask again",
+                  type(exc).__name__)
+        return
     log.info("console sign-in: link e-mailed (%d tenant(s))", len(lines))
 
 
