@@ -1,6 +1,7 @@
 """The tenant's audit trail: ``tenants/{t}/audit/{id}``, one document per action a person or a machine took.
 
-What is recorded (issue 14; the console adds sign-ins and settings changes): legal holds and their
+What is recorded (issue 14, and issue 11: sign-ins, clip views through the console or a shared link, settings
+changes, acknowledgements, shares, commands): legal holds and their
 release, link revocations, evidence exports, camera erasures. Each entry::
 
     {"at": datetime (UTC), "actor": {"kind": "api_key" | "system" | "cli", "id": str, "name": str},

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from vigint import clients, config, links, pipeline, render, storage
+from vigint import audit, clients, config, links, pipeline, render, storage
 
 log = logging.getLogger(__name__)
 
@@ -499,6 +499,14 @@ def _log_access(link_ref, outcome: str, remote_addr: str | None, user_agent: str
     )
 
 
+def _audit_view(link: dict, lid: str, kind: str, remote_addr: str | None, now: dt.datetime) -> None:
+    """An ``event.view`` entry in the tenant's audit log for a page or download served through a shared link
+    (issue 11: every clip view, console or shared link, is audited); the actor is the link's recipient."""
+    audit.record(link["tenant_id"], actor={"kind": "link", "id": lid[:16], "name": str(link.get("recipient") or "")},
+                 action="event.view", target_kind="event", target_id=link["event_id"],
+                 details={"via": "link", "kind": kind, "ip": (remote_addr or "")[:64]}, now=now)
+
+
 _denied_logged: collections.OrderedDict[tuple[str, str, str], dt.datetime] = collections.OrderedDict()
 
 
@@ -602,6 +610,7 @@ def handle(*, method: str, path: str, remote_addr: str | None = None, user_agent
             return _error(404, kind)
         url = _download_url(clips[n], playback_url_ttl_seconds(), now)
         _log_access(link_ref, "ok", remote_addr, user_agent, now, kind)
+        _audit_view(link, lid, kind, remote_addr, now)
         log.info("video_link: link %s… download %d of event %s/%s", lid[:12], n, tenant_id, event_id)
         return "", 302, {**_security_headers("text/plain; charset=utf-8"), "Location": url}
     st = state(tenant_id, event_id, event, now=now)
@@ -609,5 +618,6 @@ def handle(*, method: str, path: str, remote_addr: str | None = None, user_agent
         return json.dumps(st), 200, _security_headers("application/json")
     page = _page(token, link, event, st, trailing_slash=trailing_slash, now=now)
     _log_access(link_ref, "ok", remote_addr, user_agent, now)
+    _audit_view(link, lid, "page", remote_addr, now)
     log.info("video_link: link %s… served event %s/%s", lid[:12], tenant_id, event_id)
     return page

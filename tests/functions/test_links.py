@@ -113,6 +113,13 @@ def test_revoke_one_of_two_recipients_the_other_still_plays(fenv, tapi, link_app
     assert entries[0]["actor"] == {"kind": "api_key", "id": a["admin_key_id"], "name": "Alice Admin"}
     assert entries[0]["details"] == {"event_id": ev, "recipient": "alice@example.com"}
 
+    # Each page and download served through a link is an event.view entry naming the recipient (issue 11);
+    # refused requests and polls of state.json or the playlist are not.
+    views = [e for e in _audit(t) if e["action"] == "event.view"]
+    assert sorted((e["actor"]["name"], e["details"]["kind"]) for e in views) == [
+        ("alice@example.com", "page"), ("bob@example.com", "download"), ("bob@example.com", "page")]
+    assert all(e["target"] == {"kind": "event", "id": ev} and e["actor"]["kind"] == "link" for e in views)
+
 
 def test_revoke_all_roles_and_tenant_isolation(fenv, tapi, link_app):
     a, b = _tenant(fenv), _tenant(fenv)
