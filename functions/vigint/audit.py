@@ -1,10 +1,11 @@
 """The tenant's audit trail: ``tenants/{t}/audit/{id}``, one document per action a person or a machine took.
 
-What is recorded (issue 14, and issue 11: sign-ins, clip views through the console or a shared link, settings
-changes, acknowledgements, shares, commands): legal holds and their
-release, link revocations, evidence exports, camera erasures. Each entry::
+What is recorded: legal holds and their release, link revocations, evidence exports, camera erasures (issue 14);
+console sign-ins, clip views through the console or a shared link, settings changes, acknowledgements, shares and
+commands (issue 11). Each entry::
 
-    {"at": datetime (UTC), "actor": {"kind": "api_key" | "system" | "cli", "id": str, "name": str},
+    {"at": datetime (UTC),
+     "actor": {"kind": "api_key" | "user" | "link" | "system" | "cli", "id": str, "name": str},
      "action": str (dotted, e.g. "event.hold"), "target": {"kind": str, "id": str},
      "details": {str: str | int | bool | None}, "expire_at": datetime}
 
