@@ -79,7 +79,9 @@ def test_admin_draws_a_zone_that_reaches_the_device(new_page, console_url, fenv,
     page.wait_for_function("() => document.getElementById('zone-snapshot').naturalWidth > 0")
     assert axe_violations(page) == []
     page.get_by_role("button", name="New zone").click()
+    page.locator("#zone-overlay").evaluate("e => e.scrollIntoView({block: 'start'})")
     box = page.locator("#zone-overlay").bounding_box()
+    assert box["y"] > -2 and box["y"] + box["height"] <= 902, box  # every click lands inside the viewport
     at = lambda fx, fy: (box["x"] + fx * box["width"], box["y"] + fy * box["height"])  # noqa: E731
     for fx, fy in ((0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)):
         page.mouse.click(*at(fx, fy))

@@ -151,8 +151,11 @@
     const nameLabel = el("label", {}, "Zone name ");
     const name = el("input", { type: "text", value: z.name, pattern: "[a-z0-9][a-z0-9-]{1,62}", required: true,
                                 "aria-describedby": "zone-name-help" });
-    name.addEventListener("input", () => { z.name = name.value.trim(); save(); drawSvg(); });
-    name.addEventListener("change", () => drawList());
+    name.addEventListener("input", () => {
+      z.name = name.value.trim(); save(); drawSvg();
+      const b = picker.children[state.selected];
+      if (b) b.textContent = `${z.name || "zone " + (state.selected + 1)} (${z.points.length} points)`;
+    });
     nameLabel.appendChild(name);
     nameLabel.appendChild(el("small", { id: "zone-name-help" }, "Lower-case letters, digits and dashes."));
     row.appendChild(nameLabel);
