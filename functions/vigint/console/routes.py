@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from vigint.console.http import Page
 from vigint.console.pages import auth, overview
+from vigint.console.pages import cameras as camera_pages
+from vigint.console.pages import devices as device_pages
+from vigint.console.pages import sites_admin
 
 PAGES: list[Page] = [
     Page("GET", "/signin", auth.signin_form, action=None),
@@ -17,6 +20,25 @@ PAGES: list[Page] = [
 
     # --- end of part 1
     # --- part 2: devices, cameras and their zones, sites
+    Page("GET", "/devices", device_pages.list_devices, action="manage"),
+    Page("POST", "/devices/enroll", device_pages.enroll, action="manage"),
+    Page("GET", "/devices/{device_id}", device_pages.device_page, action="manage", params=device_pages.PARAMS),
+    Page("GET", "/devices/{device_id}/commands", device_pages.commands_fragment, action="manage",
+         params=device_pages.PARAMS),
+    Page("POST", "/devices/{device_id}/commands", device_pages.send_command, action="manage",
+         params=device_pages.PARAMS),
+    Page("POST", "/devices/{device_id}/revoke", device_pages.revoke, action="manage", params=device_pages.PARAMS),
+    Page("POST", "/devices/{device_id}/rotate-key", device_pages.rotate_key, action="manage",
+         params=device_pages.PARAMS),
+    Page("POST", "/devices/{device_id}/cameras", device_pages.add_camera, action="manage",
+         params=device_pages.PARAMS),
+    Page("GET", "/cameras/{camera_id}", camera_pages.camera_page, action="watch", params=camera_pages.PARAMS),
+    Page("POST", "/cameras/{camera_id}", camera_pages.save_camera, action="manage", params=camera_pages.PARAMS),
+    Page("GET", "/settings/sites", sites_admin.sites_page, action="manage"),
+    Page("POST", "/settings/sites", sites_admin.create_site, action="manage"),
+    Page("POST", "/settings/sites/assign/device", sites_admin.assign_device, action="manage"),
+    Page("POST", "/settings/sites/assign/camera", sites_admin.assign_camera, action="manage"),
+    Page("POST", "/settings/sites/{site_id}", sites_admin.update_site, action="manage", params=sites_admin.PARAMS),
 
     # --- end of part 2
     # --- part 3: settings, users and roles, API keys, audit log, usage and cost
