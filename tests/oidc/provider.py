@@ -132,3 +132,19 @@ def start(redirect_uris: list[str], timeout_s: float = 30.0) -> Provider:
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"oidc-provider did not start: {log_path.read_text()[-2000:]}")
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None
+
+if pytest is not None:
+    @pytest.fixture(scope="session")
+    def oidc_provider(stack):
+        """The provider for the whole session, its client registered with the stack console's callback."""
+        p = start([f"http://127.0.0.1:{stack.ports['console']}/signin/oidc/callback"])
+        try:
+            yield p
+        finally:
+            p.stop()
