@@ -311,3 +311,16 @@ def test_id_token_validation_on_real_provider_tokens(oidc_provider, fenv):  # no
     with pytest.raises(JoseError):
         oidc.validate_id_token(forged, **{**good, "jwks": {"keys": [jwk.OctKey.import_key(
             c["client_secret"]).as_dict()]}})
+
+
+def test_flows_started_per_client_ip_are_limited(app, tenant, oidc_provider, monkeypatch):  # noqa: F811
+    from vigint.console import oidc
+
+    configure(tenant.tenant_id, oidc_provider)
+    monkeypatch.setattr(oidc, "STARTS_PER_IP", 2)
+    browser = app.test_client()
+    answers = [browser.get(f"/signin/sso?tenant={tenant.tenant_id}").status_code for _ in range(3)]
+    assert answers == [200, 200, 429]
+    other_ip = app.test_client().get(f"/signin/sso?tenant={tenant.tenant_id}",
+                                     environ_base={"REMOTE_ADDR": "192.0.2.7"})
+    assert other_ip.status_code == 200

@@ -66,6 +66,8 @@ JWKS_CACHE_S = 300.0
 CLOCK_LEEWAY_S = 60
 SCOPE = "openid email profile"
 AUTO_CREATE_ROLES = ("viewer", "operator")
+# Flows one client IP may start per ``signin.WINDOW_S`` (15 min): each writes a state document.
+STARTS_PER_IP = 60
 # Asymmetric algorithms only: HS* would make the client secret a verification key, "none" no check at all.
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
@@ -346,16 +348,22 @@ def redirect_uri() -> str:
     return config.settings().console_base_url.rstrip("/") + "/signin/oidc/callback"
 
 
-def begin(tenant_id: str, *, now: dt.datetime) -> tuple[str, str]:
-    """Starts a sign-in at the tenant's provider; returns ``(authorization URL, cookie value)``.
+def begin(tenant_id: str, *, ip: str | None, now: dt.datetime) -> tuple[str, str]:
+    """Starts a sign-in at the tenant's provider; returns ``(authorization URL, cookie value)``. At most
+    ``STARTS_PER_IP`` per client IP per 15 minutes (counted as the e-mailed links are, ``signin``).
 
     Raises:
-        SsoError: the tenant has no single sign-on (unknown tenants alike: same message), or its provider's
-            discovery failed.
+        SsoError: the tenant has no single sign-on (unknown tenants alike: same message), its provider's
+            discovery failed (400), or the client IP started too many (429).
         google.api_core.exceptions.GoogleAPICallError: Firestore failed.
     """
     from authlib.integrations.requests_client import OAuth2Session
 
+    from vigint.console import signin
+
+    if ip and not signin._allowed("sso-ip", ip, STARTS_PER_IP, now):
+        raise SsoError(429, "Too many sign-in attempts from your network. Wait a few minutes and try again.",
+                       "SSO starts per IP over the limit")
     cfg = get_config(tenant_id)
     if cfg is None or not cfg.has_secret:
         raise SsoError(400, GENERIC_REFUSAL, f"tenant {tenant_id[:64]!r} has no SSO")
@@ -488,8 +496,12 @@ def user_for(identity: Identity, *, now: dt.datetime) -> users.ConsoleUser:
     if not cfg.auto_create:
         raise SsoError(403, "There is no account for this e-mail address here. Ask an administrator to add you.",
                        "no user and auto-create off")
-    users.put_user(identity.tenant_id, email=identity.email, role=cfg.auto_create_role,
-                   name=identity.name or None, created_by="sso", now=now)
+    try:
+        users.put_user(identity.tenant_id, email=identity.email, role=cfg.auto_create_role,
+                       name=identity.name or None, created_by="sso", now=now)
+    except users.UserError:  # a name from the provider the console does not accept: the address's own part
+        users.put_user(identity.tenant_id, email=identity.email, role=cfg.auto_create_role, created_by="sso",
+                       now=now)
     audit.record(identity.tenant_id, actor={"kind": "system", "id": "sso", "name": "single sign-on"},
                  action="user.create", target_kind="user", target_id=uid,
                  details={"role": cfg.auto_create_role, "via": "oidc"}, now=now)

@@ -27,7 +27,7 @@ def start(req: ConsoleRequest) -> Response:
     cookie); unknown tenants and tenants without single sign-on get the same 400 page."""
     tenant_id = (req.query.get("tenant") or "").strip().lower()[:63]
     try:
-        url, cookie = oidc.begin(tenant_id, now=req.now)
+        url, cookie = oidc.begin(tenant_id, ip=req.ip, now=req.now)
     except oidc.SsoError as exc:
         return _refused(req, exc)
     req.set_cookies.append(oidc.cookie_header(cookie, oidc.STATE_TTL_S))
