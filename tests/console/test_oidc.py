@@ -324,3 +324,21 @@ def test_flows_started_per_client_ip_are_limited(app, tenant, oidc_provider, mon
     other_ip = app.test_client().get(f"/signin/sso?tenant={tenant.tenant_id}",
                                      environ_base={"REMOTE_ADDR": "192.0.2.7"})
     assert other_ip.status_code == 200
+
+
+def test_the_provider_subject_is_pinned_at_the_first_sign_in(app, tenant, oidc_provider):  # noqa: F811
+    from vigint.console import oidc, users
+
+    users.put_user(tenant.tenant_id, email="alice@example.com", role="viewer")
+    configure(tenant.tenant_id, oidc_provider)
+    first = app.test_client()
+    assert first.get(callback_path(login_at_provider(oidc_provider, start(first, tenant.tenant_id), "alice"))) \
+        .status_code == 303
+    ref = users.users_col(tenant.tenant_id).document(users.user_id_of("alice@example.com"))
+    slot = oidc.subject_slot(oidc_provider.issuer)
+    assert ref.get().to_dict()["oidc_subjects"] == {slot: "alice"}
+    # as if the provider had since given alice@example.com to another person (another subject)
+    ref.update({f"oidc_subjects.{slot}": "the-first-alice"})
+    second = app.test_client()
+    r = second.get(callback_path(login_at_provider(oidc_provider, start(second, tenant.tenant_id), "alice")))
+    assert r.status_code == 403 and "another person" in r.text and not signed_in(second)

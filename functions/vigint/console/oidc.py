@@ -479,19 +479,33 @@ def user_for(identity: Identity, *, now: dt.datetime) -> users.ConsoleUser:
     """The tenant's user of the identity's e-mail; created (``created_by: "sso"``, the configured role, every
     site) when the tenant allows it and the address has none.
 
+    The provider's subject is remembered on the user (``oidc_subjects: {subject_slot(issuer): sub}``) at the first
+    single sign-on: ``iss`` and ``sub`` together are the only stable identifier of a person (OpenID Connect Core
+    1.0 §5.7), so an address the provider later gives to someone else does not open the first person's account.
+
     Raises:
-        SsoError: 403 when there is no such user (and none may be created) or the user is disabled.
+        SsoError: 403 when there is no such user (and none may be created), the user is disabled, or the
+            provider's subject differs from the one the user first signed in with.
     """
     cfg = get_config(identity.tenant_id)
     if cfg is None:
         raise SsoError(400, GENERIC_REFUSAL, "SSO removed during the flow")
     uid = users.user_id_of(identity.email)
-    snap = users.users_col(identity.tenant_id).document(uid).get()
+    ref = users.users_col(identity.tenant_id).document(uid)
+    snap = ref.get()
+    slot = f"oidc_subjects.{subject_slot(cfg.issuer)}"
     if snap.exists:
         user = users.get_user(identity.tenant_id, uid)
         if user is None:
             raise SsoError(403, "This account is disabled. Ask an administrator of your organisation.",
                            "user disabled")
+        known = (snap.to_dict().get("oidc_subjects") or {}).get(subject_slot(cfg.issuer))
+        if known is None:
+            ref.update({slot: identity.subject})
+        elif not hmac.compare_digest(str(known), identity.subject):
+            raise SsoError(403, "This e-mail address belongs to another person at your organisation's sign-in "
+                                "service than the one it was first used by. Ask an administrator.",
+                           "subject differs from the one this user first signed in with")
         return user
     if not cfg.auto_create:
         raise SsoError(403, "There is no account for this e-mail address here. Ask an administrator to add you.",
@@ -505,6 +519,13 @@ def user_for(identity: Identity, *, now: dt.datetime) -> users.ConsoleUser:
     audit.record(identity.tenant_id, actor={"kind": "system", "id": "sso", "name": "single sign-on"},
                  action="user.create", target_kind="user", target_id=uid,
                  details={"role": cfg.auto_create_role, "via": "oidc"}, now=now)
+    ref.update({slot: identity.subject})
     user = users.get_user(identity.tenant_id, uid)
     assert user is not None
     return user
+
+
+def subject_slot(issuer: str) -> str:
+    """The key under a user's ``oidc_subjects`` for ``issuer``: the first 16 hex of its SHA-256 (a field name
+    without dots or slashes)."""
+    return hashlib.sha256(issuer.encode()).hexdigest()[:16]
