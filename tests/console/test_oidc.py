@@ -342,3 +342,20 @@ def test_the_provider_subject_is_pinned_at_the_first_sign_in(app, tenant, oidc_p
     second = app.test_client()
     r = second.get(callback_path(login_at_provider(oidc_provider, start(second, tenant.tenant_id), "alice")))
     assert r.status_code == 403 and "another person" in r.text and not signed_in(second)
+
+
+def test_keys_rotated_since_cached_are_fetched_again(browser, tenant, oidc_provider):  # noqa: F811
+    import time
+
+    from joserfc import jwk
+
+    from vigint.console import oidc, users
+
+    users.put_user(tenant.tenant_id, email="alice@example.com", role="viewer")
+    configure(tenant.tenant_id, oidc_provider)
+    uri = oidc.metadata(oidc_provider.issuer)["jwks_uri"]
+    stale = {"keys": [jwk.RSAKey.generate_key(2048, parameters={"kid": "test-rs256"}).as_dict(private=False)]}
+    oidc._JWKS[uri] = (time.monotonic(), stale)  # as if the provider had rotated its key since the last fetch
+    r = browser.get(callback_path(login_at_provider(oidc_provider, start(browser, tenant.tenant_id), "alice")))
+    assert r.status_code == 303, r.text
+    assert oidc._JWKS[uri][1] != stale

@@ -457,7 +457,7 @@ def finish(cookie_value: str, *, query, now: dt.datetime) -> Identity:
             # the provider may have rotated its keys since they were cached: fetch them once more
             claims = validate_id_token(id_token, jwks=_jwks(meta["jwks_uri"], fresh=True), issuer=cfg.issuer,
                                        client_id=cfg.client_id, nonce=flow["nonce"], now=now)
-    except JoseError as exc:
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise SsoError(400, "The sign-in could not be verified. Start again.",
                        f"ID token refused: {type(exc).__name__} {getattr(exc, 'claim', '')}") from None
     email = claims.get("email")
