@@ -359,3 +359,16 @@ def test_keys_rotated_since_cached_are_fetched_again(browser, tenant, oidc_provi
     r = browser.get(callback_path(login_at_provider(oidc_provider, start(browser, tenant.tenant_id), "alice")))
     assert r.status_code == 303, r.text
     assert oidc._JWKS[uri][1] != stale
+
+
+def test_issuer_and_endpoint_urls_accepted(fenv):  # noqa: F811
+    from vigint.console import oidc
+
+    assert oidc.check_issuer(" https://login.example.com/tenant/v2.0/ ") == "https://login.example.com/tenant/v2.0"
+    assert oidc.check_issuer("http://127.0.0.1:8080") == "http://127.0.0.1:8080"  # the console is on http here
+    for bad in ("http://login.example.com", "ftp://login.example.com", "https://login.example.com?x=1",
+                "https://user@login.example.com", "javascript:alert(1)", ""):
+        with pytest.raises(oidc.ConfigError):
+            oidc.check_issuer(bad)
+    assert oidc._endpoint_ok("https://login.example.com/oauth2/authorize?p=1")
+    assert not any(oidc._endpoint_ok(u) for u in ("javascript:alert(1)", "data:text/html,x", None, 7))

@@ -277,12 +277,24 @@ def metadata(issuer: str) -> dict:
     except (requests.RequestException, ValueError) as exc:
         raise SsoError(400, "Your organisation's sign-in service did not answer. Try again in a moment.",
                        f"discovery of {issuer} failed: {type(exc).__name__}") from None
-    if meta.get("issuer") != issuer or not all(isinstance(meta.get(k), str) for k in (
+    if meta.get("issuer") != issuer or not all(_endpoint_ok(meta.get(k)) for k in (
             "authorization_endpoint", "token_endpoint", "jwks_uri")):
         raise SsoError(400, GENERIC_REFUSAL, f"discovery of {issuer}: issuer {meta.get('issuer')!r} or endpoints wrong")
     with _LOCK:
         _METADATA[issuer] = (time.monotonic(), meta)
     return meta
+
+
+def _endpoint_ok(url) -> bool:
+    """An endpoint of the discovery document: an URL of the kind ``check_issuer`` accepts (so the browser is
+    never sent to a ``javascript:`` or other URL, and the console never fetches a non-https one in Google
+    Cloud)."""
+    if not isinstance(url, str) or len(url) > 2000:
+        return False
+    try:
+        return check_issuer(url.split("?", 1)[0]) != ""
+    except ConfigError:
+        return False
 
 
 def _jwks(uri: str, *, fresh: bool = False) -> dict:
