@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from vigint.console.pages import sso  # part 4 (kept apart from the other parts' imports)
 from vigint.console.http import Page
 from vigint.console.pages import auth, overview
-from vigint.console.pages import sso  # part 4
 
 PAGES: list[Page] = [
     Page("GET", "/signin", auth.signin_form, action=None),
