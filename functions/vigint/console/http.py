@@ -81,6 +81,7 @@ class ConsoleRequest:
         htmx: whether htmx sent it (``HX-Request``): answer a fragment.
         csrf_token: the token forms must carry (the session's, or the pre-session cookie's).
         set_cookies: ``Set-Cookie`` values to add to the answer.
+        cookies: the request's cookies (name -> value, the first of each name).
     """
 
     method: str
@@ -96,6 +97,7 @@ class ConsoleRequest:
     htmx: bool
     csrf_token: str
     set_cookies: list[str] = dataclasses.field(default_factory=list)
+    cookies: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def field(self, name: str, default: str = "") -> str:
         """The first value of form field ``name``."""
@@ -261,7 +263,7 @@ def _serve(pages, *, method, path, headers, query, form, remote_addr, now) -> Re
                                    + ("; Secure" if sessions.secure() else ""))
         req = ConsoleRequest(method=method, path=path, params=params, query=query, form=form, user=user,
                              session=session, now=now, ip=remote_addr, user_agent=headers.get("User-Agent"),
-                             htmx=htmx, csrf_token=csrf, set_cookies=set_cookies)
+                             htmx=htmx, csrf_token=csrf, set_cookies=set_cookies, cookies=cookies)
         if page.action is not None and user is None:
             if htmx:
                 return "", 401, {"HX-Redirect": "/signin"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vigint.console.pages import sso  # part 4 (kept apart from the other parts' imports)
 from vigint.console.http import Page
 from vigint.console.pages import auth, overview
 from vigint.console.pages import cameras as camera_pages
@@ -45,6 +46,10 @@ PAGES: list[Page] = [
 
     # --- end of part 3
     # --- part 4: single sign-on (OpenID Connect)
+    Page("GET", "/signin/sso", sso.start, action=None),
+    Page("GET", "/signin/oidc/callback", sso.callback, action=None),
+    Page("GET", "/settings/sso", sso.settings_page, action="manage"),
+    Page("POST", "/settings/sso", sso.settings_save, action="manage"),
 
     # --- end of part 4
 ]
