@@ -35,6 +35,7 @@ from google.cloud import firestore as fs
 
 from vigint import audit, clients, config, links, pipeline, storage, video_link
 from vigint.console import access, sites as sites_mod
+from vigint.render import short_duration
 from vigint.console.http import ConsoleRequest, HttpError, Response, not_found, redirect
 from vigint.schema import EVENT_ID_PATTERN, event_prefix
 from vigint.tenant_api import commands as commands_api
@@ -426,7 +427,7 @@ def _utc(t: Any) -> dt.datetime | None:
 
 def steps(doc: dict) -> list[dict]:
     """The pipeline's step times of an event: ``[{"name", "at": UTC datetime, "after_s": seconds since the
-    first}]`` for each known step (first seen, confirmed, ingested, analyzed, alerted, ended), in that order.
+    first, "after": the same in words (``+2.3 s``, ``+4 min 12 s``)}]`` for each known step (first seen, confirmed, ingested, analyzed, alerted, ended), in that order.
 
     Version 2 events have ``timeline``; version 1 events fall back on ``start_time``, ``ingested_at``,
     ``analysis.analyzed_at`` and ``alert.decided_at``."""
@@ -445,6 +446,8 @@ def steps(doc: dict) -> list[dict]:
         first = out[0]["at"]
         for s in out:
             s["after_s"] = (s["at"] - first).total_seconds()
+            s["after"] = (f"+{s['after_s']:.1f} s" if abs(s["after_s"]) < 60 else
+                          ("+" if s["after_s"] >= 0 else "-") + short_duration(abs(s["after_s"])))
     return out
 
 
