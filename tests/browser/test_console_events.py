@@ -41,10 +41,13 @@ def test_watch_and_acknowledge_an_alert(new_page, console_url, fenv):
     screenshots(page, "p1-events")
     items.last.scroll_into_view_if_needed()  # htmx loads the next page when the last item shows
     page.wait_for_function("document.querySelectorAll('#event-list > li.event-item').length === 28")
+    poller = page.locator("#events-poll").get_attribute("hx-get")
     newest = put_event(t, camera_id="lobby", start=dt.datetime.now(dt.timezone.utc), labels=["dog"])
     page.locator(f'#event-list a[href="/events/{newest}"]').first.wait_for(timeout=12000)  # polled, prepended
     assert page.locator("#event-list > li.event-item").first.locator(f'a[href="/events/{newest}"]').count() >= 1
     assert older[-1] in page.content()
+    page.wait_for_function("(before) => document.getElementById('events-poll').getAttribute('hx-get') !== before",
+                           arg=poller)  # the poller now asks for events newer than the new top one
 
     page.locator(f'.event-title a[href="/events/{eid}"]').click()
     page.wait_for_url(f"{console_url}/events/{eid}")
