@@ -114,10 +114,10 @@ def test_site_limited_user_pages_over_many_cameras(app, tenant, monkeypatch):
         camera(t, f"a-cam-{n:02d}", site_id="a")
     for n in range(3):
         camera(t, f"b-cam-{n}", site_id="b")
-    for i in range(70):
+    for i in range(45):
         cam = f"a-cam-{(i * 7) % 35:02d}"
         mine.append(put_event(t, camera_id=cam, minutes_ago=i * 0.5, threat_level=i % 4))
-    for i in range(20):
+    for i in range(12):
         theirs.append(put_event(t, camera_id=f"b-cam-{i % 3}", minutes_ago=i * 0.7, threat_level=3))
     c, _ = client_as(app, t, "guard@example.com", role="operator", site_ids=["a"])
     got = walk(c, "/events")
