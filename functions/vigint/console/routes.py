@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from vigint.console.pages import sso  # part 4 (kept apart from the other parts' imports)
 from vigint.console.http import Page
-from vigint.console.pages import auth, overview
+from vigint.console.pages import alerts, auth, events, overview, sites_admin, sso
 from vigint.console.pages import cameras as camera_pages
 from vigint.console.pages import devices as device_pages
-from vigint.console.pages import sites_admin
 
 PAGES: list[Page] = [
     Page("GET", "/signin", auth.signin_form, action=None),
@@ -18,6 +16,24 @@ PAGES: list[Page] = [
     Page("GET", "/healthz", lambda req: ("ok\n", 200, {"Content-Type": "text/plain; charset=utf-8"}), action=None),
     Page("GET", "/", overview.overview),
     # --- part 1: events, the event page, alerts, the overview's tiles
+    Page("GET", "/events", events.events_page),
+    Page("GET", "/events/page", events.events_more),
+    Page("GET", "/events/newer", events.events_newer),
+    Page("GET", "/events/{event_id}", events.event_page, params=events.EVENT_PARAMS),
+    Page("GET", "/events/{event_id}/state.json", events.event_state, params=events.EVENT_PARAMS),
+    Page("GET", "/events/{event_id}/playlist.m3u8", events.event_playlist, params=events.EVENT_PARAMS),
+    Page("GET", "/events/{event_id}/download/{n}", events.event_download, params=events.EVENT_PARAMS),
+    Page("POST", "/events/{event_id}/ack", events.event_ack, action="acknowledge", params=events.EVENT_PARAMS),
+    Page("POST", "/events/{event_id}/share", events.event_share, action="share", params=events.EVENT_PARAMS),
+    Page("POST", "/events/{event_id}/links/revoke", events.links_revoke_all, action="share",
+         params=events.EVENT_PARAMS),
+    Page("POST", "/events/{event_id}/links/{link_id}/revoke", events.link_revoke, action="share",
+         params=events.LINK_PARAMS),
+    Page("POST", "/events/{event_id}/request-clip", events.request_clip, action="request_clip",
+         params=events.EVENT_PARAMS),
+    Page("GET", "/alerts", alerts.alerts_page),
+    Page("GET", "/alerts/page", alerts.alerts_more),
+    Page("POST", "/alerts/ack", alerts.alerts_ack, action="acknowledge"),
 
     # --- end of part 1
     # --- part 2: devices, cameras and their zones, sites

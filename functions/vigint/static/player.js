@@ -25,6 +25,9 @@
   var stateUrl = app.dataset.state;
   var playlistUrl = app.dataset.playlist;
   var linkBase = app.dataset.link || "";
+  // The link page sends no cookies (the token in the URL is the credential); the console's event page asks
+  // for "same-origin" (data-credentials): its state.json and playlist need the session cookie.
+  var credentials = app.dataset.credentials === "same-origin" ? "same-origin" : "omit";
   var video = document.getElementById("video");
   var clipVideo = document.getElementById("clip");
 
@@ -114,7 +117,7 @@
   }
 
   function poll() {
-    fetch(stateUrl, {cache: "no-store", credentials: "omit"}).then(function (r) {
+    fetch(stateUrl, {cache: "no-store", credentials: credentials}).then(function (r) {
       noteServerDate(r);
       if (r.status === 410 || r.status === 404) { showExpired(); return null; }
       return r.ok ? r.json() : null;
@@ -179,7 +182,7 @@
     if (!refreshing) {
       urlRefreshes++;
       app.dataset.urlRefreshes = String(urlRefreshes);
-      refreshing = fetch(playlistUrl, {cache: "no-store", credentials: "omit"}).then(function (r) {
+      refreshing = fetch(playlistUrl, {cache: "no-store", credentials: credentials}).then(function (r) {
         noteServerDate(r);
         if (r.status === 410 || r.status === 404) { showExpired(); return ""; }
         return r.ok ? r.text() : "";
@@ -221,7 +224,7 @@
   }
 
   function linkStillValid() {
-    return fetch(stateUrl, {cache: "no-store", credentials: "omit"}).then(function (r) {
+    return fetch(stateUrl, {cache: "no-store", credentials: credentials}).then(function (r) {
       noteServerDate(r);
       return !(r.status === 410 || r.status === 404);
     }, function () { return true; });
@@ -313,7 +316,7 @@
       if (expired || Date.now() - lastRetry < 10000) { return; }
       lastRetry = Date.now();
       var at = clipVideo.currentTime, playing = !clipVideo.paused;
-      fetch(stateUrl, {cache: "no-store", credentials: "omit"}).then(function (r) {
+      fetch(stateUrl, {cache: "no-store", credentials: credentials}).then(function (r) {
         noteServerDate(r);
         if (r.status === 410 || r.status === 404) { showExpired(); return null; }
         return r.ok ? r.json() : null;
