@@ -133,9 +133,10 @@ resource "google_firestore_field" "ttl_lifecycle" {
 # TTL backstops of the console's short-lived documents, each written with expire_at: console_sessions (the
 # session's absolute expiry, created_at + VIGINT_CONSOLE_SESSION_MAX_S; sessions.py), console_signin_links
 # (15 minutes after the link was made; signin.py) and console_signin_limits (the rate-limit window's counter,
-# kept two windows; signin.py). The code refuses an expired document itself: TTL deletion may lag by a day.
+# kept two windows; signin.py), and console_oidc_states (a single sign-on flow's state, 10 minutes; part 4's
+# console/oidc.py). The code refuses an expired document itself: TTL deletion may lag by a day.
 resource "google_firestore_field" "ttl_console" {
-  for_each = toset(["console_sessions", "console_signin_links", "console_signin_limits"])
+  for_each = toset(["console_sessions", "console_signin_links", "console_signin_limits", "console_oidc_states"])
 
   database   = google_firestore_database.default.name
   collection = each.value

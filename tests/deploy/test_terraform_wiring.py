@@ -383,7 +383,8 @@ def test_console_is_public_on_its_own_origin_with_its_collections_indexed_and_ex
     assert "${var.console_base_url" in tf.variables["console_base_url"]["validation"][0]["condition"]
     assert tf.outputs["console_url"]["value"] == "${local.console_base_url}"
     ttl = tf.resource("google_firestore_field", "ttl_console")
-    assert refs(ttl["for_each"]) == '${toset(["console_sessions","console_signin_links","console_signin_limits"])}'
+    assert refs(ttl["for_each"]) == (
+        '${toset(["console_sessions","console_signin_links","console_signin_limits","console_oidc_states"])}')
     assert ttl["field"] == "expire_at" and ttl["ttl_config"] == [{}]
     email = tf.resource("google_firestore_field", "users_email")
     assert (email["collection"], email["field"]) == ("users", "email")
