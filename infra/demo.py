@@ -13,8 +13,14 @@
    ``timeline.first_seen``: capture time of that frame) to the SMTP server accepting the message
    (``first_seen_to_inbox_s`` in the summary; ``first_seen`` on each event, RFC 3339). Alerts leave while the
    event is still going, so the time from the event's end to the inbox is usually negative.
+6. The operator console: the demo's device is put in a named site (``tenants/demo/sites/demo-street``, its own
+   time zone), its camera is registered (after the edge has finished, so the run itself is unchanged), the alert
+   recipient becomes the tenant's ``owner`` in the console (``vigint.admin user add``) and gets a one-time
+   sign-in link (``vigint.admin user signin-link``, valid 15 minutes): both are printed and written to
+   ``summary.json`` as ``"console": {"url", "signin_link", "email", "site"}``. Open the link, press "Sign in".
 
-The stack keeps running so the link in the email can be opened in a browser; ``make down`` stops it.
+The stack keeps running so the link in the email and the console can be opened in a browser; ``make down`` stops
+it.
 
 Ports: the stack's as ``make up`` (``VIGINT_PORT_<PART>``, e.g. ``VIGINT_PORT_FIRESTORE=9510``), and the edge
 daemon's status endpoint (``/healthz``, ``/metrics``) on 9393 unless ``VIGINT_PORT_EDGE_STATUS`` says otherwise.
@@ -49,6 +55,10 @@ TENANT, DEVICE, CAMERA = "demo", "nuc-1", "entrance"
 RECIPIENT = "security@demo.example"
 EDGE_STATUS_PORT = 9393  # the edge daemon's default (vigint_edge.config.StatusConfig)
 TAP = "demo-edge-events-tap"  # a pull subscription on edge-events: what the edge published, as the cloud got it
+# The console's view of the demo: the device's site (a street in vtest.avi; any IANA zone does) and its owner.
+SITE = {"site_id": "demo-street", "name": "Demo street", "time_zone": "Europe/London"}
+CAMERA_NAME = "Entrance"
+OWNER = RECIPIENT  # the address the alerts go to is the tenant's owner in the console
 
 
 def _admin(env: dict, *args: str) -> str:
@@ -57,6 +67,45 @@ def _admin(env: dict, *args: str) -> str:
     if out.returncode != 0:
         raise SystemExit(f"vigint.admin {' '.join(args)} failed:\n{out.stderr}")
     return out.stdout
+
+
+# Run by ``_console`` in a process with the stack's environment (the demo's own process keeps its environment
+# clean for the edge daemon): the site, the device in it, the camera as POST /v1/cameras stores it.
+_CONSOLE_SETUP = """
+import datetime as dt, json, sys
+from vigint import pipeline
+from vigint.console import sites
+from vigint.tenant_api import cameras, models
+tenant, device, camera, name, site = json.loads(sys.argv[1])
+now = dt.datetime.now(dt.timezone.utc)
+sites.put_site(tenant, site["site_id"], name=site["name"], time_zone=site["time_zone"], now=now)
+pipeline.tenant_ref(tenant).collection("devices").document(device).update({"site_id": site["site_id"]})
+ref = cameras.cameras_col(tenant).document(camera)
+if not ref.get().exists:
+    doc = models.CameraIn(camera_id=camera, device_id=device, name=name).model_dump(mode="json", exclude={"camera_id"})
+    doc["zones"] = cameras.zones_to_store(doc["zones"])
+    doc.update({"created_at": now, "updated_at": now})
+    ref.create(doc)
+"""
+
+
+def _console(env: dict, stack: LocalStack) -> dict:
+    """The demo tenant in the console: its site, camera and owner, and a fresh one-time sign-in link.
+
+    Returns:
+        ``{"url": console origin, "signin_link": URL (one use, 15 minutes), "email": the owner's address,
+        "site": SITE}``.
+    """
+    url = stack.urls["console"]
+    env = {**env, "VIGINT_CONSOLE_BASE_URL": url}  # the links name the console the stack runs
+    setup = json.dumps([TENANT, DEVICE, CAMERA, CAMERA_NAME, SITE])
+    out = subprocess.run([sys.executable, "-c", _CONSOLE_SETUP, setup], env=env, cwd=REPO, text=True,
+                         capture_output=True)
+    if out.returncode != 0:
+        raise SystemExit(f"console set-up failed:\n{out.stderr}")
+    _admin(env, "user", "add", "--tenant", TENANT, "--email", OWNER, "--role", "owner", "--name", "Demo owner")
+    link = json.loads(_admin(env, "user", "signin-link", "--tenant", TENANT, "--email", OWNER))
+    return {"url": url, "signin_link": link["signin_link"], "email": OWNER, "site": SITE}
 
 
 def _edge_status_port() -> int:
@@ -307,6 +356,7 @@ status:
             # Negative when the e-mail arrived while the event was still going (it no longer waits for the end).
             "event_end_to_inbox_s": round(received - ends[event_id], 2) if event_id in ends else None,
         })
+    summary["console"] = _console(env, stack)
     (demo / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
     print("\n== events")
@@ -320,6 +370,13 @@ status:
         print(f"  to={m['to']} subject={m['subject']!r}\n      link={m['link']}\n"
               f"      {m['kind']}: first sight -> inbox {m['first_seen_to_inbox_s']} s "
               f"(event end -> inbox {m['event_end_to_inbox_s']} s)")
+    console = summary["console"]
+    print("== operator console")
+    print(f"  {console['url']}  (site {console['site']['name']!r}, owner {console['email']})\n"
+          f"  sign in: open {console['signin_link']}\n"
+          "  and press Sign in (the link works once, within 15 minutes). A new link:\n"
+          f"  . {stack.workdir / 'env.sh'} && VIGINT_CONSOLE_BASE_URL={console['url']} PYTHONPATH=functions "
+          f"{sys.executable} -m vigint.admin user signin-link --tenant {TENANT} --email {console['email']}")
     print(f"\nsummary: {demo / 'summary.json'}  mail: {demo / 'mail'}")
     problems = _problems(stack, rc, demo, published, events, mails, args.timeout)
     if problems:
@@ -332,7 +389,8 @@ status:
         print(f"{len(events)} event(s), none to alert about: no alert emails. The stack keeps running; "
               "`make down` stops it.")
         return 0
-    print("Open a link above in a browser to play the clip. The stack keeps running; `make down` stops it.")
+    print("Open a link above in a browser to play the clip, or the console's sign-in link to see the event there. "
+          "The stack keeps running; `make down` stops it.")
     return 0
 
 

@@ -127,3 +127,72 @@ resource "google_firestore_field" "ttl_lifecycle" {
   # A TTL field needs no single-field index: keep its write cost down.
   index_config {}
 }
+
+# --- The operator console (issue 11; functions/vigint/console/, docs/contracts.md "Console") ----------------
+
+# TTL backstops of the console's short-lived documents, each written with expire_at: console_sessions (the
+# session's absolute expiry, created_at + VIGINT_CONSOLE_SESSION_MAX_S; sessions.py), console_signin_links
+# (15 minutes after the link was made; signin.py) and console_signin_limits (the rate-limit window's counter,
+# kept two windows; signin.py), and console_oidc_states (a single sign-on flow's state, 10 minutes; part 4's
+# console/oidc.py). The code refuses an expired document itself: TTL deletion may lag by a day.
+resource "google_firestore_field" "ttl_console" {
+  for_each = toset(["console_sessions", "console_signin_links", "console_signin_limits", "console_oidc_states"])
+
+  database   = google_firestore_database.default.name
+  collection = each.value
+  field      = "expire_at"
+
+  ttl_config {}
+
+  # A TTL field needs no single-field index: keep its write cost down.
+  index_config {}
+}
+
+# Sign-in finds every tenant an address is a user of with a collection-group query over tenants/{t}/users
+# (functions/vigint/console/users.py memberships: collection_group("users").where("email", "==", ...)).
+# Firestore keeps single-field indexes of collection scope only; a collection-group query needs the
+# COLLECTION_GROUP exemption (https://cloud.google.com/firestore/docs/query-data/queries#collection-group-query).
+# An index_config replaces the automatic settings of the field, so the collection-scope ascending index (a
+# tenant's users by address) is listed again; descending and array-contains indexes of email are not needed.
+resource "google_firestore_field" "users_email" {
+  database   = google_firestore_database.default.name
+  collection = "users"
+  field      = "email"
+
+  index_config {
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION"
+    }
+    indexes {
+      order       = "ASCENDING"
+      query_scope = "COLLECTION_GROUP"
+    }
+  }
+}
+
+# Revoking every session of a user (disabled, role changed, "sign out everywhere"): console_sessions where
+# tenant_id == T and user_id == U. Firestore can answer equality filters alone by merging single-field
+# indexes, but a composite index makes it one index scan and the query keeps working when an order is added.
+resource "google_firestore_index" "console_sessions_by_user" {
+  database    = google_firestore_database.default.name
+  collection  = "console_sessions"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "tenant_id"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "user_id"
+    order      = "ASCENDING"
+  }
+}
+
+# --- Composite indexes of the console's pages, reported by the parts that query them ------------------------
+# (merged here after review: one resource per query shape, each with the query it serves and its file)
+# part 1 (events timeline, event page, alerts inbox, overview tiles):
+# part 2 (devices, cameras, zones, sites):
+# part 3 (settings, users and roles, API keys, audit log, usage and cost):
+# part 4 (single sign-on, OpenID Connect):
+# --- end of the console's reported indexes ----------------------------------------------------------------

@@ -1,6 +1,6 @@
 # The functions, one per entry point of functions/main.py: 2nd gen, Python 3.11, all built from the one
-# source zip (storage.tf); the entry point is the name of the decorated function. edge_api, video_link and
-# tenant_api are public HTTPS endpoints; ingest, analyze and alert are invoked by their push subscriptions
+# source zip (storage.tf); the entry point is the name of the decorated function. edge_api, video_link,
+# tenant_api and console are public HTTPS endpoints; ingest, analyze and alert are invoked by their push subscriptions
 # (pubsub.tf); retention by its Cloud Scheduler job (scheduler.tf).
 resource "google_cloudfunctions2_function" "fn" {
   for_each = local.functions

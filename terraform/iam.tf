@@ -42,7 +42,8 @@ resource "google_service_account" "builder" {
 
 # --- Firestore ---------------------------------------------------------------------------------------------
 
-# Every function reads or writes Firestore documents (devices, events, links, deliveries); datastore.user is
+# Every function reads or writes Firestore documents (devices, events, links, deliveries; the console also its
+# users, sites, sessions, sign-in links and the audit log); datastore.user is
 # the narrowest predefined role with document read/write and it exists only at project level.
 resource "google_project_iam_member" "datastore_user" {
   for_each = local.functions
@@ -74,12 +75,12 @@ resource "google_storage_bucket_iam_member" "edge_api_creator" {
   member = google_service_account.fn["edge_api"].member
 }
 
-# video_link and tenant_api (event detail) sign GET URLs of clips and snapshots (the signer must be able to
-# read them); analyze reads the clip for Gemini; alert reads the snapshot to attach it to the e-mail; ingest
+# video_link, tenant_api (event detail) and console (the event page's player and snapshots, through the tenant
+# API's handlers) sign GET URLs of clips and snapshots (the signer must be able to read them); analyze reads the clip for Gemini; alert reads the snapshot to attach it to the e-mail; ingest
 # reads the stored objects' metadata to check them against the message; edge_api lists an event's stored
 # objects so it never signs a PUT for one again.
 resource "google_storage_bucket_iam_member" "clip_reader" {
-  for_each = toset(["video_link", "tenant_api", "analyze", "alert", "ingest", "edge_api"])
+  for_each = toset(["video_link", "tenant_api", "console", "analyze", "alert", "ingest", "edge_api"])
 
   bucket = google_storage_bucket.clips.name
   role   = "roles/storage.objectViewer"
@@ -114,10 +115,11 @@ resource "google_storage_bucket_iam_member" "tenant_api_object_holder" {
 
 # --- Signing and token minting (IAM Credentials API) -------------------------------------------------------
 
-# edge_api, video_link and tenant_api have no key file in Google Cloud: they sign URLs through signBlob as
-# themselves (VIGINT_SIGNING_SERVICE_ACCOUNT), which needs token creator on their own account.
+# edge_api, video_link, tenant_api and console have no key file in Google Cloud: they sign URLs through
+# signBlob as themselves (VIGINT_SIGNING_SERVICE_ACCOUNT), which needs token creator on their own account
+# (the console signs the clip and snapshot URLs of its event pages; signBlob has a per-project quota).
 resource "google_service_account_iam_member" "self_signer" {
-  for_each = toset(["edge_api", "video_link", "tenant_api"])
+  for_each = toset(["edge_api", "video_link", "tenant_api", "console"])
 
   service_account_id = google_service_account.fn[each.key].name
   role               = "roles/iam.serviceAccountTokenCreator"
@@ -133,7 +135,8 @@ resource "google_service_account_iam_member" "edge_api_vends_publisher_tokens" {
 
 # --- Secrets -----------------------------------------------------------------------------------------------
 
-# Each function reads exactly the secrets in its local.functions entry (see main.tf for which and why).
+# Each function reads exactly the secrets in its local.functions entry (see main.tf for which and why): the
+# SMTP password only alert (alert e-mails) and console (sign-in link e-mails).
 resource "google_secret_manager_secret_iam_member" "function_secret" {
   for_each = local.function_secrets
 
@@ -144,9 +147,10 @@ resource "google_secret_manager_secret_iam_member" "function_secret" {
 
 # --- Invocation --------------------------------------------------------------------------------------------
 
-# edge_api, video_link and tenant_api are public: devices, e-mail recipients and tenants' tools reach them
-# without Google identities. Each authenticates every request itself (device HMAC secret; unguessable,
-# expiring, revocable link token; per-user API key) and answers 401/404/410 otherwise.
+# edge_api, video_link, tenant_api and console are public: devices, e-mail recipients, tenants' tools and
+# people's browsers reach them without Google identities. Each authenticates every request itself (device HMAC
+# secret; unguessable, expiring, revocable link token; per-user API key; server-side console session from an
+# e-mailed one-time link or OIDC, with CSRF tokens on every form) and answers 401/403/404/410 otherwise.
 resource "google_cloud_run_v2_service_iam_member" "public_invoker" {
   for_each = local.public_functions
 

@@ -21,6 +21,14 @@ locals {
   # known before the function exists; using it avoids a dependency cycle between alert and video_link.
   function_base_url = "https://${var.region}-${var.project_id}.cloudfunctions.net"
   public_base_url   = var.public_base_url != "" ? trimsuffix(var.public_base_url, "/") : "${local.function_base_url}/video-link"
+  # The operator console's origin (VIGINT_CONSOLE_BASE_URL): its sign-in links, the Origin check of its forms
+  # and its cookies (https: Secure and the __Host- prefix) depend on it, and the functions that link to it
+  # (sign-in e-mails; later alert e-mails) read it. The console serves absolute paths (/signin, /assets/...) and
+  # its cookie has Path=/, so it must be the root of an origin of its own: not <function_base_url>/console,
+  # which shares cloudfunctions.net's origin with video-link and would put the pages under a prefix. Cloud Run's
+  # deterministic URL https://<service>-<project number>.<region>.run.app is known before the service exists
+  # (https://cloud.google.com/run/docs/triggering/https-request#deterministic), so no dependency cycle.
+  console_base_url = var.console_base_url != "" ? trimsuffix(var.console_base_url, "/") : "https://console-${data.google_project.this.number}.${var.region}.run.app"
 
   # The pipeline: topic -> the function it triggers (through the push subscription "<function>-push") ->
   # the topic that function publishes to. Names from docs/contracts.md.
@@ -74,6 +82,23 @@ locals {
       memory      = "512Mi"
       timeout     = 60
       secrets     = { VIGINT_DEVICE_KEY_SECRET = "device-key-secret" }
+    }
+    # The operator console (issue 11): server-rendered pages people's browsers call, so public; it
+    # authenticates every request by its server-side session (e-mailed one-time link or OIDC sign-in), checks
+    # CSRF on every form and answers the same 404 for another tenant's ids. It e-mails sign-in links, so it
+    # reads the SMTP password; not warm (not on an alert's path; a cold start costs a person seconds once).
+    console = {
+      name        = "console"
+      public      = true
+      warm        = false
+      description = "Operator console: sign-in, sites, events, alerts, devices, settings, users, audit log."
+      topic       = null
+      memory      = "512Mi"
+      timeout     = 60
+      secrets = {
+        VIGINT_DEVICE_KEY_SECRET = "device-key-secret"
+        VIGINT_SMTP_PASSWORD     = "smtp-password"
+      }
     }
     retention = {
       name        = "retention"
@@ -135,6 +160,9 @@ locals {
     GOOGLE_CLOUD_PROJECT              = var.project_id
     VIGINT_BUCKET                     = google_storage_bucket.clips.name
     VIGINT_PUBLIC_BASE_URL            = local.public_base_url
+    VIGINT_CONSOLE_BASE_URL           = local.console_base_url # sign-in links; links to the console in e-mails
+    VIGINT_CONSOLE_SESSION_IDLE_S     = tostring(var.console_session_idle_s)
+    VIGINT_CONSOLE_SESSION_MAX_S      = tostring(var.console_session_max_s)
     VIGINT_EDGE_EVENTS_TOPIC          = google_pubsub_topic.pipeline["edge-events"].name
     VIGINT_INGESTED_TOPIC             = google_pubsub_topic.pipeline["events-ingested"].name
     VIGINT_ANALYZED_TOPIC             = google_pubsub_topic.pipeline["events-analyzed"].name

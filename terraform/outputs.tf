@@ -13,6 +13,11 @@ output "tenant_api_url" {
   value       = google_cloudfunctions2_function.fn["tenant_api"].url
 }
 
+output "console_url" {
+  description = "The operator console (VIGINT_CONSOLE_BASE_URL): open it in a browser and sign in with an e-mailed link."
+  value       = local.console_base_url
+}
+
 output "public_base_url" {
   description = "VIGINT_PUBLIC_BASE_URL as set on the functions."
   value       = local.public_base_url

@@ -58,6 +58,39 @@ variable "public_base_url" {
   }
 }
 
+variable "console_base_url" {
+  type        = string
+  description = "Origin of the operator console (VIGINT_CONSOLE_BASE_URL), e.g. https://console.example.com: the root of an origin of its own, no path. Empty: the console function's deterministic Cloud Run URL https://console-<project number>.<region>.run.app."
+  default     = ""
+
+  validation {
+    condition     = var.console_base_url == "" || can(regex("^https://[^/\\s]+/?$", var.console_base_url))
+    error_message = "console_base_url must be empty or an https:// origin without a path."
+  }
+}
+
+variable "console_session_idle_s" {
+  type        = number
+  description = "Seconds without a request after which a console session ends (VIGINT_CONSOLE_SESSION_IDLE_S)."
+  default     = 43200
+
+  validation {
+    condition     = var.console_session_idle_s >= 60 && floor(var.console_session_idle_s) == var.console_session_idle_s
+    error_message = "console_session_idle_s must be a whole number of seconds, at least 60."
+  }
+}
+
+variable "console_session_max_s" {
+  type        = number
+  description = "Seconds after sign-in at which a console session ends, used or not (VIGINT_CONSOLE_SESSION_MAX_S); also its Firestore TTL."
+  default     = 604800
+
+  validation {
+    condition     = var.console_session_max_s >= 300 && floor(var.console_session_max_s) == var.console_session_max_s
+    error_message = "console_session_max_s must be a whole number of seconds, at least 300."
+  }
+}
+
 variable "mail_from" {
   type        = string
   description = "From header of alert e-mails (VIGINT_MAIL_FROM), e.g. \"Vigint Alerts <alerts@example.com>\"."

@@ -20,7 +20,7 @@ CONFIG = REPO / "functions" / "vigint" / "config.py"
 # docs/contracts.md: which topic feeds which CloudEvent function.
 TOPIC_OF = {"ingest": "edge-events", "analyze": "events-ingested", "alert": "events-analyzed"}
 # HTTP functions anyone may call (they authenticate requests themselves); other HTTP functions are private.
-PUBLIC = {"edge_api", "video_link", "tenant_api"}
+PUBLIC = {"edge_api", "video_link", "tenant_api", "console"}
 # Private HTTP functions and what invokes them.
 SCHEDULED = {"retention"}
 # Used only when functions/main.py does not exist yet.
@@ -43,7 +43,7 @@ NOT_DEPLOYED = {
 # Set by the platform itself: Cloud Run gives every function K_SERVICE (its service name); Terraform must not.
 PLATFORM = {"K_SERVICE": "Cloud Run's service name, set on every instance (functions/main.py warms clients)"}
 # Secrets only the function using them may read (all others are set on every function).
-SCOPED_SECRETS = {"GEMINI_API_KEY": {"analyze"}, "VIGINT_SMTP_PASSWORD": {"alert"}}
+SCOPED_SECRETS = {"GEMINI_API_KEY": {"analyze"}, "VIGINT_SMTP_PASSWORD": {"alert", "console"}}
 SECRET_VARIABLES = {"VIGINT_DEVICE_KEY_SECRET", *SCOPED_SECRETS}
 
 
@@ -283,7 +283,7 @@ def test_least_privilege_roles(tf):
     assert bucket["edge_api_creator"]["member"] == '${google_service_account.fn["edge_api"].member}'
     assert bucket["clip_reader"]["role"] == "roles/storage.objectViewer"
     assert refs(bucket["clip_reader"]["for_each"]) == \
-        '${toset(["video_link","tenant_api","analyze","alert","ingest","edge_api"])}'
+        '${toset(["video_link","tenant_api","console","analyze","alert","ingest","edge_api"])}'
     assert bucket["retention_deleter"]["role"] == "roles/storage.objectUser"
     assert bucket["retention_deleter"]["member"] == '${google_service_account.fn["retention"].member}'
     # Legal hold: tenant_api sets temporary holds through a custom role of get/list/update only.
@@ -326,7 +326,7 @@ def test_token_creator_on_the_publish_only_account_is_edge_api_alone(tf):
     assert on_publisher[0]["role"] == "roles/iam.serviceAccountTokenCreator"
     assert on_publisher[0]["member"] == '${google_service_account.fn["edge_api"].member}'
     self_signer = sa_bindings["self_signer"]
-    assert refs(self_signer["for_each"]) == '${toset(["edge_api","video_link","tenant_api"])}'
+    assert refs(self_signer["for_each"]) == '${toset(["edge_api","video_link","tenant_api","console"])}'
     assert self_signer["service_account_id"] == "${google_service_account.fn[each.key].name}"
     assert self_signer["member"] == "${google_service_account.fn[each.key].member}"
     fn = tf.resource("google_cloudfunctions2_function", "fn")["service_config"][0]
@@ -366,6 +366,36 @@ def test_firestore_native_with_indexes_and_ttl(tf):
     assert ttl["ttl_config"] == [{}]
 
 
+def test_console_is_public_on_its_own_origin_with_its_collections_indexed_and_expiring(tf):
+    """The console (issue 11): public (browsers; it authenticates by session), VIGINT_CONSOLE_BASE_URL on every
+    function, the root of an origin of its own (its pages use absolute paths and a Path=/ cookie), the SMTP
+    password for sign-in e-mails, TTLs on its short-lived collections, the users.email collection-group index of
+    sign-in, and the sessions index of revoking a user's sessions."""
+    console = tf.locals["functions"]["console"]
+    assert console["public"] is True and console["topic"] is None
+    assert console["secrets"] == {"VIGINT_DEVICE_KEY_SECRET": "device-key-secret",
+                                  "VIGINT_SMTP_PASSWORD": "smtp-password"}
+    assert tf.locals["common_env"]["VIGINT_CONSOLE_BASE_URL"] == "${local.console_base_url}"
+    base = refs(tf.locals["console_base_url"])
+    assert base == ('${var.console_base_url!=""?trimsuffix(var.console_base_url,"/"):'
+                    '"https://console-${data.google_project.this.number}.${var.region}.run.app"}')
+    assert console["name"] == "console"  # the service name in that deterministic URL
+    assert "${var.console_base_url" in tf.variables["console_base_url"]["validation"][0]["condition"]
+    assert tf.outputs["console_url"]["value"] == "${local.console_base_url}"
+    ttl = tf.resource("google_firestore_field", "ttl_console")
+    assert refs(ttl["for_each"]) == (
+        '${toset(["console_sessions","console_signin_links","console_signin_limits","console_oidc_states"])}')
+    assert ttl["field"] == "expire_at" and ttl["ttl_config"] == [{}]
+    email = tf.resource("google_firestore_field", "users_email")
+    assert (email["collection"], email["field"]) == ("users", "email")
+    scopes = {(i["order"], i["query_scope"]) for i in email["index_config"][0]["indexes"]}
+    assert scopes == {("ASCENDING", "COLLECTION"), ("ASCENDING", "COLLECTION_GROUP")}
+    sessions = tf.resource("google_firestore_index", "console_sessions_by_user")
+    assert sessions["collection"] == "console_sessions" and sessions["query_scope"] == "COLLECTION"
+    assert [(f["field_path"], f["order"]) for f in sessions["fields"]] == [("tenant_id", "ASCENDING"),
+                                                                         ("user_id", "ASCENDING")]
+
+
 def test_required_apis_are_enabled(tf):
     apis = set(re.findall(r'"([a-z]+\.googleapis\.com)"', tf.locals["apis"]))
     assert {f"{a}.googleapis.com" for a in ("cloudfunctions", "run", "eventarc", "pubsub", "firestore", "storage",
@@ -381,7 +411,7 @@ def test_every_variable_is_typed_and_described(tf):
 
 
 def test_outputs(tf):
-    assert {"edge_api_url", "video_link_url", "clips_bucket", "topics", "publisher_service_account"} <= set(
+    assert {"edge_api_url", "video_link_url", "console_url", "clips_bucket", "topics", "publisher_service_account"} <= set(
         tf.outputs)
     assert tf.outputs["edge_api_url"]["value"] == '${google_cloudfunctions2_function.fn["edge_api"].url}'
     assert tf.outputs["video_link_url"]["value"] == '${google_cloudfunctions2_function.fn["video_link"].url}'

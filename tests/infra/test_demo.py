@@ -53,10 +53,12 @@ def test_a_quiet_video_is_a_correct_run_no_events_no_alerts_exit_0(stack, quiet_
     env["VIGINT_PORT_EDGE_STATUS"] = str(status_port)
     cmd = [sys.executable, "-m", "infra.demo", "--video", str(quiet_video), "--local-dir", str(local),
            "--timeout", "30"]
+    dead = {part: pid for part, pid in stack.pids.items() if not _alive(pid)}
+    assert not dead, f"the suite's stack lost {dead} before the demo ran"
     run = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=150)
     out = run.stdout + run.stderr
     assert run.returncode == 0, out
-    assert "local stack: already running, reusing it" in run.stdout
+    assert "local stack: already running, reusing it" in run.stdout, out
     assert "no one in view: no events, no alerts" in run.stdout
     assert "FAILED" not in out
     assert "edge daemon finished" in run.stdout and "(exit 0)" in run.stdout, "the edge really ran, and cleanly"
@@ -64,3 +66,31 @@ def test_a_quiet_video_is_a_correct_run_no_events_no_alerts_exit_0(stack, quiet_
     summary = json.loads((local / "demo" / "summary.json").read_text())
     assert summary["events"] == [] and summary["emails"] == []
     assert all(_alive(pid) for pid in stack.pids.values()), "the demo left the running stack running"
+    _check_console(run.stdout, summary["console"], stack)
+
+
+def _check_console(stdout: str, console: dict, stack) -> None:
+    """The console part of the demo: its URL and one-time link printed and in the summary, the link answering
+    200 from the running console (its page names the owner), and, once used, the overview showing the demo's
+    named site with its camera."""
+    import re
+
+    import requests
+
+    url = f"http://127.0.0.1:{stack.ports['console']}"
+    assert console["url"] == url and console["email"] == "security@demo.example"
+    link = console["signin_link"]
+    assert re.fullmatch(re.escape(url) + r"/signin/link\?t=[A-Za-z0-9_-]{40,}", link), link
+    assert url in stdout and link in stdout, "the console and its link are printed"
+    browser = requests.Session()
+    page = browser.get(link, timeout=10)
+    assert page.status_code == 200 and "security@demo.example" in page.text and "Demo Site" in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    used = browser.post(f"{url}/signin/link", data={"t": link.split("t=", 1)[1], "csrf_token": csrf},
+                        headers={"Origin": url}, allow_redirects=False, timeout=10)
+    assert used.status_code == 303, used.text
+    home = browser.get(f"{url}/", timeout=10)
+    assert home.status_code == 200
+    assert console["site"]["name"] == "Demo street" and "Demo street" in home.text and "Europe/London" in home.text
+    assert "Entrance" in home.text, "the demo's camera is on the overview, under its site"
+    assert browser.get(link, timeout=10).status_code == 410, "the printed link works once"
