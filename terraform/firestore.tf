@@ -191,8 +191,36 @@ resource "google_firestore_index" "console_sessions_by_user" {
 
 # --- Composite indexes of the console's pages, reported by the parts that query them ------------------------
 # (merged here after review: one resource per query shape, each with the query it serves and its file)
-# part 1 (events timeline, event page, alerts inbox, overview tiles):
-# part 2 (devices, cameras, zones, sites):
+# part 1 (events timeline, event page, alerts inbox, overview tiles): the timeline, the overview's newest event
+# and counts are served by the per-field event indexes above (Firestore merges equality indexes; a camera_id IN
+# list is run as one equality query per value). The alerts inbox of a site-limited user filters alert.alerted
+# (and ack.acknowledged) and camera_id IN its cameras, newest first (functions/vigint/console/pages/alerts.py):
+# its own composite indexes, so it need not merge three indexes per camera.
+resource "google_firestore_index" "console_inbox" {
+  for_each = {
+    alerted = ["alert.alerted", "camera_id"]
+    unacked = ["alert.alerted", "ack.acknowledged", "camera_id"]
+  }
+
+  database    = google_firestore_database.default.name
+  collection  = "events"
+  query_scope = "COLLECTION"
+
+  dynamic "fields" {
+    for_each = each.value
+    content {
+      field_path = fields.value
+      order      = "ASCENDING"
+    }
+  }
+  fields {
+    field_path = "start_time"
+    order      = "DESCENDING"
+  }
+}
+# part 2 (devices, cameras, zones, sites): the camera page's snapshot is the camera's newest detection event
+# (camera_id == C, kind == "detection", start_time DESC, limit 3; functions/vigint/console/pages/cameras.py),
+# served by merging the camera and kind indexes above; no index of its own.
 # part 3 (settings, users and roles, API keys, audit log, usage and cost):
 # part 4 (single sign-on, OpenID Connect):
 # --- end of the console's reported indexes ----------------------------------------------------------------
