@@ -2,11 +2,10 @@
 
 The month's totals are the tenant's counters (``tenants/{t}/usage/{YYYY-MM}``, read through the tenant API's
 ``analytics.usage``): events stored, clip bytes, Gemini tokens, alert e-mails; their month is that of the
-moment of use (of ingestion, of the analysis). The split per camera is summed from the month's events
-(``start_time`` in the month, the automatic single-field index on ``start_time``; ``clip.bytes`` and
-``analysis.total_tokens``; at most ``MAX_EVENT_SCAN`` events, newest first, else the page says it is partial),
-so an event recorded just before midnight on the last day and ingested after it counts in the other month
-there. Prices come from ``vigint.prices`` (with their sources); the costs are estimates before free tiers.
+moment of use (of ingestion, of the analysis). The split per camera is summed from the events ingested in the month
+(``ingested_at`` in the month, its automatic single-field index; ``clip.bytes`` and ``analysis.total_tokens``;
+at most ``MAX_EVENT_SCAN`` events, newest first, else the page says it is partial): the same month as the
+counters' except for an event analysed after midnight of the month it was ingested in. Prices come from ``vigint.prices`` (with their sources); the costs are estimates before free tiers.
 """
 
 from __future__ import annotations
@@ -45,13 +44,13 @@ def recent_months(now: dt.datetime, n: int = MONTHS_OFFERED) -> list[str]:
 
 
 def per_camera(tenant_id: str, month: str) -> tuple[list[dict], bool]:
-    """``([{"camera_id", "events", "clip_bytes", "gemini_tokens"}], truncated)`` of events whose
-    ``start_time`` is in ``month``, most events first."""
+    """``([{"camera_id", "events", "clip_bytes", "gemini_tokens", "cost_usd"}], truncated)`` of the events
+    ingested in ``month`` (``ingested_at``, UTC), most events first."""
     start, end = month_bounds(month)
     q = (pipeline.tenant_ref(tenant_id).collection("events")
-         .where(filter=fs.FieldFilter("start_time", ">=", start))
-         .where(filter=fs.FieldFilter("start_time", "<", end))
-         .order_by("start_time", direction=fs.Query.DESCENDING)
+         .where(filter=fs.FieldFilter("ingested_at", ">=", start))
+         .where(filter=fs.FieldFilter("ingested_at", "<", end))
+         .order_by("ingested_at", direction=fs.Query.DESCENDING)
          .select(["camera_id", "clip.bytes", "analysis.total_tokens"]).limit(MAX_EVENT_SCAN + 1))
     snaps = list(q.stream())
     rows: dict[str, dict] = {}
