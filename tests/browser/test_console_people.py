@@ -35,12 +35,23 @@ def _tenant(tenant_id):
 
 
 def test_settings_pages(new_page, console_url, tenant_id):
+    import datetime as dt
+
+    from vigint import pipeline, usage
+
     _tenant(tenant_id)
+    now = dt.datetime.now(dt.timezone.utc)
+    for n, (camera, nbytes, tokens) in enumerate((("gate", 1_150_000, 6400), ("gate", 1_170_000, 6300),
+                                                  ("dock", 1_140_000, 6500))):
+        pipeline.event_ref(tenant_id, f"evt_{n:026d}").set({"camera_id": camera, "ingested_at": now,
+                                                           "clip": {"bytes": nbytes},
+                                                           "analysis": {"total_tokens": tokens}})
+        usage.add(tenant_id, now=now, events=1, clip_bytes=nbytes, gemini_tokens=tokens)
     page = new_page(bypass_csp=True)
     sign_in(page, console_url, tenant_id, "lead@example.com", role="owner")
     page.get_by_role("link", name="Settings").click()
     page.wait_for_url(console_url + "/settings")
-    _check(page, "settings")
+    _check(page, "settings-hub")
 
     page.get_by_role("link", name="Alert settings").click()
     page.wait_for_url(console_url + "/settings/alerts")
@@ -63,15 +74,16 @@ def test_settings_pages(new_page, console_url, tenant_id):
     page.get_by_label("Name").fill("Night guard")
     page.get_by_role("button", name="Create key").click()
     page.get_by_text("copy it now").wait_for()
-    _check(page, "apikeys")
+    _check(page, "settings-apikeys")
 
     page.goto(console_url + "/settings/usage")
-    _check(page, "usage")
+    assert page.get_by_role("cell", name="Gate").is_visible()
+    _check(page, "settings-usage")
 
     page.goto(console_url + "/settings/audit")
     assert page.get_by_text("apikey.create").first.is_visible()
     assert page.get_by_text("police case 118").is_visible()
-    _check(page, "audit")
+    _check(page, "settings-audit")
 
 
 def test_owner_invites_a_site_limited_viewer(new_page, console_url, tenant_id, smtp_sink):
@@ -88,10 +100,10 @@ def test_owner_invites_a_site_limited_viewer(new_page, console_url, tenant_id, s
     page.get_by_role("button", name="Send invitation").click()
     page.get_by_text("Invitation sent.").wait_for()
     assert page.get_by_role("cell", name="North yard").is_visible()
-    _check(page, "people")
+    _check(page, "settings-users")
     page.get_by_role("link", name="Night Guard").click()
     page.get_by_role("heading", name="Night Guard").wait_for()
-    _check(page, "people-edit")
+    _check(page, "settings-user-edit")
 
     # the invitee, in a browser of their own
     mail = [m for m in smtp_sink.messages() if m["To"] == "guard@example.com"][0]
@@ -104,10 +116,10 @@ def test_owner_invites_a_site_limited_viewer(new_page, console_url, tenant_id, s
     assert guest.get_by_role("link", name="Gate").is_visible()
     assert guest.get_by_role("link", name="Dock").count() == 0
     assert guest.get_by_role("link", name="Settings").count() == 0
-    _check(guest, "invitee-overview")
+    _check(guest, "settings-invitee-overview")
     for path in ("/settings", "/settings/users", "/settings/alerts", "/settings/api-keys", "/settings/audit",
                  "/settings/usage"):
         resp = guest.goto(console_url + path)
         assert resp.status == 403, path
     assert guest.get_by_role("heading", name="Not allowed").is_visible()
-    _check(guest, "invitee-settings-403")
+    _check(guest, "settings-invitee-403")

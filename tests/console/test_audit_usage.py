@@ -23,7 +23,7 @@ def _record(tenant_id, action, minutes, **kw):
 
 
 def _actions(html):
-    return re.findall(r"<td><code>([a-z._]+)</code></td>", html)
+    return re.findall(r"<td data-label=\"Action\"><code>([a-z._]+)</code></td>", html)
 
 
 def test_audit_log_newest_first_paginated_and_filtered(client, tenant, monkeypatch):
@@ -144,7 +144,8 @@ def test_usage_month_totals_per_camera_and_prices(client, tenant, fenv):
     assert '<p class="big">3</p>' in body and '<p class="big">11,500</p>' in body
     expected_gemini = prices.gemini_usd(11500)
     assert f"about ${expected_gemini:.4f}" in body or f"about ${expected_gemini:.2f}" in body
-    rows = re.findall(r"<tr><td class=\"wrap\">([a-z]+)[^<]*</td><td>([\d,]+)</td><td>[^<]+</td><td>([\d,]+)</td>", body)
+    rows = re.findall(r'<tr><td data-label="Camera" class="wrap">([a-z]+)[^<]*</td><td data-label="Events">([\d,]+)</td>'
+                      r'<td data-label="Clip storage">[^<]+</td><td data-label="Gemini tokens">([\d,]+)</td>', body)
     assert rows == [("lobby", "2", "10,000"), ("yard", "1", "1,500")]
     total_bytes = sum(tenant_clip_bytes(tenant, ev) for ev in (a, b, c))
     assert total_bytes > 0 and counted["clip_bytes"] == total_bytes
