@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vigint.console.http import Page
-from vigint.console.pages import alerts, auth, events, overview, sites_admin, sso
+from vigint.console.pages import alerts, audit_log, auth, events, overview, people, settings, sites_admin, sso, usage
 from vigint.console.pages import cameras as camera_pages
 from vigint.console.pages import devices as device_pages
 
@@ -59,6 +59,27 @@ PAGES: list[Page] = [
 
     # --- end of part 2
     # --- part 3: settings, users and roles, API keys, audit log, usage and cost
+    Page("GET", "/settings", settings.hub, action="manage"),
+    Page("GET", "/settings/alerts", settings.alerts_form, action="manage"),
+    Page("POST", "/settings/alerts", settings.alerts_save, action="manage"),
+    Page("POST", "/settings/alerts/webhook", settings.webhook_save, action="manage"),
+    Page("GET", "/settings/users", people.users_list, action="manage"),
+    Page("POST", "/settings/users", people.invite, action="manage"),
+    Page("GET", "/settings/users/{user_id}", people.user_page, action="manage", params={"user_id": people.USER_ID}),
+    Page("POST", "/settings/users/{user_id}", people.user_update, action="manage", params={"user_id": people.USER_ID}),
+    Page("POST", "/settings/users/{user_id}/disable", people.user_disable, action="manage",
+         params={"user_id": people.USER_ID}),
+    Page("POST", "/settings/users/{user_id}/enable", people.user_enable, action="manage",
+         params={"user_id": people.USER_ID}),
+    Page("POST", "/settings/users/{user_id}/invite", people.user_reinvite, action="manage",
+         params={"user_id": people.USER_ID}),
+    Page("GET", "/settings/api-keys", settings.api_keys, action="manage"),
+    Page("POST", "/settings/api-keys", settings.api_key_create, action="manage"),
+    Page("POST", "/settings/api-keys/{key_id}/revoke", settings.api_key_revoke, action="manage",
+         params={"key_id": settings.KEY_ID}),
+    Page("GET", "/settings/audit", audit_log.audit_page, action="manage"),
+    Page("GET", "/settings/audit.csv", audit_log.audit_csv, action="manage"),
+    Page("GET", "/settings/usage", usage.usage_page, action="manage"),
 
     # --- end of part 3
     # --- part 4: single sign-on (OpenID Connect)
