@@ -23,9 +23,10 @@ DESKTOP = {"width": 1366, "height": 900}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
-    """One headless Chromium for the module's tests (closed at the end of the session)."""
+    """One headless Chromium for the module's tests, closed at the module's end: Playwright's sync API cannot
+    run twice at once in one process, and other tests (tests/e2e) start their own."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
