@@ -108,22 +108,34 @@ class Route:
 
     def match(self, path: str) -> dict[str, str] | None:
         """Path parameters if ``path`` has this route's shape (segments, not patterns), else None."""
-        want, got = self.path.strip("/").split("/"), path.strip("/").split("/")
-        if len(want) != len(got):
-            return None
-        out = {}
-        for w, g in zip(want, got):
-            if w.startswith("{"):
-                if not g:
-                    return None
-                out[w[1:-1]] = g
-            elif w != g:
-                return None
-        return out
+        return match_template(self.path, path)
 
     @property
     def literal_segments(self) -> int:
-        return sum(1 for s in self.path.split("/") if s and not s.startswith("{"))
+        return literal_segments(self.path)
+
+
+def match_template(template: str, path: str) -> dict[str, str] | None:
+    """``{name: segment}`` when ``path`` has the segments of ``template`` (``/v1/devices/{device_id}``: literal
+    segments equal, each ``{name}`` one non-empty segment), else None. Patterns are checked by the caller."""
+    want, got = template.strip("/").split("/"), path.strip("/").split("/")
+    if len(want) != len(got):
+        return None
+    out = {}
+    for w, g in zip(want, got):
+        if w.startswith("{"):
+            if not g:
+                return None
+            out[w[1:-1]] = g
+        elif w != g:
+            return None
+    return out
+
+
+def literal_segments(template: str) -> int:
+    """How many segments of ``template`` are literal: of two templates that match a path, the one with more wins
+    (``/v1/devices/enrollment-codes`` before ``/v1/devices/{device_id}``)."""
+    return sum(1 for s in template.split("/") if s and not s.startswith("{"))
 
 
 def _field(loc: tuple) -> str:
