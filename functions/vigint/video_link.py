@@ -238,7 +238,7 @@ def _contiguous_segments(tenant_id: str, event_id: str, event: dict) -> list[dic
     return out
 
 
-def _has_segments(event: dict) -> bool:
+def has_segments(event: dict) -> bool:
     """Whether the page plays the event through HLS: a lifecycle (schema v2) event that may have segments."""
     if int(event.get("schema_version") or 1) < 2:
         return False
@@ -289,7 +289,7 @@ _url_cache: collections.OrderedDict[tuple[str, int, str | None], tuple[str, dt.d
 _url_lock = threading.Lock()
 
 
-def _signed_get(object_name: str, ttl: int, now: dt.datetime, disposition: str | None = None) -> str:
+def signed_get(object_name: str, ttl: int, now: dt.datetime, disposition: str | None = None) -> str:
     """A signed GET URL of one object with at least half of ``ttl`` left and never more than
     ``MAX_URL_TTL_S``: a cached one, or a new one (``ttl`` in seconds)."""
     ttl = min(int(ttl), MAX_URL_TTL_S)
@@ -324,7 +324,7 @@ def playlist_text(parts: list[Part], complete: bool, *, ttl: int, now: dt.dateti
             lines.append("#EXT-X-DISCONTINUITY")
         for seg in part.segments:
             lines.append(f"#EXTINF:{seg['duration_s']:.3f},")
-            lines.append(_signed_get(seg["object"], ttl, now))
+            lines.append(signed_get(seg["object"], ttl, now))
     if complete:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
@@ -390,20 +390,20 @@ def _clip_filename(event: dict) -> str:
     return f"vigint-{camera}-{start:%Y%m%d-%H%M%S}.mp4" if start else f"vigint-{camera}.mp4"
 
 
-def _clips(parts: list[Part], event: dict) -> list[dict]:
+def clips_of(parts: list[Part], event: dict) -> list[dict]:
     """The events of the chain that have a final clip (the link's event alone without a chain), in order."""
     return [p.event for p in (parts or [Part("", event, [], False)]) if (p.event.get("clip") or {}).get("object")]
 
 
-def _download_url(event: dict, ttl: int, now: dt.datetime) -> str:
-    return _signed_get(event["clip"]["object"], ttl, now, f'attachment; filename="{_clip_filename(event)}"')
+def download_url(event: dict, ttl: int, now: dt.datetime) -> str:
+    return signed_get(event["clip"]["object"], ttl, now, f'attachment; filename="{_clip_filename(event)}"')
 
 
 def _downloads(parts: list[Part], event: dict, ttl: int, now: dt.datetime) -> list[dict]:
     """Signed download URLs of the final clips there are (one per event of the chain); ``path``: the page's
     own route for the same download (``download/{n}``, relative to ``/v/{token}/``)."""
-    return [{"url": _download_url(ev, ttl, now), "path": f"download/{n}", "bytes": ev["clip"].get("bytes"),
-             "duration_s": ev["clip"].get("duration_s")} for n, ev in enumerate(_clips(parts, event))]
+    return [{"url": download_url(ev, ttl, now), "path": f"download/{n}", "bytes": ev["clip"].get("bytes"),
+             "duration_s": ev["clip"].get("duration_s")} for n, ev in enumerate(clips_of(parts, event))]
 
 
 def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> dict:
@@ -423,7 +423,7 @@ def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> di
         (<= 60 s) left.
     """
     ttl = playback_url_ttl_seconds()
-    hls = _has_segments(event)
+    hls = has_segments(event)
     parts, complete = chain(tenant_id, event_id, event) if hls else ([], True)
     last = parts[-1].event if parts else event
     ended = bool(last.get("ended")) if hls else True
@@ -438,7 +438,7 @@ def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> di
     snapshot = event.get("snapshot") or {}
     snapshot_url = None
     if snapshot.get("object"):
-        snapshot_url = _signed_get(snapshot["object"], ttl, now)
+        snapshot_url = signed_get(snapshot["object"], ttl, now)
     downloads = _downloads(parts, event, ttl, now)
     own_clip = (event.get("clip") or {}).get("object")
     verdict = _verdict(event)
@@ -457,7 +457,7 @@ def state(tenant_id: str, event_id: str, event: dict, *, now: dt.datetime) -> di
         "snapshot_sha256": snapshot.get("sha256"),
         "download_url": downloads[0]["url"] if own_clip and downloads else None,
         "downloads": downloads,
-        "clip_url": _signed_get(own_clip, ttl, now) if own_clip and not hls else None,
+        "clip_url": signed_get(own_clip, ttl, now) if own_clip and not hls else None,
         "continued_by": event.get("continued_by"),
         # Ingest's check of the stored objects against the device's claims (every part of the chain).
         "integrity_note": "; ".join(w for w in (render.integrity_words(p.event)
@@ -597,18 +597,18 @@ def handle(*, method: str, path: str, remote_addr: str | None = None, user_agent
     event = ev.to_dict() or {}
 
     if kind == "playlist":
-        if not _has_segments(event):
+        if not has_segments(event):
             return _error(404, kind)
         chain_parts, complete = chain(tenant_id, event_id, event)
         body = playlist_text(chain_parts, complete, ttl=segment_url_ttl_seconds(), now=now)
         return body, 200, _security_headers(PLAYLIST_TYPE)
     if kind == "download":
-        chain_parts = chain(tenant_id, event_id, event)[0] if _has_segments(event) else []
-        clips = _clips(chain_parts, event)
+        chain_parts = chain(tenant_id, event_id, event)[0] if has_segments(event) else []
+        clips = clips_of(chain_parts, event)
         n = int(parts[3])
         if n >= len(clips):
             return _error(404, kind)
-        url = _download_url(clips[n], playback_url_ttl_seconds(), now)
+        url = download_url(clips[n], playback_url_ttl_seconds(), now)
         _log_access(link_ref, "ok", remote_addr, user_agent, now, kind)
         _audit_view(link, lid, kind, remote_addr, now)
         log.info("video_link: link %s… download %d of event %s/%s", lid[:12], n, tenant_id, event_id)

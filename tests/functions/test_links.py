@@ -249,11 +249,11 @@ def test_signed_urls_last_at_most_a_minute(fenv, link_app, monkeypatch):
     t0 = dt.datetime.now(UTC).replace(microsecond=0)
     obj = events.prefix(ev) + "clip.mp4"
     video_link._url_cache.clear()
-    first = video_link._signed_get(obj, 3600, t0)
+    first = video_link.signed_get(obj, 3600, t0)
     assert _expires(first) == 60
-    assert video_link._signed_get(obj, 60, t0 + dt.timedelta(seconds=30)) == first
+    assert video_link.signed_get(obj, 60, t0 + dt.timedelta(seconds=30)) == first
     assert video_link._url_cache[(obj, 60, None)][1] == t0
-    video_link._signed_get(obj, 60, t0 + dt.timedelta(seconds=31))  # 29 s left: signed again
+    video_link.signed_get(obj, 60, t0 + dt.timedelta(seconds=31))  # 29 s left: signed again
     assert video_link._url_cache[(obj, 60, None)][1] == t0 + dt.timedelta(seconds=31)
 
 

@@ -29,6 +29,7 @@ from google.api_core import exceptions as gexc
 from vigint import config
 from vigint.console import sessions, users
 from vigint.console.render import render
+from vigint.tenant_api.http import literal_segments, match_template
 
 log = logging.getLogger(__name__)
 
@@ -134,22 +135,11 @@ class Page:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def match(self, path: str) -> dict[str, str] | None:
-        want, got = self.path.strip("/").split("/"), path.strip("/").split("/")
-        if len(want) != len(got):
-            return None
-        out = {}
-        for w, g in zip(want, got):
-            if w.startswith("{"):
-                if not g:
-                    return None
-                out[w[1:-1]] = g
-            elif w != g:
-                return None
-        return out
+        return match_template(self.path, path)
 
     @property
     def literal_segments(self) -> int:
-        return sum(1 for s in self.path.split("/") if s and not s.startswith("{"))
+        return literal_segments(self.path)
 
 
 def _origin() -> str:

@@ -77,11 +77,11 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
 # ----------------------------------------------------------------------------------------- scanning
 
 
-def _events(tenant_id: str):
+def events_col(tenant_id: str):
     return pipeline.tenant_ref(tenant_id).collection("events")
 
 
-def _get(doc: dict, path: str) -> Any:
+def field_of(doc: dict, path: str) -> Any:
     cur: Any = doc
     for part in path.split("."):
         if not isinstance(cur, dict):
@@ -136,18 +136,18 @@ def scan_page(query, *, limit: int, cursor: str | None, keep=None,
         after = last
 
 
-def _summary(snap) -> m.EventSummary:
+def summary(snap) -> m.EventSummary:
     d = snap.to_dict()
     fields = {k: v for k, v in d.items() if k in m.EventSummary.model_fields and k not in
               ("event_id", "threat_level", "title", "alerted", "acknowledged")}
-    tl = _get(d, "analysis.threat_level")
-    title = _get(d, "analysis.title")
+    tl = field_of(d, "analysis.threat_level")
+    title = field_of(d, "analysis.title")
     return m.EventSummary(
         event_id=snap.id, **fields,
         threat_level=tl if isinstance(tl, int) else None,
         title=title if isinstance(title, str) else None,
-        alerted=bool(_get(d, "alert.alerted")) if isinstance(d.get("alert"), dict) else None,
-        acknowledged=bool(_get(d, "ack.acknowledged")),
+        alerted=bool(field_of(d, "alert.alerted")) if isinstance(d.get("alert"), dict) else None,
+        acknowledged=bool(field_of(d, "ack.acknowledged")),
     )
 
 
@@ -157,6 +157,52 @@ def _range(q, since, until):
     if until is not None:
         q = q.where(filter=fs.FieldFilter("start_time", "<", until))
     return q
+
+
+def filtered_query(tenant_id: str, f: m.EventsQuery, camera_ids: list[str] | None = None):
+    """The tenant's events query of ``GET /v1/events`` for the filters of ``f`` (time range, camera, severity,
+    kind, label or else zone; ``min_threat_level`` and a zone together with a label are ``in_memory_keep``'s).
+
+    Args:
+        camera_ids: instead of ``f.camera_id``, events of these cameras (a Firestore ``in``, at most 30 values:
+            https://firebase.google.com/docs/firestore/query-data/queries#limits_on_or_queries); None: no such
+            restriction. The console uses it for site-limited users.
+    """
+    q = _range(events_col(tenant_id), f.since, f.until)
+    if camera_ids is not None:
+        q = q.where(filter=fs.FieldFilter("camera_id", "==", camera_ids[0]) if len(camera_ids) == 1
+                    else fs.FieldFilter("camera_id", "in", list(camera_ids)))
+    elif f.camera_id:
+        q = q.where(filter=fs.FieldFilter("camera_id", "==", f.camera_id))
+    if f.severity:
+        q = q.where(filter=fs.FieldFilter("severity", "==", f.severity))
+    if f.kind:
+        q = q.where(filter=fs.FieldFilter("kind", "==", f.kind))
+    if f.label:
+        q = q.where(filter=fs.FieldFilter("labels", "array_contains", f.label))
+    elif f.zone:
+        q = q.where(filter=fs.FieldFilter("zones", "array_contains", f.zone))
+    return q
+
+
+def in_memory_keep(f: m.EventsQuery, also=None):
+    """The document test of the filters Firestore cannot combine in one query (a zone with a label: one
+    ``array_contains`` per query; the minimum threat level, a field not every event has), and ``also(doc)`` if
+    given; None when there is nothing to test."""
+    zone_in_memory = bool(f.zone and f.label)
+    if not (zone_in_memory or f.min_threat_level is not None or also is not None):
+        return None
+
+    def keep(d: dict) -> bool:
+        if zone_in_memory and f.zone not in (d.get("zones") or []):
+            return False
+        if f.min_threat_level is not None:
+            tl = field_of(d, "analysis.threat_level")
+            if not isinstance(tl, int) or tl < f.min_threat_level:
+                return False
+        return also is None or also(d)
+
+    return keep
 
 
 # ------------------------------------------------------------------------------------------ handlers
@@ -171,34 +217,14 @@ def list_events(req: Request):
         ApiError: 400 (field ``cursor``) for a cursor that is not one of this API.
     """
     f: m.EventsQuery = req.query
-    q = _range(_events(req.tenant_id), f.since, f.until)
-    if f.camera_id:
-        q = q.where(filter=fs.FieldFilter("camera_id", "==", f.camera_id))
-    if f.severity:
-        q = q.where(filter=fs.FieldFilter("severity", "==", f.severity))
-    if f.kind:
-        q = q.where(filter=fs.FieldFilter("kind", "==", f.kind))
-    zone_in_memory = bool(f.zone and f.label)
-    if f.label:
-        q = q.where(filter=fs.FieldFilter("labels", "array_contains", f.label))
-    elif f.zone:
-        q = q.where(filter=fs.FieldFilter("zones", "array_contains", f.zone))
-    keep = None
-    if zone_in_memory or f.min_threat_level is not None:
-        def keep(d: dict) -> bool:
-            if zone_in_memory and f.zone not in (d.get("zones") or []):
-                return False
-            if f.min_threat_level is not None:
-                tl = _get(d, "analysis.threat_level")
-                if not isinstance(tl, int) or tl < f.min_threat_level:
-                    return False
-            return True
+    q = filtered_query(req.tenant_id, f)
+    keep = in_memory_keep(f)
     snaps, nxt = scan_page(q, limit=f.limit, cursor=f.cursor, keep=keep)
-    return m.EventPage(events=[_summary(s) for s in snaps], next_cursor=nxt), 200
+    return m.EventPage(events=[summary(s) for s in snaps], next_cursor=nxt), 200
 
 
 def _event_snap(req: Request):
-    snap = _events(req.tenant_id).document(req.params["event_id"]).get()
+    snap = events_col(req.tenant_id).document(req.params["event_id"]).get()
     # A placeholder (only continued_by: its continuation arrived first) is no event yet.
     if not snap.exists or "event_id" not in (snap.to_dict() or {}):
         raise not_found("event not found")
@@ -209,7 +235,7 @@ def get_event(req: Request):
     """``GET /v1/events/{event_id}``: the event, its analysis, fresh signed snapshot and clip URLs."""
     snap = _event_snap(req)
     d = snap.to_dict()
-    base = _summary(snap).model_dump()
+    base = summary(snap).model_dump()
     extra = {k: d.get(k) for k in ("max_count", "detections", "analysis", "alert", "ack", "clip", "snapshot",
                                    "ingested_at")}
     extra = {k: v for k, v in extra.items() if v is not None}
@@ -217,7 +243,7 @@ def get_event(req: Request):
     ttl = config.settings().playback_url_ttl_seconds
     urls: dict[str, Any] = {}
     for kind, name in (("clip", "clip.mp4"), ("snapshot", "snapshot.jpg")):
-        obj = _get(d, f"{kind}.object")
+        obj = field_of(d, f"{kind}.object")
         if obj != prefix + name:  # only the event's own object, under its tenant and device
             continue
         try:
@@ -232,7 +258,7 @@ def get_event(req: Request):
 def list_alerts(req: Request):
     """``GET /v1/alerts``: events with ``alert.alerted``, newest first."""
     f: m.AlertsQuery = req.query
-    q = _range(_events(req.tenant_id), f.since, f.until).where(filter=fs.FieldFilter("alert.alerted", "==", True))
+    q = _range(events_col(req.tenant_id), f.since, f.until).where(filter=fs.FieldFilter("alert.alerted", "==", True))
     if f.camera_id:
         q = q.where(filter=fs.FieldFilter("camera_id", "==", f.camera_id))
     keep = None
@@ -240,16 +266,16 @@ def list_alerts(req: Request):
         q = q.where(filter=fs.FieldFilter("ack.acknowledged", "==", True))
     elif f.acknowledged is False:
         def keep(d: dict) -> bool:
-            return not _get(d, "ack.acknowledged")
+            return not field_of(d, "ack.acknowledged")
     snaps, nxt = scan_page(q, limit=f.limit, cursor=f.cursor, keep=keep)
-    return m.EventPage(events=[_summary(s) for s in snaps], next_cursor=nxt), 200
+    return m.EventPage(events=[summary(s) for s in snaps], next_cursor=nxt), 200
 
 
 def ack_alert(req: Request):
     """``POST /v1/alerts/{event_id}/ack``: idempotent; the first acknowledgement is kept."""
     snap = _event_snap(req)
     d = snap.to_dict()
-    if not _get(d, "alert.alerted"):
+    if not field_of(d, "alert.alerted"):
         raise not_found("alert not found")
     ack = d.get("ack") if isinstance(d.get("ack"), dict) else {}
     if not ack.get("acknowledged"):
@@ -262,7 +288,7 @@ def ack_alert(req: Request):
 
 def unacknowledged_count(req: Request):
     """``GET /v1/alerts/unacknowledged-count``: Firestore count aggregations (alerted minus acknowledged)."""
-    alerted = _events(req.tenant_id).where(filter=fs.FieldFilter("alert.alerted", "==", True))
+    alerted = events_col(req.tenant_id).where(filter=fs.FieldFilter("alert.alerted", "==", True))
     acked = alerted.where(filter=fs.FieldFilter("ack.acknowledged", "==", True))
 
     def count(q) -> int:

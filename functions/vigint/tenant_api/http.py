@@ -92,6 +92,9 @@ class Route:
         response: model of the success answer.
         status: success status.
         params: path parameter -> regular expression.
+        audit: the audit action of a successful call with an API key (``vigint.audit``; e.g.
+            ``"event.acknowledge"``), None for routes that write no entry or write their own. The console calls
+            the handlers directly and writes its own, richer entries, so nothing is recorded twice.
     """
 
     method: str
@@ -105,25 +108,38 @@ class Route:
     response: type[BaseModel] | None = None
     status: int = 200
     params: dict[str, str] = field(default_factory=dict)
+    audit: str | None = None
 
     def match(self, path: str) -> dict[str, str] | None:
         """Path parameters if ``path`` has this route's shape (segments, not patterns), else None."""
-        want, got = self.path.strip("/").split("/"), path.strip("/").split("/")
-        if len(want) != len(got):
-            return None
-        out = {}
-        for w, g in zip(want, got):
-            if w.startswith("{"):
-                if not g:
-                    return None
-                out[w[1:-1]] = g
-            elif w != g:
-                return None
-        return out
+        return match_template(self.path, path)
 
     @property
     def literal_segments(self) -> int:
-        return sum(1 for s in self.path.split("/") if s and not s.startswith("{"))
+        return literal_segments(self.path)
+
+
+def match_template(template: str, path: str) -> dict[str, str] | None:
+    """``{name: segment}`` when ``path`` has the segments of ``template`` (``/v1/devices/{device_id}``: literal
+    segments equal, each ``{name}`` one non-empty segment), else None. Patterns are checked by the caller."""
+    want, got = template.strip("/").split("/"), path.strip("/").split("/")
+    if len(want) != len(got):
+        return None
+    out = {}
+    for w, g in zip(want, got):
+        if w.startswith("{"):
+            if not g:
+                return None
+            out[w[1:-1]] = g
+        elif w != g:
+            return None
+    return out
+
+
+def literal_segments(template: str) -> int:
+    """How many segments of ``template`` are literal: of two templates that match a path, the one with more wins
+    (``/v1/devices/enrollment-codes`` before ``/v1/devices/{device_id}``)."""
+    return sum(1 for s in template.split("/") if s and not s.startswith("{"))
 
 
 def _field(loc: tuple) -> str:
@@ -149,6 +165,24 @@ def authenticate(headers: Mapping[str, str], now: dt.datetime) -> ApiPrincipal |
     auth = headers.get("Authorization") or ""
     presented = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
     return api_keys.verify(presented, now=now)
+
+
+def _audit(route: Route, principal: ApiPrincipal, params: dict[str, str], body: BaseModel | None,
+           now: dt.datetime) -> None:
+    """The audit entry of a successful API-key call of ``route``: target the route's last path id (else the
+    tenant), details the other path ids and the names (never the values) of the body's fields."""
+    from vigint import audit
+
+    ids = list(params.items())
+    fields = body.model_dump(exclude_unset=True) if body is not None else {}
+    if not ids:  # a creation: the new object's id is in the body (device_id, camera_id), if anywhere
+        ids = [(k, v) for k, v in fields.items() if k.endswith("_id") and isinstance(v, str)][:1]
+    kind, target = (ids[-1][0].removesuffix("_id"), ids[-1][1]) if ids else ("tenant", principal.tenant_id)
+    details = {name: value for name, value in ids[:-1]}
+    if body is not None:
+        details["fields"] = ",".join(sorted(fields))
+    audit.record(principal.tenant_id, actor=audit.actor_of(principal), action=route.audit, target_kind=kind,
+                 target_id=target, details=details, now=now)
 
 
 def dispatch(routes: list[Route], *, method: str, path: str, headers: Mapping[str, str],
@@ -198,6 +232,8 @@ def dispatch(routes: list[Route], *, method: str, path: str, headers: Mapping[st
                 raise ApiError(400, f"body is not valid JSON: {exc.message}", "body") from None
             b = validate(route.body, payload, "body")
         answer, status = route.handler(Request(principal=principal, params=params, query=q, body=b, now=now))
+        if route.audit and principal is not None and status < 300:
+            _audit(route, principal, params, b, now)
     except ApiError as exc:
         return exc.response()
     except (gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.Aborted) as exc:

@@ -220,49 +220,22 @@ def _position(snap) -> tuple[dt.datetime, str]:
 
 
 def _keep(f: m.EventsQuery, acknowledged: bool | None, alerts: bool):
-    """The in-memory predicate of ``list_events``/``list_alerts`` (zone together with label,
-    ``min_threat_level``, unacknowledged), or None when Firestore applies every filter."""
-    zone_in_memory = bool(f.zone and f.label)
+    """The in-memory predicate of ``list_events``/``list_alerts`` (``events_api.in_memory_keep``, and the
+    acknowledged filter where the query does not apply it), or None when Firestore applies every filter."""
     ack_in_memory = acknowledged is False or (acknowledged is True and not alerts)
-    if not (zone_in_memory or f.min_threat_level is not None or ack_in_memory):
-        return None
-
-    def keep(d: dict) -> bool:
-        if zone_in_memory and f.zone not in (d.get("zones") or []):
-            return False
-        if f.min_threat_level is not None:
-            tl = events_api._get(d, "analysis.threat_level")
-            if not isinstance(tl, int) or tl < f.min_threat_level:
-                return False
-        if ack_in_memory and bool(events_api._get(d, "ack.acknowledged")) != acknowledged:
-            return False
-        return True
-
-    return keep
+    also = (lambda d: bool(events_api.field_of(d, "ack.acknowledged")) == acknowledged) if ack_in_memory else None
+    return events_api.in_memory_keep(f, also)
 
 
 def _query(tenant_id: str, f: m.EventsQuery, cameras: list[str] | None, *, alerts: bool,
            acknowledged: bool | None):
     """The Firestore query of ``list_events`` (``alerts``: of ``list_alerts``), for ``cameras`` (None: the
     ``camera_id`` filter or every camera; at most ``IN_LIMIT``)."""
-    q = events_api._range(events_api._events(tenant_id), f.since, f.until)
+    q = events_api.filtered_query(tenant_id, f, cameras)
     if alerts:
         q = q.where(filter=fs.FieldFilter("alert.alerted", "==", True))
         if acknowledged is True:
             q = q.where(filter=fs.FieldFilter("ack.acknowledged", "==", True))
-    if cameras is not None:
-        q = q.where(filter=fs.FieldFilter("camera_id", "==", cameras[0]) if len(cameras) == 1
-                    else fs.FieldFilter("camera_id", "in", list(cameras)))
-    elif f.camera_id:
-        q = q.where(filter=fs.FieldFilter("camera_id", "==", f.camera_id))
-    if f.severity:
-        q = q.where(filter=fs.FieldFilter("severity", "==", f.severity))
-    if f.kind:
-        q = q.where(filter=fs.FieldFilter("kind", "==", f.kind))
-    if f.label:
-        q = q.where(filter=fs.FieldFilter("labels", "array_contains", f.label))
-    elif f.zone:
-        q = q.where(filter=fs.FieldFilter("zones", "array_contains", f.zone))
     return q
 
 
@@ -311,12 +284,12 @@ def merged_page(tenant_id: str, f: m.EventsQuery, camera_ids: list[str] | None, 
 def thumb_url(tenant_id: str, doc: dict, event_id: str, now: dt.datetime) -> str | None:
     """A short-lived signed GET URL of the event's snapshot (only an object under the event's own prefix, as
     ``GET /v1/events/{id}`` signs them; at most 60 s: ``video_link.playback_url_ttl_seconds``), or None."""
-    obj = events_api._get(doc, "snapshot.object")
+    obj = events_api.field_of(doc, "snapshot.object")
     prefix = event_prefix(tenant_id, str(doc.get("device_id")), event_id)
     if not isinstance(obj, str) or not obj.startswith(prefix):
         return None
     try:
-        return video_link._signed_get(obj, video_link.playback_url_ttl_seconds(), now)
+        return video_link.signed_get(obj, video_link.playback_url_ttl_seconds(), now)
     except storage.SigningError:
         log.error("console: cannot sign URLs (no signing credentials configured)")
         return None
@@ -332,7 +305,7 @@ def items(req: ConsoleRequest, snaps: list) -> list[dict]:
     for snap in snaps:
         doc = snap.to_dict() or {}
         cid = str(doc.get("camera_id") or "")
-        out.append({"e": events_api._summary(snap), "camera": meta.get(cid) or CameraMeta(cid, cid, None, zone),
+        out.append({"e": events_api.summary(snap), "camera": meta.get(cid) or CameraMeta(cid, cid, None, zone),
                     "thumb": thumb_url(req.user.tenant_id, doc, snap.id, req.now),
                     "cursor": events_api.encode_cursor(*_position(snap))})
     return out
@@ -496,7 +469,7 @@ def event_playlist(req: ConsoleRequest) -> Response:
     """``GET /events/{event_id}/playlist.m3u8``: the HLS playlist of the event's chain (``video_link``), each
     segment a signed URL of at most 60 s; 404 for an event without segments."""
     doc = _event(req)
-    if not video_link._has_segments(doc):
+    if not video_link.has_segments(doc):
         raise not_found()
     parts, complete = video_link.chain(req.user.tenant_id, req.params["event_id"], doc)
     body = video_link.playlist_text(parts, complete, ttl=video_link.segment_url_ttl_seconds(), now=req.now)
@@ -511,11 +484,11 @@ def event_download(req: ConsoleRequest) -> Response:
     if not re.fullmatch(r"0|[1-9][0-9]{0,3}", n):
         raise not_found()
     parts = video_link.chain(req.user.tenant_id, req.params["event_id"], doc)[0] \
-        if video_link._has_segments(doc) else []
-    clips = video_link._clips(parts, doc)
+        if video_link.has_segments(doc) else []
+    clips = video_link.clips_of(parts, doc)
     if int(n) >= len(clips):
         raise not_found()
-    url = video_link._download_url(clips[int(n)], video_link.playback_url_ttl_seconds(), req.now)
+    url = video_link.download_url(clips[int(n)], video_link.playback_url_ttl_seconds(), req.now)
     audit.record(req.user.tenant_id, actor=req.user.actor, action="event.download", target_kind="event",
                  target_id=req.params["event_id"], details={"part": int(n)}, now=req.now)
     return "", 302, {"Location": url}

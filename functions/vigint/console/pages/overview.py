@@ -88,7 +88,7 @@ def _tile(req: ConsoleRequest, cam: access.Camera) -> Tile:
     tamper = alerts.get("camera_tampered")
     latest = thumb = None
     if newest:
-        latest = events.events_api._summary(newest[0])
+        latest = events.events_api.summary(newest[0])
         thumb = events.thumb_url(req.user.tenant_id, newest[0].to_dict() or {}, newest[0].id, req.now)
     return Tile(cam=cam, name=str(cam.doc.get("name") or cam.camera_id),
                 device=device_health(cam.device, req.now) if cam.device else "never_seen",
