@@ -126,7 +126,7 @@
       });
       svg.appendChild(shape);
       if (z.points.length) {
-        const label = svgEl("text", { x: z.points[0][0] * w + 8, y: z.points[0][1] * h - 8,
+        const label = svgEl("text", { x: Math.min(z.points[0][0] * w + 8, w - 60), y: Math.max(16, z.points[0][1] * h - 8),
                                       class: z.kind === "mask" ? "zone-label mask-label" : "zone-label" });
         label.textContent = z.kind === "zone" && z.alert ? `${title(z, i)} (alert)` : title(z, i);
         svg.appendChild(label);
