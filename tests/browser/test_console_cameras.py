@@ -1,6 +1,7 @@
 """An admin's journey in Chromium through devices, a device (a command sent, its result appearing by htmx
 polling), sites (one created) and a camera: a zone drawn by clicking 4 points on the latest snapshot, one point
-dragged, saved, and handed to the device by its next heartbeat. axe-core on every page; screenshots at desktop
+dragged, ticked as an alert zone, a mask drawn with 3 clicks (closed on its first point), saved, and handed to
+the device by its next heartbeat. axe-core on every page; screenshots at desktop
 and phone widths."""
 
 from __future__ import annotations
@@ -95,17 +96,39 @@ def test_admin_draws_a_zone_that_reaches_the_device(new_page, console_url, fenv,
     page.mouse.up()
     page.get_by_label("Zone name").fill("front-door")
     page.get_by_label("Zone labels").fill("person")
+    assert page.locator("#alert-zones-note").is_visible() and page.locator("#masks-note").is_visible()
+    page.get_by_label("Alert zone (alerts need an alert label inside)").check()
+    assert not page.locator("#alert-zones-note").is_visible()
     drawn = json.loads(page.locator("#zones-field").input_value())
     assert [z["name"] for z in drawn] == ["front-door"] and len(drawn[0]["points"]) == 4
+    assert json.loads(page.locator("#alert-zones-field").input_value()) == ["front-door"]
+    # a mask along the top of the picture: 3 clicks, then a click on its first point closes it
+    page.get_by_role("button", name="New mask").click()
+    page.locator("#zone-overlay").evaluate("e => e.scrollIntoView({block: 'start'})")  # ticking the box scrolled
+    box = page.locator("#zone-overlay").bounding_box()
+    for fx, fy in ((0.05, 0.05), (0.95, 0.05), (0.5, 0.15)):
+        page.mouse.click(*at(fx, fy))
+    page.mouse.click(*at(0.05, 0.05))
+    assert not page.get_by_role("button", name="Close polygon").is_enabled()
+    assert page.locator(".mask-shape").count() == 1 and page.locator(".zone-shape").count() == 1
+    assert page.get_by_role("button", name="Delete mask").is_visible()
+    masks = json.loads(page.locator("#masks-field").input_value())
+    assert len(masks) == 1 and len(masks[0]) == 3 and all(p[1] < 0.2 for p in masks[0]), masks
+    assert axe_violations(page) == []
     screenshots(page, "camera-drawing")
     page.get_by_role("button", name="Save the camera").click()
     page.get_by_text("Saved.").wait_for()
+    assert page.locator(".mask-shape").count() == 1, "the saved mask is drawn again"
     assert axe_violations(page) == []
     screenshots(page, "camera")
 
     cams = edge.post("/v1/heartbeat", headers=_edge_auth(creds), json={}).get_json()["config"]["cameras"]
     zone = cams[0]["zones"][0]
     assert (zone["name"], zone["labels"]) == ("front-door", ["person"])
+    assert cams[0]["alert_zones"] == ["front-door"]
+    want_mask = [(0.05, 0.05), (0.95, 0.05), (0.5, 0.15)]
+    assert len(cams[0]["masks"]) == 1 and all(abs(p[0] - w[0]) < 0.01 and abs(p[1] - w[1]) < 0.01
+                                              for p, w in zip(cams[0]["masks"][0], want_mask)), cams[0]["masks"]
     want = [(0.2, 0.2), (0.8, 0.2), (0.7, 0.9), (0.2, 0.8)]
     assert all(abs(p[0] - w[0]) < 0.01 and abs(p[1] - w[1]) < 0.01 for p, w in zip(zone["points"], want)), zone
     # the saved zone is drawn again after a reload, and editable as numbers from the keyboard

@@ -30,7 +30,8 @@ def _form(page_html: str, **over) -> dict:
         return m.group(1) if m else ""
     import html
 
-    data = {k: html.unescape(value(k)) for k in ("name", "labels", "alert_labels", "min_score", "zones")}
+    data = {k: html.unescape(value(k)) for k in ("name", "labels", "alert_labels", "min_score", "zones", "masks",
+                                                 "alert_zones")}
     if re.search(r'name="enabled"[^>]*checked', page_html):
         data["enabled"] = "on"
     data.update(over)
@@ -62,7 +63,8 @@ def test_zones_saved_reach_the_device_on_its_next_heartbeat(client, tenant, edge
     assert cam["zones"] == zones
     entries = _audit(tenant.tenant_id, "camera.update")
     assert len(entries) == 1 and entries[0]["target"]["id"] == "lobby"
-    assert entries[0]["details"] == {"changed": "alert_labels,labels,min_score,name,zones", "zones": 2}
+    assert entries[0]["details"] == {"changed": "alert_labels,labels,min_score,name,zones", "zones": 2, "masks": None}
+    assert (cam["masks"], cam["alert_zones"]) == (None, None), "untouched: the device keeps its own"
 
     # emptied fields fall back to the device's defaults; deleting every zone is saved as no zones
     r = client.post("/cameras/lobby", data=_form(saved.text, labels="", alert_labels="", min_score="", zones="[]"))
@@ -73,6 +75,58 @@ def test_zones_saved_reach_the_device_on_its_next_heartbeat(client, tenant, edge
     r = client.post("/cameras/lobby", data={k: v for k, v in _form(saved.text).items() if k != "enabled"})
     assert r.status_code == 303
     assert _heartbeat(edge, tenant.creds).get_json()["config"]["cameras"][0]["enabled"] is False
+
+
+STREET = [[0.0, 0.0], [1.0, 0.0], [1.0, 0.1]]
+
+
+def test_masks_and_alert_zones_saved_reach_the_device(client, tenant, edge):  # noqa: F811
+    _add_camera(tenant.tenant_id, "lobby", name="Lobby")
+    sign_in(client, tenant.tenant_id, "admin@example.com", role="admin")
+    page = client.get("/cameras/lobby")
+    assert 'id="mask-new"' in page.text and 'name="masks"' in page.text and 'name="alert_zones"' in page.text
+    assert 'id="masks-note">' in page.text and 'id="alert-zones-note">' in page.text  # null: shown, not hidden
+    form = _form(page.text)
+    assert (form["masks"], form["alert_zones"]) == ("null", "null")
+    zones = [_zone("door"), _zone("drive", [[0.7, 0.1], [0.95, 0.1], [0.9, 0.5]])]
+    r = client.post("/cameras/lobby", data=_form(page.text, zones=json.dumps(zones), masks=json.dumps([STREET]),
+                                                 alert_zones=json.dumps(["drive"])))
+    assert r.status_code == 303, r.text
+    saved = client.get(r.headers["Location"])
+    assert json.loads(_form(saved.text)["masks"]) == [STREET]
+    assert json.loads(_form(saved.text)["alert_zones"]) == ["drive"]
+    assert 'id="masks-note" hidden' in saved.text and 'id="alert-zones-note" hidden' in saved.text
+    cam = _heartbeat(edge, tenant.creds).get_json()["config"]["cameras"][0]
+    assert (cam["masks"], cam["alert_zones"]) == ([STREET], ["drive"])
+    entries = _audit(tenant.tenant_id, "camera.update")
+    assert entries[-1]["details"] == {"changed": "alert_zones,masks,zones", "zones": 2, "masks": 1}
+
+    # refused, with the reason on the form and what was sent kept; nothing saved
+    for over, reason in (({"masks": json.dumps([STREET[:2]])}, "mask 1: List should have at least 3 items"),
+                         ({"masks": json.dumps([[[0.1, 0.1], [1.5, 0.1], [0.5, 0.5]]])},
+                          "mask 1 point 2: Input should be less than or equal to 1"),
+                         ({"masks": "[[["}, "Masks: not valid JSON"),
+                         ({"alert_zones": json.dumps(["garage"])}, "Alert zones: Value error, names zones that are "
+                                                                   "not defined: garage"),
+                         ({"alert_zones": json.dumps(["<b>x"])}, "Alert zones: String should match pattern")):
+        r = client.post("/cameras/lobby", data=_form(saved.text, name="Renamed", **over))
+        assert r.status_code == 400, over
+        error = re.search(r'<p class="error" role="alert" id="form-error">([^<]*)</p>', r.text).group(1)
+        assert reason in error, (reason, error)
+        assert 'value="Renamed"' in r.text and "<b>x" not in r.text
+    assert _heartbeat(edge, tenant.creds).get_json()["config"]["cameras"][0]["masks"] == [STREET]
+
+    # the browser deleted every mask and unticked every zone: [] (no masks; alerts anywhere), not null
+    r = client.post("/cameras/lobby", data=_form(saved.text, masks="[]", alert_zones="[]"))
+    assert r.status_code == 303
+    cam = _heartbeat(edge, tenant.creds).get_json()["config"]["cameras"][0]
+    assert (cam["masks"], cam["alert_zones"]) == ([], [])
+    # a form without the fields (an older page) leaves them as stored; a viewer cannot change them
+    r = client.post("/cameras/lobby", data={k: v for k, v in _form(saved.text, masks=json.dumps([STREET])).items()
+                                            if k not in ("masks", "alert_zones")})
+    assert r.status_code == 303
+    cam = _heartbeat(edge, tenant.creds).get_json()["config"]["cameras"][0]
+    assert (cam["masks"], cam["alert_zones"]) == ([], [])
 
 
 BAD_ZONES = [

@@ -451,6 +451,62 @@ def test_cameras_and_zones_reach_the_device_with_commands(fenv, tapi, edge):
     assert edge.post("/v1/heartbeat", headers=_edge_auth(creds), json={}).get_json()["config"] == {}
 
 
+def test_masks_and_alert_zones_are_checked_stored_and_reach_the_device(fenv, tapi, edge):
+    a = _tenant(fenv)
+    creds = a["creds"]
+    door = {"name": "door", "points": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.9]]}
+    yard = {"name": "yard", "points": [[0.6, 0.1], [0.9, 0.1], [0.9, 0.9]]}
+    street = [[0.0, 0.0], [1.0, 0.0], [1.0, 0.08], [0.0, 0.08]]
+    r = tapi.post("/v1/cameras", headers=a["admin"],
+                  json={"camera_id": "lobby", "device_id": "nuc-1", "zones": [door, yard], "alert_zones": ["garage"]})
+    assert (r.status_code, r.get_json()["field"]) == (400, "alert_zones") and "garage" in r.get_json()["error"]
+    r = tapi.post("/v1/cameras", headers=a["admin"], json={"camera_id": "lobby", "device_id": "nuc-1"})
+    assert r.status_code == 201 and (r.get_json()["masks"], r.get_json()["alert_zones"]) == (None, None)
+    hb = edge.post("/v1/heartbeat", headers=_edge_auth(creds), json={}).get_json()
+    cam = hb["config"]["cameras"][0]
+    assert (cam["masks"], cam["alert_zones"]) == (None, None), "null: the device keeps its own"
+
+    for body, field in [({"masks": [street[:2]]}, "masks.0"),
+                        ({"masks": [[[0.1, 0.1], [1.2, 0.1], [0.5, 0.5]]]}, "masks.0.1.0"),
+                        ({"masks": [[[0.1, 0.1, 0.3], [0.2, 0.1], [0.5, 0.5]]]}, "masks.0.0"),
+                        ({"masks": [{"points": street}]}, "masks.0"),
+                        ({"alert_zones": ["door"]}, "alert_zones"),  # the camera has no zones yet
+                        ({"zones": [door], "alert_zones": ["yard"]}, "alert_zones"),
+                        ({"zones": [door], "alert_zones": ["door", "door"]}, "alert_zones"),
+                        ({"zones": [door], "alert_zones": ["Door"]}, "alert_zones.0")]:
+        r = tapi.patch("/v1/cameras/lobby", headers=a["admin"], json=body)
+        assert (r.status_code, r.get_json()["field"]) == (400, field), (body, r.get_json())
+
+    r = tapi.patch("/v1/cameras/lobby", headers=a["admin"],
+                   json={"zones": [door, yard], "masks": [street], "alert_zones": ["yard"]})
+    assert r.status_code == 200, r.get_json()
+    assert (r.get_json()["masks"], r.get_json()["alert_zones"]) == ([street], ["yard"])
+    from vigint.tenant_api.cameras import cameras_col
+
+    stored = cameras_col(a["tenant_id"]).document("lobby").get()
+    assert stored.to_dict()["masks"] == [{"points": [{"x": x, "y": y} for x, y in street]}]
+    # alert zones checked against the stored zones when the body has none
+    r = tapi.patch("/v1/cameras/lobby", headers=a["admin"], json={"alert_zones": ["door", "garage"]})
+    assert (r.status_code, r.get_json()["field"]) == (400, "alert_zones") and "garage" in r.get_json()["error"]
+    assert tapi.patch("/v1/cameras/lobby", headers=a["admin"], json={"alert_zones": ["door", "yard"]}).status_code == 200
+
+    cam = edge.post("/v1/heartbeat", headers=_edge_auth(creds), json={}).get_json()["config"]["cameras"][0]
+    assert cam["masks"] == [street] and cam["alert_zones"] == ["door", "yard"]
+    assert [z["name"] for z in cam["zones"]] == ["door", "yard"]
+    assert tapi.get("/v1/cameras/lobby", headers=a["viewer"]).get_json()["masks"] == [street]
+
+    # removing a zone drops it from the alert zones; [] masks and alert zones are kept as such (not null)
+    assert tapi.patch("/v1/cameras/lobby", headers=a["admin"], json={"zones": [door]}).status_code == 200
+    cam = edge.post("/v1/heartbeat", headers=_edge_auth(creds), json={}).get_json()["config"]["cameras"][0]
+    assert cam["alert_zones"] == ["door"] and cam["masks"] == [street]
+    assert tapi.patch("/v1/cameras/lobby", headers=a["admin"], json={"masks": [], "alert_zones": []}).status_code == 200
+    cam = edge.post("/v1/heartbeat", headers=_edge_auth(creds), json={}).get_json()["config"]["cameras"][0]
+    assert (cam["masks"], cam["alert_zones"]) == ([], [])
+    assert tapi.patch("/v1/cameras/lobby", headers=a["admin"], json={"masks": None, "alert_zones": None}).status_code == 200
+    cam = edge.post("/v1/heartbeat", headers=_edge_auth(creds), json={}).get_json()["config"]["cameras"][0]
+    assert (cam["masks"], cam["alert_zones"]) == (None, None)
+
+
 # ---------------------------------------------------------------------------- analytics and usage
 
 

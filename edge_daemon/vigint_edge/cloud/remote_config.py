@@ -3,9 +3,15 @@
 ``edge_api``'s ``POST /v1/heartbeat`` answers ``{"config": {"cameras": [...], "updated_at"}, "commands":
 [...]}`` (see ``functions/vigint/tenant_api/edge_sync.py``); nothing listens on the NUC, the device pulls.
 A camera in the answer that this device also has in its file gets the cloud's labels, alert labels,
-minimum score, enabled flag and zones (the file keeps its source, filters and masks); cameras unknown here are ignored
-with a warning. Cloud zones give times in seconds (``enter_s``, ``exit_s``, ``loiter_s``); the edge counts
-inertia in detector frames, so ``inertia = ceil(max(enter_s, exit_s) * detect_fps)`` (at least 1).
+minimum score, enabled flag and zones, and its masks and alert zones when the cloud sets them (the file keeps
+its source and filters); cameras unknown here are ignored with a warning. A null ``labels``, ``alert_labels``,
+``min_score``, ``masks`` or ``alert_zones`` keeps the file's value. Cloud zones give times in seconds
+(``enter_s``, ``exit_s``, ``loiter_s``); the edge counts inertia in detector frames, so
+``inertia = ceil(max(enter_s, exit_s) * detect_fps)`` (at least 1). ``masks`` are ``[[[x, y], ...]]``
+(0..1 of the frame; a detection whose box's bottom-centre is inside one is ignored). ``alert_zones`` (an
+alert also needs an alert label inside one of them; ``[]``: anywhere) are kept only for zones that exist
+after the update: names of other zones are dropped with a warning, as are the file's alert zones that the
+cloud's zones no longer have when the cloud leaves ``alert_zones`` null.
 
 Commands are ``[{"command_id", "type", "created_at": RFC3339, "params": {...}}]``, oldest first; types
 ``restart``, ``reload_config``, ``report_status`` (params ``{}``) and ``request_clip`` (params
@@ -128,7 +134,15 @@ def camera_updates(answer: dict, cameras: dict[str, CameraConfig]) -> dict[str, 
         ]
         names = {z["name"] for z in zones}
         update["zones"] = zones
-        update["alert_zones"] = [z for z in current.alert_zones if z in names]
+        if cam.get("masks") is not None:
+            update["masks"] = cam["masks"]
+        wanted = cam.get("alert_zones")
+        wanted = current.alert_zones if wanted is None else wanted
+        wanted = wanted if isinstance(wanted, list) else []
+        dropped = [z for z in wanted if z not in names]
+        if dropped:
+            log.warning("heartbeat: camera %s: alert zones %s dropped (no such zone)", cid, ", ".join(map(str, dropped)))
+        update["alert_zones"] = [z for z in wanted if z in names]
         try:
             new = CameraConfig.model_validate({**current.model_dump(), **update})
         except ValidationError as exc:

@@ -2,8 +2,11 @@
 
 ``tenants/{t}/cameras/{camera_id}``: device_id, name, enabled, labels, alert_labels, min_score (null:
 the device's own defaults), zones ``[{name, points: [{x, y}, ...] (0..1), labels, enter_s, exit_s,
-loiter_s}]``, created_at, updated_at. Firestore cannot hold arrays of arrays, so points are stored as
-``{x, y}`` maps and shown (API, heartbeat) as ``[x, y]`` pairs. Each camera belongs to one device of the
+loiter_s}]``, masks ``[{points: [{x, y}, ...]}]`` (polygons where the device ignores detections) and
+alert_zones ``[zone name]`` (an alert also needs an alert label inside one of them; ``[]``: anywhere) — both
+null or absent: the device keeps its own —, created_at, updated_at. Firestore cannot hold arrays of arrays,
+so points are stored as ``{x, y}`` maps and shown (API, heartbeat) as ``[x, y]`` pairs; a mask as
+``{"points": [...]}`` (as zones are) and shown as its list of points. Each camera belongs to one device of the
 same tenant, which gets the configuration of its cameras on its next heartbeat (``vigint.tenant_api.edge_sync``).
 """
 
@@ -45,10 +48,26 @@ def zones_from_store(zones) -> list[dict]:
     return out
 
 
+def masks_to_store(masks: list[list[list[float]]] | None) -> list[dict] | None:
+    """Masks as stored: ``[[x, y], ...]`` becomes ``{"points": [{"x": x, "y": y}, ...]}``; None stays None."""
+    if masks is None:
+        return None
+    return [{"points": [{"x": p[0], "y": p[1]} for p in mask]} for mask in masks]
+
+
+def masks_from_store(masks) -> list[list[list[float]]] | None:
+    """Inverse of ``masks_to_store`` (None or absent: None; malformed stored points are dropped)."""
+    if not isinstance(masks, list):
+        return None
+    return [[[p.get("x"), p.get("y")] for p in mask.get("points") or [] if isinstance(p, dict)]
+            for mask in masks if isinstance(mask, dict)]
+
+
 def camera_out(camera_id: str, doc: dict) -> m.CameraOut:
     """The API view of a camera document."""
     fields = {k: v for k, v in doc.items() if k in m.CameraOut.model_fields and k != "camera_id"}
     fields["zones"] = zones_from_store(doc.get("zones"))
+    fields["masks"] = masks_from_store(doc.get("masks"))
     return m.CameraOut(camera_id=camera_id, **fields)
 
 
@@ -84,6 +103,7 @@ def create_camera(req: Request):
     doc = body.model_dump(mode="json", exclude={"camera_id"})
     doc["name"] = doc["name"] or body.camera_id
     doc["zones"] = zones_to_store(doc["zones"])
+    doc["masks"] = masks_to_store(doc["masks"])
     doc.update({"created_at": req.now, "updated_at": req.now})
     try:
         cameras_col(req.tenant_id).document(body.camera_id).create(doc)
@@ -94,12 +114,30 @@ def create_camera(req: Request):
 
 
 def patch_camera(req: Request):
-    """``PATCH /v1/cameras/{camera_id}``: fields present replace the stored ones."""
+    """``PATCH /v1/cameras/{camera_id}``: fields present replace the stored ones.
+
+    Raises:
+        ApiError: 400 (field ``alert_zones``) when ``alert_zones`` names a zone the camera does not have (the
+            body's zones when it has some, else the stored ones).
+    """
     ref, doc = _existing(req)
     updates = req.body.model_dump(mode="json", exclude_unset=True)
     if updates:
+        zones = updates["zones"] if "zones" in updates else zones_from_store(doc.get("zones"))
+        if updates.get("alert_zones") is not None:
+            unknown = m.unknown_alert_zones(updates["alert_zones"], zones)
+            if unknown:
+                raise ApiError(400, f"names zones that are not defined: {', '.join(unknown)}", "alert_zones")
+        elif "zones" in updates and "alert_zones" not in updates and isinstance(doc.get("alert_zones"), list):
+            # The stored alert zones follow the new zones: a removed zone stops being one.
+            names = {z["name"] for z in zones}
+            kept = [n for n in doc["alert_zones"] if n in names]
+            if kept != doc["alert_zones"]:
+                updates["alert_zones"] = kept
         if "zones" in updates:
             updates["zones"] = zones_to_store(updates["zones"])
+        if "masks" in updates:
+            updates["masks"] = masks_to_store(updates["masks"])
         updates["updated_at"] = req.now
         ref.update(updates)
         doc.update(updates)

@@ -2,8 +2,11 @@
 commands queued for it (docs/contracts.md, "edge_api").
 
 ``config`` is ``{"cameras": [{"camera_id", "name", "enabled", "labels", "alert_labels", "min_score",
-"zones": [{"name", "points", "labels", "enter_s", "exit_s", "loiter_s"}]}], "updated_at": RFC3339|null}``
-(``labels``/``alert_labels``/``min_score`` null: keep the device's own defaults), or ``{}`` when the
+"zones": [{"name", "points", "labels", "enter_s", "exit_s", "loiter_s"}], "masks": [[[x, y], ...]] | null,
+"alert_zones": [zone name] | null}], "updated_at": RFC3339|null}`` (points 0..1 of the frame; ``masks``:
+polygons where detections are ignored; ``alert_zones``: zones an alert label must be inside for an alert,
+``[]`` anywhere; ``labels``/``alert_labels``/``min_score``/``masks``/``alert_zones`` null: keep the device's
+own), or ``{}`` when the
 tenant has configured no camera for this device in the cloud (the device keeps its local configuration). ``commands`` is
 ``[{"command_id", "type", "created_at", "params"}]`` (``vigint.commands.wire``; ``params`` ``{}`` or, for
 ``request_clip``, ``{"camera_id", "start", "end"}``), oldest first; each is marked ``delivered`` as it is handed
@@ -19,12 +22,12 @@ import logging
 from google.cloud import firestore as fs
 
 from vigint import commands, pipeline
-from vigint.tenant_api.cameras import zones_from_store
+from vigint.tenant_api.cameras import masks_from_store, zones_from_store
 
 log = logging.getLogger(__name__)
 
 MAX_COMMANDS = 20
-_CAMERA_FIELDS = ("name", "enabled", "labels", "alert_labels", "min_score", "zones")
+_CAMERA_FIELDS = ("name", "enabled", "labels", "alert_labels", "min_score", "zones", "masks", "alert_zones")
 
 
 def device_config(tenant_id: str, device_id: str) -> dict:
@@ -40,6 +43,8 @@ def device_config(tenant_id: str, device_id: str) -> dict:
     for cam in cameras:
         cam["enabled"] = bool(cam["enabled"]) if cam["enabled"] is not None else True
         cam["zones"] = zones_from_store(cam["zones"])
+        cam["masks"] = masks_from_store(cam["masks"])
+        cam["alert_zones"] = list(cam["alert_zones"]) if isinstance(cam["alert_zones"], list) else None
     if not cameras:
         return {}
     return {"cameras": cameras, "updated_at": commands.rfc3339(newest)}

@@ -46,6 +46,8 @@ Instant = Annotated[AwareDatetime, AfterValidator(_utc_in_range)]
 
 MAX_RECIPIENTS = 50
 MAX_ZONES = 32
+MAX_MASKS = 32
+MAX_POLYGON_POINTS = 64
 
 
 class _In(BaseModel):
@@ -297,6 +299,29 @@ def _unique_zones(zones: list[Zone] | None) -> list[Zone] | None:
     return zones
 
 
+# A mask: a polygon where the device ignores detections (the middle of a box's bottom edge inside it), as the
+# edge's ``CameraConfig.masks`` (edge_daemon/vigint_edge/config.py); same point checks as a zone's.
+Mask = Annotated[list[Point], Field(min_length=3, max_length=MAX_POLYGON_POINTS,
+                                    description="polygon: 3.. points [x, y], 0..1 of the frame")]
+MasksField = Annotated[list[Mask] | None, Field(max_length=MAX_MASKS, description=(
+    "polygons where detections are ignored; null: the device keeps its own masks"))]
+AlertZonesField = Annotated[list[ZoneName] | None, Field(max_length=MAX_ZONES, description=(
+    "names of the camera's zones an alert label must be inside for an alert ([]: anywhere); "
+    "null: the device keeps its own"))]
+
+
+def unknown_alert_zones(alert_zones: list[str] | None, zones: list) -> list[str]:
+    """Names in ``alert_zones`` that are not among ``zones`` (``Zone`` models or stored dicts), sorted."""
+    names = {z.name if isinstance(z, Zone) else (z or {}).get("name") for z in zones or []}
+    return sorted(set(alert_zones or []) - names)
+
+
+def _unique_names(v: list[str] | None) -> list[str] | None:
+    if v is not None and len(set(v)) != len(v):
+        raise ValueError("alert zone names must be unique")
+    return v
+
+
 class CameraIn(_In):
     """``POST /v1/cameras``. The camera's stream address stays on the device (it holds credentials)."""
 
@@ -309,15 +334,29 @@ class CameraIn(_In):
     alert_labels: list[Label] | None = Field(default=None, max_length=50)
     min_score: float | None = Field(default=None, gt=0, lt=1)
     zones: list[Zone] = Field(default_factory=list, max_length=MAX_ZONES)
+    masks: MasksField = None
+    alert_zones: AlertZonesField = None
 
     @field_validator("zones")
     @classmethod
     def _zones(cls, v):
         return _unique_zones(v)
 
+    @field_validator("alert_zones")
+    @classmethod
+    def _alert_zones(cls, v, info):
+        # ``zones`` is declared first, so it is validated (and in info.data) unless it failed.
+        unknown = unknown_alert_zones(v, info.data.get("zones") or [])
+        if unknown and "zones" in info.data:
+            raise ValueError(f"names zones that are not defined: {', '.join(unknown)}")
+        return _unique_names(v)
+
 
 class CameraPatch(_In):
-    """``PATCH /v1/cameras/{camera_id}``: fields present replace the stored ones (``zones`` as a whole)."""
+    """``PATCH /v1/cameras/{camera_id}``: fields present replace the stored ones (``zones`` and ``masks`` as a
+    whole). ``alert_zones`` must name zones the camera has after the change (those of this body when it has
+    ``zones``, else the stored ones: 400, field ``alert_zones``); new ``zones`` without ``alert_zones`` drop
+    the stored alert zones that no longer exist."""
 
     name: Text = None
     enabled: bool = None
@@ -325,11 +364,22 @@ class CameraPatch(_In):
     alert_labels: Annotated[list[Label] | None, Field(max_length=50)] = None
     min_score: Annotated[float | None, Field(gt=0, lt=1)] = None
     zones: Annotated[list[Zone], Field(max_length=MAX_ZONES)] = None
+    masks: MasksField = None
+    alert_zones: AlertZonesField = None
 
     @field_validator("zones")
     @classmethod
     def _zones(cls, v):
         return _unique_zones(v)
+
+    @field_validator("alert_zones")
+    @classmethod
+    def _alert_zones(cls, v, info):
+        if "zones" in info.data and info.data["zones"] is not None:
+            unknown = unknown_alert_zones(v, info.data["zones"])
+            if unknown:
+                raise ValueError(f"names zones that are not defined: {', '.join(unknown)}")
+        return _unique_names(v)
 
 
 class CameraOut(_Out):
@@ -341,6 +391,10 @@ class CameraOut(_Out):
     alert_labels: list[str] | None = None
     min_score: float | None = None
     zones: list[dict[str, Any]] = Field(default_factory=list)
+    masks: list[list[list[float]]] | None = Field(default=None, description="polygons of [x, y] points where "
+                                                  "detections are ignored; null: the device's own")
+    alert_zones: list[str] | None = Field(default=None, description="zones an alert label must be inside "
+                                          "for an alert; null: the device's own")
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

@@ -1,50 +1,86 @@
-// Zone editor of the camera page (templates/console/camera.html): polygons drawn in an SVG laid over the latest
-// snapshot. "New zone", then a click on the snapshot adds a point; dragging a point moves it; "Close polygon"
-// (or a click on the first point) ends the drawing; "Delete zone" removes the selected zone. The list under the
-// snapshot edits each zone's name, labels and times, and (in "Points as numbers") every point as x and y
-// fractions, for keyboard users. Every change is written to the hidden field "zones" as JSON:
-// [{"name", "points": [[x, y], ...] (0..1 of the frame, x right, y down), "labels", "enter_s", "exit_s",
-// "loiter_s"}], which the server validates (tenant API CameraPatch). No inline script: the CSP forbids it.
+// Zone and mask editor of the camera page (templates/console/camera.html): polygons drawn in an SVG laid over
+// the latest snapshot. "New zone" (or "New mask"), then a click on the snapshot adds a point; dragging a point
+// moves it; "Close polygon" (or a click on the first point) ends the drawing; "Delete" removes the selected
+// shape. Zones are yellow/blue; masks (where the device ignores detections) dark grey, hatched, with a dashed
+// white stroke. The list under the snapshot edits each zone's name, labels, times and "Alert zone" box, and
+// (in "Points as numbers") every point of a zone or mask as x and y fractions, for keyboard users. Every change
+// is written to the hidden fields as JSON: "zones" [{"name", "points": [[x, y], ...] (0..1 of the frame, x
+// right, y down), "labels", "enter_s", "exit_s", "loiter_s"}], "masks" [[[x, y], ...]] and "alert_zones"
+// [zone name]; "masks"/"alert_zones" stay null (the device keeps its own) until a mask is drawn or deleted /
+// an alert box is changed. The server validates them (tenant API CameraPatch). No inline script (CSP).
 "use strict";
 (() => {
   const editor = document.getElementById("zone-editor");
   const field = document.getElementById("zones-field");
+  const masksField = document.getElementById("masks-field");
+  const alertField = document.getElementById("alert-zones-field");
   const svg = document.getElementById("zone-overlay");
   if (!editor || !field || !svg) return;
   const SVG_NS = "http://www.w3.org/2000/svg";
   const readonly = editor.dataset.readonly === "true";
   const maxZones = parseInt(editor.dataset.maxZones || "32", 10);
+  const maxMasks = parseInt(editor.dataset.maxMasks || "32", 10);
+  const btnMask = document.getElementById("mask-new");
   const list = document.getElementById("zone-list");
   const hint = document.getElementById("zone-hint");
   const btnNew = document.getElementById("zone-new");
   const btnClose = document.getElementById("zone-close");
   const btnDelete = document.getElementById("zone-delete");
+  const masksNote = document.getElementById("masks-note");
+  const alertNote = document.getElementById("alert-zones-note");
   const snapshot = document.getElementById("zone-snapshot");
 
   const round = (v) => Math.round(Math.min(1, Math.max(0, v)) * 10000) / 10000;
   const num = (v, d) => (typeof v === "number" && isFinite(v) ? v : d);
 
+  function parse(input, fallback) {
+    if (!input) return fallback;
+    try { return JSON.parse(input.value || "null"); } catch (e) { return fallback; }
+  }
+  const points = (raw) => (Array.isArray(raw) ? raw : []).filter((p) => Array.isArray(p) && p.length === 2)
+    .map((p) => [num(p[0], 0), num(p[1], 0)]);
+
+  // One list of shapes: zones (kind "zone") then masks (kind "mask"); selection and dragging use its indexes.
   function load() {
-    let raw;
-    try { raw = JSON.parse(field.value || "[]"); } catch (e) { raw = []; }
+    let raw = parse(field, []);
     if (!Array.isArray(raw)) raw = [];
-    return raw.filter((z) => z && typeof z === "object").map((z) => ({
-      name: String(z.name || ""),
-      points: (Array.isArray(z.points) ? z.points : []).filter((p) => Array.isArray(p) && p.length === 2)
-        .map((p) => [num(p[0], 0), num(p[1], 0)]),
+    let alerts = parse(alertField, null);
+    alerts = Array.isArray(alerts) ? alerts.map(String) : null;
+    const zones = raw.filter((z) => z && typeof z === "object").map((z) => ({
+      kind: "zone", name: String(z.name || ""), points: points(z.points),
       labels: Array.isArray(z.labels) ? z.labels.map(String) : [],
       enter_s: num(z.enter_s, 0), exit_s: num(z.exit_s, 0), loiter_s: num(z.loiter_s, 0),
+      alert: alerts !== null && alerts.includes(String(z.name || "")),
     }));
+    const masks = parse(masksField, null);
+    const maskShapes = (Array.isArray(masks) ? masks : []).map((m) => ({ kind: "mask", points: points(m) }));
+    return { shapes: zones.concat(maskShapes), masksSet: Array.isArray(masks), alertsSet: alerts !== null };
   }
 
-  const state = { zones: load(), selected: -1, drawing: false, drag: null };
-  if (state.zones.length) state.selected = 0;
+  const loaded = load();
+  const state = { shapes: loaded.shapes, masksSet: loaded.masksSet, alertsSet: loaded.alertsSet,
+                  selected: -1, drawing: false, drag: null };
+  if (state.shapes.length) state.selected = 0;
+  const zonesOf = () => state.shapes.filter((s) => s.kind === "zone");
+  const masksOf = () => state.shapes.filter((s) => s.kind === "mask");
+  const rounded = (pts) => pts.map((p) => [round(p[0]), round(p[1])]);
 
   function save() {
-    field.value = JSON.stringify(state.zones.map((z) => ({
-      name: z.name, points: z.points.map((p) => [round(p[0]), round(p[1])]), labels: z.labels,
+    field.value = JSON.stringify(zonesOf().map((z) => ({
+      name: z.name, points: rounded(z.points), labels: z.labels,
       enter_s: z.enter_s, exit_s: z.exit_s, loiter_s: z.loiter_s,
     })));
+    if (masksField) masksField.value = state.masksSet ? JSON.stringify(masksOf().map((m) => rounded(m.points))) : "null";
+    if (alertField) {
+      alertField.value = state.alertsSet ? JSON.stringify(zonesOf().filter((z) => z.alert).map((z) => z.name)) : "null";
+    }
+    if (masksNote) masksNote.hidden = state.masksSet;
+    if (alertNote) alertNote.hidden = state.alertsSet;
+  }
+
+  function title(s, i) {
+    if (s.kind === "mask") return `Mask ${masksOf().indexOf(s) + 1}`;
+    return s.name || `zone ${i + 1}`;
   }
 
   function say(text) { if (hint) hint.textContent = text; }
@@ -71,18 +107,28 @@
     const w = Math.max(1, rect.width), h = Math.max(1, rect.height);
     svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    state.zones.forEach((z, i) => {
+    // the hatching of masks: an SVG pattern (CSS cannot hatch an SVG fill); redrawn with the rest
+    const defs = svgEl("defs", {});
+    const pattern = svgEl("pattern", { id: "mask-hatch", width: 8, height: 8, patternUnits: "userSpaceOnUse",
+                                       patternTransform: "rotate(45)" });
+    pattern.appendChild(svgEl("rect", { width: 8, height: 8, class: "mask-hatch-bg" }));
+    pattern.appendChild(svgEl("line", { x1: 0, y1: 0, x2: 0, y2: 8, class: "mask-hatch-line" }));
+    defs.appendChild(pattern);
+    svg.appendChild(defs);
+    state.shapes.forEach((z, i) => {
       const selected = i === state.selected;
       const pts = z.points.map((p) => `${p[0] * w},${p[1] * h}`).join(" ");
       const open = selected && state.drawing;
+      const base = z.kind === "mask" ? "mask-shape" : "zone-shape";
       const shape = svgEl(open ? "polyline" : "polygon", {
-        points: pts, class: `zone-shape${selected ? " zone-selected" : ""}${open ? " zone-open" : ""}`,
+        points: pts, class: `${base}${selected ? " zone-selected" : ""}${open ? " zone-open" : ""}`,
         "data-zone": i,
       });
       svg.appendChild(shape);
       if (z.points.length) {
-        const label = svgEl("text", { x: z.points[0][0] * w + 8, y: z.points[0][1] * h - 8, class: "zone-label" });
-        label.textContent = z.name || `zone ${i + 1}`;
+        const label = svgEl("text", { x: Math.min(z.points[0][0] * w + 8, w - 60), y: Math.max(16, z.points[0][1] * h - 8),
+                                      class: z.kind === "mask" ? "zone-label mask-label" : "zone-label" });
+        label.textContent = z.kind === "zone" && z.alert ? `${title(z, i)} (alert)` : title(z, i);
         svg.appendChild(label);
       }
       if (selected && !readonly) {
@@ -102,16 +148,18 @@
   }
 
   function uniqueName() {
-    const names = new Set(state.zones.map((z) => z.name));
-    for (let n = state.zones.length + 1; ; n++) if (!names.has(`zone-${n}`)) return `zone-${n}`;
+    const zones = zonesOf();
+    const names = new Set(zones.map((z) => z.name));
+    for (let n = zones.length + 1; ; n++) if (!names.has(`zone-${n}`)) return `zone-${n}`;
   }
 
   function closePolygon() {
-    const z = state.zones[state.selected];
+    const z = state.shapes[state.selected];
     if (!z) return;
-    if (z.points.length < 3) { say("A zone needs at least 3 points."); return; }
+    const what = z.kind === "mask" ? "A mask" : "A zone";
+    if (z.points.length < 3) { say(`${what} needs at least 3 points.`); return; }
     state.drawing = false;
-    say(`Zone ${z.name} closed with ${z.points.length} points. Drag a point to move it.`);
+    say(`${title(z, state.selected)} closed with ${z.points.length} points. Drag a point to move it.`);
     refresh();
   }
 
@@ -130,23 +178,31 @@
   function drawList() {
     if (!list) return;
     list.replaceChildren();
-    if (!state.zones.length) {
-      list.appendChild(el("p", {}, readonly ? "No zones." : "No zones yet."));
+    if (!state.shapes.length) {
+      list.appendChild(el("p", {}, readonly ? "No zones or masks." : "No zones or masks yet."));
       return;
     }
-    const picker = el("div", { class: "zone-picker", role: "group", "aria-label": "Zones" });
-    state.zones.forEach((z, i) => {
-      const b = el("button", { type: "button", class: i === state.selected ? "" : "outline",
+    const picker = el("div", { class: "zone-picker", role: "group", "aria-label": "Zones and masks" });
+    state.shapes.forEach((z, i) => {
+      const b = el("button", { type: "button",
+                               class: `${i === state.selected ? "" : "outline"}${z.kind === "mask" ? " secondary" : ""}`,
                                "aria-pressed": i === state.selected ? "true" : "false" },
-                   `${z.name || "zone " + (i + 1)} (${z.points.length} points)`);
+                   `${title(z, i)} (${z.points.length} points)`);
       b.addEventListener("click", () => { state.selected = i; state.drawing = false; refresh(); });
       picker.appendChild(b);
     });
     list.appendChild(picker);
-    const z = state.zones[state.selected];
+    const z = state.shapes[state.selected];
     if (!z) return;
     const box = el("fieldset", { class: "zone-fields", disabled: readonly });
-    box.appendChild(el("legend", {}, `Zone ${state.selected + 1}`));
+    if (z.kind === "mask") {
+      box.appendChild(el("legend", {}, title(z, state.selected)));
+      box.appendChild(el("p", {}, "Detections whose feet (the middle of the box's bottom edge) are inside are ignored."));
+      box.appendChild(pointsEditor(z));
+      list.appendChild(box);
+      return;
+    }
+    box.appendChild(el("legend", {}, `Zone ${zonesOf().indexOf(z) + 1}`));
     const row = el("div", { class: "grid" });
     const nameLabel = el("label", {}, "Zone name ");
     const name = el("input", { type: "text", value: z.name, pattern: "[a-z0-9][a-z0-9-]{1,62}", required: true,
@@ -154,7 +210,7 @@
     name.addEventListener("input", () => {
       z.name = name.value.trim(); save(); drawSvg();
       const b = picker.children[state.selected];
-      if (b) b.textContent = `${z.name || "zone " + (state.selected + 1)} (${z.points.length} points)`;
+      if (b) b.textContent = `${title(z, state.selected)} (${z.points.length} points)`;
     });
     nameLabel.appendChild(name);
     nameLabel.appendChild(el("small", { id: "zone-name-help" }, "Lower-case letters, digits and dashes."));
@@ -173,7 +229,22 @@
     times.appendChild(numberInput("Seconds outside to leave", z.exit_s, 0, 3600, 0.1, (v) => { z.exit_s = v; }));
     times.appendChild(numberInput("Loitering after (s, 0: off)", z.loiter_s, 0, 86400, 1, (v) => { z.loiter_s = v; }));
     box.appendChild(times);
+    const alertLabel = el("label", {});
+    const alert = el("input", { type: "checkbox", checked: z.alert, "aria-describedby": "zone-alert-help" });
+    alert.addEventListener("change", () => {
+      state.alertsSet = true;  // from now on the console decides the alert zones, not the device's file
+      z.alert = alert.checked; save(); drawSvg();
+    });
+    alertLabel.appendChild(alert);
+    alertLabel.appendChild(document.createTextNode(" Alert zone (alerts need an alert label inside)"));
+    box.appendChild(alertLabel);
+    box.appendChild(el("small", { id: "zone-alert-help", class: "zone-alert-help" },
+                       "When some zones are alert zones, an alert label outside all of them is only a detection."));
+    box.appendChild(pointsEditor(z));
+    list.appendChild(box);
+  }
 
+  function pointsEditor(z) {
     const details = el("details", { class: "zone-points" });
     details.open = state.pointsOpen === true;
     details.addEventListener("toggle", () => { state.pointsOpen = details.open; });
@@ -200,8 +271,7 @@
       });
       details.appendChild(add);
     }
-    box.appendChild(details);
-    list.appendChild(box);
+    return details;
   }
 
   function refresh() {
@@ -209,27 +279,51 @@
     drawSvg();
     drawList();
     if (btnClose) btnClose.disabled = !state.drawing;
-    if (btnDelete) btnDelete.disabled = state.selected < 0;
-    if (btnNew) btnNew.disabled = state.zones.length >= maxZones;
+    const sel = state.shapes[state.selected];
+    if (btnDelete) {
+      btnDelete.disabled = !sel;
+      btnDelete.textContent = sel && sel.kind === "mask" ? "Delete mask" : "Delete zone";
+    }
+    if (btnNew) btnNew.disabled = zonesOf().length >= maxZones;
+    if (btnMask) btnMask.disabled = masksOf().length >= maxMasks;
+  }
+
+  function startShape(shape, text) {
+    // a new zone goes after the zones, a new mask at the end: zones first keeps the saved order
+    const at = shape.kind === "zone" ? zonesOf().length : state.shapes.length;
+    state.shapes.splice(at, 0, shape);
+    state.selected = at;
+    state.drawing = true;
+    say(text);
+    refresh();
   }
 
   // ------------------------------------------------------------------------------------------ events
   if (!readonly) {
     btnNew.addEventListener("click", () => {
-      if (state.zones.length >= maxZones) return;
-      state.zones.push({ name: uniqueName(), points: [], labels: [], enter_s: 0, exit_s: 0, loiter_s: 0 });
-      state.selected = state.zones.length - 1;
-      state.drawing = true;
-      say("Click on the snapshot to add points, then press “Close polygon”.");
-      refresh();
+      if (zonesOf().length >= maxZones) return;
+      startShape({ kind: "zone", name: uniqueName(), points: [], labels: [], enter_s: 0, exit_s: 0, loiter_s: 0,
+                   alert: false },
+                 "Click on the snapshot to add points, then press “Close polygon”.");
     });
+    if (btnMask) {
+      btnMask.addEventListener("click", () => {
+        if (masksOf().length >= maxMasks) return;
+        state.masksSet = true;  // from now on the console decides the masks, not the device's file
+        startShape({ kind: "mask", points: [] },
+                   "Click on the snapshot to add the mask's points, then press “Close polygon”.");
+      });
+    }
     btnClose.addEventListener("click", closePolygon);
     btnDelete.addEventListener("click", () => {
-      if (state.selected < 0) return;
-      const [gone] = state.zones.splice(state.selected, 1);
-      state.selected = state.zones.length ? Math.min(state.selected, state.zones.length - 1) : -1;
+      const gone = state.shapes[state.selected];
+      if (!gone) return;
+      const name = title(gone, state.selected);
+      state.shapes.splice(state.selected, 1);
+      if (gone.kind === "mask") state.masksSet = true;
+      state.selected = state.shapes.length ? Math.min(state.selected, state.shapes.length - 1) : -1;
       state.drawing = false;
-      say(`Zone ${gone.name} deleted (saved when you save the camera).`);
+      say(`${name} deleted (saved when you save the camera).`);
       refresh();
     });
 
@@ -237,14 +331,14 @@
       const t = event.target;
       if (t.classList && t.classList.contains("zone-handle")) {
         const zi = parseInt(t.dataset.zone, 10), pj = parseInt(t.dataset.point, 10);
-        if (state.drawing && pj === 0 && state.zones[zi].points.length >= 3) { closePolygon(); return; }
+        if (state.drawing && pj === 0 && state.shapes[zi].points.length >= 3) { closePolygon(); return; }
         state.drag = { zone: zi, point: pj, moved: false };
         svg.setPointerCapture(event.pointerId);
         event.preventDefault();
         return;
       }
-      if (state.drawing && state.zones[state.selected]) {
-        state.zones[state.selected].points.push(position(event));
+      if (state.drawing && state.shapes[state.selected]) {
+        state.shapes[state.selected].points.push(position(event));
         event.preventDefault();
         refresh();
         return;
@@ -256,7 +350,7 @@
     });
     svg.addEventListener("pointermove", (event) => {
       if (!state.drag) return;
-      const z = state.zones[state.drag.zone];
+      const z = state.shapes[state.drag.zone];
       z.points[state.drag.point] = position(event);
       state.drag.moved = true;
       save();
@@ -273,7 +367,7 @@
     const form = field.form;
     if (form) {
       form.addEventListener("submit", () => {
-        const z = state.zones[state.selected];
+        const z = state.shapes[state.selected];
         if (state.drawing && z && z.points.length >= 3) state.drawing = false;
         save();
       });
