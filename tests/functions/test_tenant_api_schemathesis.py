@@ -70,7 +70,12 @@ def test_no_5xx_for_any_generated_request(fenv, app):
             if resp.status_code >= 500:
                 problems.append(f"{operation.label} [{mode}] -> {resp.status_code}: {case.as_curl_command()}")
             elif resp.status_code >= 400:
-                body = resp.json()
+                try:
+                    body = resp.json()
+                except ValueError:  # not JSON (say which request, rather than fail on the parse)
+                    problems.append(f"{operation.label} [{mode}] -> {resp.status_code} not JSON "
+                                    f"({resp.text[:80]!r}): {case.as_curl_command()}")
+                    return
                 if not (isinstance(body, dict) and "error" in body and "field" in body):
                     problems.append(f"{operation.label} -> {resp.status_code} without error/field: {body}")
 
