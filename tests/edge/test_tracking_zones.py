@@ -294,6 +294,11 @@ def test_a_person_entering_and_leaving_zones_travels_on_the_event_in_order(tmp_p
     wire = end.to_message_bytes()
     assert b'"zone_events":[{"zone":"start","track_id":' in wire and b'"kind":"enter","time":"2026-11-22T06:00:00' in wire
     assert load_message(wire).zone_events == end.zone_events
+    from vigint.schema import LifecycleMessage as CloudLifecycleMessage  # what ingest validates
+    sent = end.model_copy(update={"sent_at": end.end_time}).to_message_bytes()  # delivery sets sent_at
+    cloud = CloudLifecycleMessage.parse(sent).zone_events
+    assert [(z.zone, z.track_id, z.label, z.kind, z.time) for z in cloud] == \
+        [(z.zone, z.track_id, z.label, z.kind, z.time) for z in end.zone_events]
 
 
 def test_an_event_keeps_only_its_first_100_zone_changes(tmp_path):
