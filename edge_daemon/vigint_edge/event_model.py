@@ -46,6 +46,8 @@ __all__ = [
     "ClipRef",
     "DetectionRef",
     "EdgeEvent",
+    "MAX_ZONE_EVENTS",
+    "ZoneEventRef",
     "SnapshotRef",
     "format_time",
     "new_event_id",
@@ -63,6 +65,7 @@ MAX_SEGMENT_BYTES = 32 * 1024**2  # docs/contracts.md: segments "at most 32 MiB"
 SEGMENT_NAME_PATTERN = r"^segments/(\d{5})\.ts$"
 SNAPSHOTS_NAME_PATTERN = r"^snapshots/(\d{5})\.jpg$"
 MAX_DETECTIONS = 50  # docs/contracts.md: "at most 50 entries (best per second)"
+MAX_ZONE_EVENTS = 100  # docs/contracts.md: zone_events "at most 100 entries (the first ones)"
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 EVENT_ID_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
@@ -253,6 +256,27 @@ class DetectionRef(_Strict):
         return box
 
 
+ZoneName = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ZoneEventRef(_Strict):
+    """A tracked object entered or left a zone of the camera (``vigint_edge.detection.zones.ZoneChange``).
+
+    Attributes:
+        zone: the zone's name (as in ``zones``).
+        track_id: the tracker's id of the object (>= 0; unique per camera while the daemon runs).
+        label: the object's class label (e.g. ``"person"``).
+        kind: ``"enter"`` or ``"exit"``.
+        time: UTC capture time of the frame at which the change was decided (after the zone's inertia).
+    """
+
+    zone: ZoneName
+    track_id: int = Field(ge=0)
+    label: Label
+    kind: Literal["enter", "exit"]
+    time: UtcDatetime
+
+
 class EdgeEvent(_Strict):
     """The event message (docs/contracts.md, "Event message"), schema version 1.
 
@@ -279,6 +303,7 @@ class EdgeEvent(_Strict):
     max_count: dict[Label, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=100)
     detections: list[DetectionRef] = Field(default_factory=list, max_length=MAX_DETECTIONS)
     zones: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=50)
+    zone_events: list[ZoneEventRef] = Field(default_factory=list, max_length=MAX_ZONE_EVENTS)
     clip: ClipRef | None = None
     snapshot: SnapshotRef | None = None
 
@@ -325,7 +350,8 @@ class LifecycleMessage(_Strict):
     """One message of a ``detection`` event's lifecycle (docs/contracts.md, "Event lifecycle (schema version
     2)"): ``start`` (seq 0, at confirmation), ``update``s, one ``end`` (the highest seq).
 
-    Every message is the whole event so far (labels, times, counts, detections, zones, latest snapshot) plus
+    Every message is the whole event so far (labels, times, counts, detections, zones, zone events, latest
+    snapshot) plus
     the segments new in it. Times are UTC.
 
     Attributes (beyond version 1's, whose meaning is unchanged):
@@ -372,6 +398,7 @@ class LifecycleMessage(_Strict):
     max_count: dict[Label, Annotated[int, Field(ge=0)]] = Field(default_factory=dict, max_length=100)
     detections: list[DetectionRef] = Field(default_factory=list, max_length=MAX_DETECTIONS)
     zones: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=50)
+    zone_events: list[ZoneEventRef] = Field(default_factory=list, max_length=MAX_ZONE_EVENTS)
     snapshot: SnapshotRef | None = None
     segments: list[SegmentRef] = Field(default_factory=list, max_length=1000)
     segment_count: int | None = Field(default=None, ge=0, le=100000)

@@ -315,7 +315,7 @@ MESSAGE_FLAG = "published"  # on messages/{seq:06d}: the follow-on of this messa
 # Fields of the event state a version 2 message carries whole; the highest seq applied wins.
 STATE_FIELDS = ("camera_id", "kind", "severity", "labels", "start_time", "end_time", "first_seen",
                 "alert_first_seen", "confirmed_at", "alert_confirmed_at", "sent_at", "top_score", "max_count",
-                "detections", "zones", "snapshot", "continues")
+                "detections", "zones", "zone_events", "snapshot", "continues")
 END_FIELDS = ("clip", "segment_count", "interrupted")
 
 

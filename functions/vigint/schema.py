@@ -107,6 +107,22 @@ class Detection(_Strict):
         return self
 
 
+ZoneName = Annotated[str, Field(min_length=1, max_length=64)]
+MAX_ZONE_EVENTS = 100  # docs/contracts.md: zone_events "at most 100 entries"; the edge keeps the first 100
+
+
+class ZoneEvent(_Strict):
+    """A tracked object entered or left a zone: ``zone`` (a zone name, checked as ``zones`` are), ``track_id``
+    (the device's tracker id, >= 0), ``label`` (the object's class), ``kind`` ``enter``|``exit``, ``time``
+    (capture time of the frame at which the change was decided, RFC 3339 with offset)."""
+
+    zone: ZoneName
+    track_id: int = Field(ge=0, le=INT64_MAX)
+    label: Label
+    kind: Literal["enter", "exit"]
+    time: UtcTime
+
+
 class Clip(_Strict):
     """The event clip (H.264 mp4, faststart)."""
 
@@ -159,7 +175,10 @@ class _EventMessage(_Strict):
     top_score: Score
     max_count: Annotated[dict[Label, Annotated[int, Field(ge=0, le=INT64_MAX)]], Field(max_length=100)]
     detections: Annotated[list[Detection], Field(max_length=50)]
-    zones: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=50)]
+    zones: Annotated[list[ZoneName], Field(max_length=50)]
+    # Zone entries and exits in time order; absent in messages of devices that predate it (then []). More than
+    # MAX_ZONE_EVENTS is refused, like more than 50 detections: the edge never sends more.
+    zone_events: Annotated[list[ZoneEvent], Field(max_length=MAX_ZONE_EVENTS)] = Field(default_factory=list)
     clip: Clip | None = None
     snapshot: Snapshot | None = None
 
@@ -243,7 +262,7 @@ class LifecycleMessage(_EventMessage):
     """One message of a ``detection`` event's lifecycle on ``edge-events`` (schema version 2).
 
     Every message is a whole snapshot of the event so far (cumulative labels, times, counts, detections,
-    zones, the latest snapshot) plus the segments that are new in it. ``start`` has ``seq`` 0, each later
+    zones, zone events, the latest snapshot) plus the segments that are new in it. ``start`` has ``seq`` 0, each later
     message ``seq`` + 1, the ``end`` the highest. ``camera_health`` and ``recording`` events stay version 1.
 
     Raises (on validation):

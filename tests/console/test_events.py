@@ -188,6 +188,48 @@ def test_event_page_player_state_and_view_audit(app, tenant, fenv):
         assert f'action="/events/{ev["event_id"]}{action}"' not in page.text
 
 
+def test_event_page_shows_detections_and_zone_entries_on_one_timeline(app, tenant, fenv):
+    """An event ingested with zone entries/exits (one zone name hostile): one timeline, in time order (the
+    detection at +1 s between the entry at +0.5 s and the exit at +1.5 s), in the site's time zone, escaped."""
+    import zoneinfo
+
+    t = tenant.tenant_id
+    site(t, "hq", "Headquarters", time_zone="America/New_York")
+    camera(t, "lobby", name="Front lobby", site_id="hq")
+    evil = '<img src=x onerror=alert(1)>'
+    at = lambda s: (FIXTURE_START + dt.timedelta(seconds=s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")  # noqa: E731
+    zone_events = [{"zone": "driveway", "track_id": 3, "label": "person", "kind": "enter", "time": at(0.5)},
+                   {"zone": evil, "track_id": 3, "label": "person", "kind": "enter", "time": at(1)},
+                   {"zone": "driveway", "track_id": 3, "label": "person", "kind": "exit", "time": at(1.5)},
+                   {"zone": evil, "track_id": 3, "label": "person", "kind": "exit", "time": at(4)}]
+    ev = fenv.ingested_event(tenant.creds, zones=["driveway", evil], zone_events=zone_events)  # the real ingest
+    c, _ = client_as(app, t, "viewer@example.com", role="viewer")
+    page = c.get(f"/events/{ev['event_id']}")
+    assert page.status_code == 200, page.text
+    body = page.text[page.text.index('id="timeline"'):]
+    body = body[:body.index("</table>")]
+    rows = re.findall(r'<tr class="tl-(detection|enter|exit)">(.*?)</tr>', body, re.S)
+    kinds = [k for k, _ in rows]
+    assert kinds == ["enter", "detection", "enter", "exit", "exit"], kinds
+    cells = [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)] for _, r in rows]
+    ny = zoneinfo.ZoneInfo("America/New_York")
+    for (time_text, offset, what, detail), secs in zip(cells, [0.5, 1, 1, 1.5, 4]):
+        local = (FIXTURE_START + dt.timedelta(seconds=secs)).astimezone(ny)
+        assert time_text == f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}", time_text
+        assert offset == f"+{secs:.1f} s"
+    assert cells[0][2:] == ["Entered zone driveway", "person #3"]
+    assert cells[1][2] == "person detected" and cells[1][3].startswith("score 0.87")
+    assert cells[2][2] == f"Entered zone {html_mod.escape(evil, quote=True)}"
+    assert cells[3][2] == "Left zone driveway" and cells[4][2].startswith("Left zone")
+    assert "<img src=x" not in page.text and "&lt;img src=x onerror=alert(1)&gt;" in page.text
+    assert "not the times they entered" not in page.text and "does not report when" not in page.text
+    # an event of a device that does not send zone_events: its zones, and a note saying why there are no times
+    old = fenv.ingested_event(tenant.creds, zones=["driveway"])
+    page = c.get(f"/events/{old['event_id']}").text
+    assert 'class="tl-enter"' not in page and 'class="tl-detection"' in page
+    assert "Zones: driveway. This device does not report when objects entered or left them." in page
+
+
 def test_playlist_of_a_running_event(app, tenant):
     """A schema version 2 event still recording: the playlist has its stored segments, signed, and no end."""
     from vigint import pipeline

@@ -130,6 +130,8 @@ def test_people_on_the_path_make_an_alert_with_their_zone(vtest_frames, detector
     assert len(pipe.finished) == 1
     ev = pipe.finished[0]
     assert ev.severity == "alert" and ev.labels[0] == "person" and ev.zones == ["path"]
+    assert {z.zone for z in ev.zone_events} == {"path"} and ev.zone_events[0].kind == "enter"
+    assert [z.time for z in ev.zone_events] == sorted(z.time for z in ev.zone_events)
     assert ev.max_count["person"] >= 3
     assert pipe.tracker._next_id - 1 < 60, "tracks are stable, not a new id per detection"
     assert ev.clip.frames >= 190
@@ -220,3 +222,106 @@ def test_an_event_split_at_max_length_right_before_the_source_ends_is_not_lost_o
     pipe.finish()  # the split-off event saw no detector frame yet: dropped cleanly, nothing half-written
     assert len(pipe.finished) == 1 and pipe.finished[0].clip.frames >= 45
     assert list((tmp_path / "rec").glob("*.part")) == []
+
+
+# ------------------------------------------------------------------------- zone entries and exits on the event
+class _Scripted(SyncDetector):
+    """Returns ``script(call)`` (a list of detections, frame pixels) on its ``call``-th detector frame (1, 2, ...).
+    No ``input_size``: the pipeline hands it the whole frame unscaled, so the boxes are frame pixels."""
+
+    def __init__(self, script):
+        self.script, self.calls = script, 0
+
+    def detect(self, frame):
+        self.calls += 1
+        return self.script(self.calls)
+
+
+def _run_synthetic(tmp_path, script, n_frames, zones, **event_kw):
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(n_frames)]  # motion everywhere
+    camera = CameraConfig(id="lobby", source="unused.avi", zones=zones)
+    device = DeviceConfig(tenant_id="acme", device_id="nuc-1", api_url="http://127.0.0.1:9")
+    cfg = EventConfig(**{"pre_roll_s": 1, "post_roll_s": 1, "max_length_s": 60, **event_kw})
+    pipe = CameraPipeline(camera, device, cfg, MotionConfig(), _Scripted(script), Spool(tmp_path / "spool", 10**9),
+                          tmp_path / "rec")
+    t0 = datetime(2026, 11, 22, 6, 0, tzinfo=timezone.utc)
+    walls = [t0 + timedelta(seconds=i / 10) for i in range(n_frames)]
+    for i, img in enumerate(frames):
+        pipe.process(Frame(image=img, t=i / 10, wall=walls[i], index=i))
+    pipe.finish()
+    return pipe, walls
+
+
+def test_a_person_entering_and_leaving_zones_travels_on_the_event_in_order(tmp_path):
+    """A person walks left to right (8 px per detector frame, bottom edge at y 120 of 240) from inside zone
+    ``start`` (entered at the very first detector frame: before the track is confirmed and the event starts,
+    so it comes from the pre-roll) through zone ``door`` and out of it. A one-frame flicker in zone ``corner``
+    never becomes a counted track: its entry is not on the event."""
+
+    def script(call):
+        x = 20 + 8 * call
+        dets = [Detection("person", 0.9, (x, 40, x + 30, 120))] if call <= 30 else []
+        if call == 6:
+            dets.append(Detection("car", 0.9, (280, 200, 310, 235)))
+        return dets
+
+    full_height = lambda x1, x2: [[x1, 0.0], [x2, 0.0], [x2, 1.0], [x1, 1.0]]  # noqa: E731
+    zones = [{"name": "start", "points": full_height(0.0, 0.2), "inertia": 1},
+             {"name": "door", "points": full_height(0.4, 0.6), "inertia": 2},
+             {"name": "corner", "points": [[0.8, 0.8], [1.0, 0.8], [1.0, 1.0], [0.8, 1.0]], "inertia": 1}]
+    pipe, walls = _run_synthetic(tmp_path, script, 90, zones)
+    assert len(pipe.finished) == 1
+    end = pipe.finished[0]
+    got = [(z.zone, z.kind) for z in end.zone_events]
+    assert got == [("start", "enter"), ("start", "exit"), ("door", "enter"), ("door", "exit")], got
+    assert len({z.track_id for z in end.zone_events}) == 1 and end.zone_events[0].label == "person"
+    times = [z.time for z in end.zone_events]
+    assert times == sorted(times) and all(t in walls for t in times), "frame capture times, in order"
+    # bottom-centre x = 35 + 8 * call: the detector runs on every 2nd frame (5 of 10 fps), call k on frame 2(k-1)
+    assert times[0] == walls[0], "start entered on the first detector frame (pre-roll, before confirmation)"
+    first_outside_start = next(k for k in range(1, 40) if 35 + 8 * k > 64)
+    assert times[1] == walls[2 * (first_outside_start - 1)]
+    second_inside_door = next(k for k in range(1, 40) if 35 + 8 * k >= 128) + 1
+    assert times[2] == walls[2 * (second_inside_door - 1)], "door entered after its inertia of 2 frames"
+    assert end.start_time <= times[0] and times[-1] <= end.end_time
+    # Every message is the whole event so far: each one's list is a prefix of the end's, the start has the
+    # pre-roll's entry already, and the JSON on the wire carries them (RFC 3339 UTC).
+    for msg in pipe.messages:
+        assert msg.zone_events == end.zone_events[:len(msg.zone_events)]
+    assert pipe.messages[0].phase == "start" and pipe.messages[0].zone_events[:1] == end.zone_events[:1]
+    from vigint_edge.event_model import load_message
+    wire = end.to_message_bytes()
+    assert b'"zone_events":[{"zone":"start","track_id":' in wire and b'"kind":"enter","time":"2026-11-22T06:00:00' in wire
+    assert load_message(wire).zone_events == end.zone_events
+    from vigint.schema import LifecycleMessage as CloudLifecycleMessage  # what ingest validates
+    sent = end.model_copy(update={"sent_at": end.end_time}).to_message_bytes()  # delivery sets sent_at
+    cloud = CloudLifecycleMessage.parse(sent).zone_events
+    assert [(z.zone, z.track_id, z.label, z.kind, z.time) for z in cloud] == \
+        [(z.zone, z.track_id, z.label, z.kind, z.time) for z in end.zone_events]
+
+
+def test_an_event_keeps_only_its_first_100_zone_changes(tmp_path):
+    """A person shuffling on a zone's edge (inertia 1) enters or leaves it on every detector frame: 130 changes,
+    the event carries the first 100 (``MAX_ZONE_EVENTS``), which the message model also enforces."""
+    from vigint_edge.event_model import MAX_ZONE_EVENTS
+
+    def script(call):
+        x = 146 + (4 if call % 2 else 0)  # bottom-centre x 165 / 161 of a zone from x 163.2 (0.51 of 320)
+        return [Detection("person", 0.9, (x, 40, x + 30, 120))] if call <= 131 else []
+
+    zones = [{"name": "edge", "points": [[0.51, 0.0], [1.0, 0.0], [1.0, 1.0], [0.51, 1.0]], "inertia": 1}]
+    pipe, walls = _run_synthetic(tmp_path, script, 270, zones, stationary_after_s=100)
+    assert len(pipe.finished) == 1 and MAX_ZONE_EVENTS == 100
+    ev = pipe.finished[0]
+    assert len(ev.zone_events) == 100
+    assert [z.kind for z in ev.zone_events] == ["enter", "exit"] * 50
+    assert [z.time for z in ev.zone_events] == walls[0:200:2], "the first 100, one per detector frame"
+    import json
+
+    from vigint_edge.event_model import load_message
+    data = json.loads(ev.to_message_bytes())
+    assert load_message(json.dumps(data).encode()).zone_events == ev.zone_events
+    data["zone_events"] = data["zone_events"] + data["zone_events"][-1:]
+    with pytest.raises(ValueError, match="zone_events"):
+        load_message(json.dumps(data).encode())

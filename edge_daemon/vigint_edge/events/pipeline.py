@@ -9,6 +9,11 @@ H.264 camera's own packets are remuxed from the last keyframe before the pre-rol
 other codecs are encoded to H.264 on a background thread (keyframes every ``segment_s``). The same packets
 are cut into HLS segments (``segments.py``) while the event runs.
 
+Zone entries and exits (``zones.py``) travel with the event as ``zone_events``: those of the tracks the event
+counts, decided at a frame its clip holds (the pre-roll's included), in frame order, the first
+``MAX_ZONE_EVENTS``. A track that enters a zone before it is confirmed, or that parks and later leaves, still
+has its changes on the event's timeline; a flicker that never becomes a counted track has none.
+
 The event leaves as a lifecycle of schema version 2 messages (docs/contracts.md, "Event lifecycle"), each
 the whole event so far, each its own durable spool item:
 
@@ -46,19 +51,22 @@ from vigint_edge.capture.source import Frame
 from vigint_edge.recording.clip import REMUX_CODECS, ClipError, ClipWriter, RemuxWriter, encode_snapshot
 from vigint_edge.config import CameraConfig, DeviceConfig, EventConfig, MotionConfig
 from vigint_edge.detection.detector import Detection, Detector
-from vigint_edge.event_model import (CLIP_NAME, MAX_SEGMENT_BYTES, SNAPSHOT_NAME, ClipRef, DetectionRef, EdgeEvent,
-                                     LifecycleMessage, SegmentRef, SnapshotRef, new_event_id, object_name,
-                                     segment_name, snapshot_name)
+from vigint_edge.event_model import (CLIP_NAME, MAX_SEGMENT_BYTES, MAX_ZONE_EVENTS, SNAPSHOT_NAME, ClipRef,
+                                     DetectionRef, EdgeEvent, LifecycleMessage, SegmentRef, SnapshotRef,
+                                     ZoneEventRef, new_event_id, object_name, segment_name, snapshot_name)
 from vigint_edge.capture.motion import MotionGate
 from vigint_edge.recording.recorder import ClipUnavailable, Recorder
 from vigint_edge.recording.segments import SegmentError, SegmentFile, Segmenter
 from vigint_edge.delivery.spool import Spool
 from vigint_edge.detection.tracker import Track, Tracker
-from vigint_edge.detection.zones import MaskSet, ZoneSpec, ZoneTracker
+from vigint_edge.detection.zones import MaskSet, ZoneChange, ZoneSpec, ZoneTracker
 
 log = logging.getLogger(__name__)
 __all__ = ["CameraPipeline", "CameraStats", "ClipUnavailable"]
 MAX_DETECTIONS = 50  # per event message (docs/contracts.md)
+# Zone changes an event keeps in memory, of every track of the camera (those of tracks the event never counts
+# are dropped when a message is built, so more are kept than the MAX_ZONE_EVENTS a message carries).
+MAX_ZONE_CHANGES_KEPT = 10 * MAX_ZONE_EVENTS
 STATIONARY_RECHECK_S = 5.0  # seconds between detector looks at a scene where nothing moves
 
 
@@ -226,6 +234,9 @@ class _ActiveEvent:
     detections: dict = field(default_factory=dict)  # whole second -> DetectionRef (best in that second)
     zones: set = field(default_factory=set)
     track_ids: set = field(default_factory=set)
+    # every zone change of the camera's tracks within the clip (pre-roll included), in frame order, at most
+    # MAX_ZONE_CHANGES_KEPT: (change, label, wall time)
+    zone_changes: list = field(default_factory=list)
     alert: bool = False
     stream: object = None  # the capture stream the clip's frames come from
     live: _LiveSegments | None = None
@@ -281,6 +292,8 @@ class CameraPipeline:
         self.zones: ZoneTracker | None = None
         self.masks: MaskSet | None = None
         self._last_check_t = float("-inf")
+        # zone changes of the last pre_roll_s (frame time), for the pre-roll of the next event: (change, label, wall)
+        self._recent_zone_changes: collections.deque[tuple[ZoneChange, str, datetime]] = collections.deque()
         self._active: _ActiveEvent | None = None
         self._closing: _ActiveEvent | None = None  # the event whose end is being built
         self.recorder: Recorder | None = None  # H.264 cameras with record_minutes > 0, from the first frame on
@@ -468,16 +481,19 @@ class CameraPipeline:
         seen = self.tracker.update(self._filter(found, w * h), frame.t, wall=frame.wall)
         self.zones.forget(set(self.tracker.tracks))
         counting = []
+        changes = []
         for tr in seen:
             for change in self.zones.update(tr.id, tr.label, tr.bottom_center, frame.t):
                 log.info("camera %s: %s %d %s zone %s", self.camera.id, tr.label, tr.id,
                          "entered" if change.kind == "enter" else "left", change.zone)
+                changes.append((change, tr.label, frame.wall))
             if tr.confirmed and not tr.stationary:
                 counting.append(tr)
+        self._keep_zone_changes(frame.t, changes)
         if not counting:
             return
         if self._active is None:
-            self._start(frame)
+            self._start(frame)  # takes this frame's zone changes and the pre-roll's
         self._observe(frame, counting)
         ev = self._active
         boxes = [(tr.label, tr.score, tr.box) for tr in counting]
@@ -499,6 +515,19 @@ class CameraPipeline:
                          ms, (applied - arrived) * 1000, (done - applied) * 1000)
         elif ev.alert_news:
             self._send("update", snapshot=(frame, boxes))
+
+    def _keep_zone_changes(self, now_t: float, changes: list[tuple[ZoneChange, str, datetime]]) -> None:
+        """Keeps one detector frame's zone changes: for the active event (every track of the camera, while the
+        event is open; ``_message`` keeps those of the tracks it counts) and, for ``pre_roll_s``, for the
+        pre-roll of an event yet to start."""
+        recent = self._recent_zone_changes
+        recent.extend(changes)
+        oldest = self._ring[0].t if self._ring else now_t - self.cfg.pre_roll_s  # where a clip would start
+        while recent and recent[0][0].t < oldest:
+            recent.popleft()
+        ev = self._active
+        if ev is not None and changes:
+            ev.zone_changes.extend(changes[:max(0, MAX_ZONE_CHANGES_KEPT - len(ev.zone_changes))])
 
     def _filter(self, found: list[Detection], frame_area: float) -> list[Detection]:
         """Labels wanted, per-label minimum score and box area, masks."""
@@ -547,9 +576,11 @@ class CameraPipeline:
                                  self.camera.id, event_id)
             encoder.on_packet = live.add
             writer = _BackgroundClipWriter(encoder)
+        # the zone changes the clip shows: from its first frame (the pre-roll) on, this frame's included
+        pre_roll_changes = [c for c in self._recent_zone_changes if c[0].t >= first.t][:MAX_ZONE_CHANGES_KEPT]
         self._active = _ActiveEvent(event_id=event_id, writer=writer, clip_path=clip_path, t0=first.t,
                                     start_wall=first.wall, last_seen_t=frame.t, stream=frame.stream, live=live,
-                                    live_dir=live_dir, continues=continues)
+                                    live_dir=live_dir, continues=continues, zone_changes=pre_roll_changes)
         for f in self._ring:  # pre-roll, including this frame
             self._write(f)
         log.info("camera %s: event %s started%s", self.camera.id, event_id,
@@ -608,6 +639,8 @@ class CameraPipeline:
         refs = [ev.detections[k] for k in sorted(ev.detections)]
         if len(refs) > MAX_DETECTIONS:
             refs = sorted(sorted(refs, key=lambda r: -r.score)[:MAX_DETECTIONS], key=lambda r: r.time)
+        zone_events = [ZoneEventRef(zone=c.zone, track_id=c.track_id, label=label, kind=c.kind, time=wall)
+                       for c, label, wall in ev.zone_changes if c.track_id in ev.track_ids][:MAX_ZONE_EVENTS]
         segments = [SegmentRef(index=f.index, object=object_name(t, d, ev.event_id, segment_name(f.index)),
                                bytes=f.bytes, sha256=f.sha256, start_s=f.start_s, duration_s=f.duration_s)
                     for f in ev.new_segments]
@@ -618,7 +651,8 @@ class CameraPipeline:
             end_time=max(ev.last_frame.wall, ev.start_wall), first_seen=ev.first_seen,
             alert_first_seen=ev.alert_first_seen, confirmed_at=ev.confirmed_at,
             alert_confirmed_at=ev.alert_confirmed_at, top_score=round(float(ev.top_score), 4),
-            max_count=dict(ev.max_count), detections=refs, zones=sorted(ev.zones), snapshot=snapshot,
+            max_count=dict(ev.max_count), detections=refs, zones=sorted(ev.zones), zone_events=zone_events,
+            snapshot=snapshot,
             segments=segments, continues=ev.continues, **extra,
         )
 

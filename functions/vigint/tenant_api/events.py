@@ -236,8 +236,8 @@ def get_event(req: Request):
     snap = _event_snap(req)
     d = snap.to_dict()
     base = summary(snap).model_dump()
-    extra = {k: d.get(k) for k in ("max_count", "detections", "analysis", "alert", "ack", "clip", "snapshot",
-                                   "ingested_at")}
+    extra = {k: d.get(k) for k in ("max_count", "detections", "zone_events", "analysis", "alert", "ack", "clip",
+                                   "snapshot", "ingested_at")}
     extra = {k: v for k, v in extra.items() if v is not None}
     prefix = event_prefix(req.tenant_id, str(d.get("device_id")), snap.id)
     ttl = config.settings().playback_url_ttl_seconds

@@ -530,6 +530,9 @@ class EventDetail(EventSummary):
 
     max_count: dict[str, Any] = Field(default_factory=dict)
     detections: list[dict[str, Any]] = Field(default_factory=list)
+    zone_events: list[dict[str, Any]] = Field(
+        default_factory=list, description='zone entries and exits in time order (at most 100, the first ones): '
+        '{"zone", "track_id", "label", "kind": "enter"|"exit", "time": RFC 3339 UTC}')
     analysis: dict[str, Any] | None = None
     alert: dict[str, Any] | None = None
     ack: dict[str, Any] | None = None

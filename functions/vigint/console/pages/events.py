@@ -6,7 +6,7 @@ Listing. The filters are the tenant API's ``EventsQuery`` (``vigint.tenant_api.m
 ``acknowledged``; the query is the one ``tenant_api.events.list_events`` builds (range on ``start_time``,
 equality on ``camera_id``/``severity``, ``array_contains`` on ``labels`` or ``zones``), ordered and paged by the
 tenant API's ``scan_page`` (``start_time`` DESC, then id DESC; the same opaque cursors), its answers made by the
-tenant API's ``_summary``. The console runs the query itself rather than calling ``list_events`` because it
+tenant API's ``summary``. The console runs the query itself rather than calling ``list_events`` because it
 needs each event's snapshot object for the thumbnail (``EventSummary`` does not carry it) and because a user
 limited to some sites (or a site filter) lists the events of a set of cameras: ``camera_id in [...]``, at most
 30 values per query (https://firebase.google.com/docs/firestore/query-data/queries#limits_on_or_queries), so the
@@ -436,6 +436,34 @@ def detections(doc: dict) -> list[dict]:
     return sorted(out, key=lambda d: d["at"])
 
 
+def zone_events(doc: dict) -> list[dict]:
+    """The event's zone entries and exits as stored (``zone_events``, docs/contracts.md): ``[{"at": UTC
+    datetime, "zone", "track_id": int | None, "label", "kind": "enter"|"exit"}]``, in stored order; entries
+    without a readable time or kind are left out."""
+    out = []
+    for z in doc.get("zone_events") or []:
+        if isinstance(z, dict) and _utc(z.get("time")) and z.get("kind") in ("enter", "exit"):
+            tid = z.get("track_id")
+            out.append({"at": _utc(z.get("time")), "zone": str(z.get("zone", "")), "label": str(z.get("label", "")),
+                        "track_id": tid if isinstance(tid, int) and not isinstance(tid, bool) else None,
+                        "kind": z["kind"]})
+    return out
+
+
+def timeline(doc: dict) -> list[dict]:
+    """Detections (``detections``) and zone entries/exits (``zone_events``) on one timeline, in time order
+    (at the same instant a detection comes first, then entries and exits as the device decided them):
+    ``[{"kind": "detection"|"enter"|"exit", "at": UTC datetime, "offset_s": seconds since the event's
+    ``start_time`` (the clip's zero) or None, "label", ...}]``, detections with ``score`` and ``box``, zone
+    changes with ``zone`` and ``track_id``."""
+    start = _utc(doc.get("start_time"))
+    rows = [{**d, "kind": "detection"} for d in detections(doc)] + zone_events(doc)
+    for r in rows:
+        r["offset_s"] = (r["at"] - start).total_seconds() if start else None
+    order = {"detection": 0, "enter": 1, "exit": 1}
+    return [r for _, _, _, r in sorted((r["at"], order[r["kind"]], i, r) for i, r in enumerate(rows))]
+
+
 def event_page(req: ConsoleRequest, *, shared: dict | None = None, status: int = 200) -> Response:
     """``GET /events/{event_id}``: player, verdict, detections, step timings, acknowledgement, links, clip
     request. A view is audited (``event.view``)."""
@@ -450,7 +478,7 @@ def event_page(req: ConsoleRequest, *, shared: dict | None = None, status: int =
         audit.record(req.user.tenant_id, actor=req.user.actor, action="event.view", target_kind="event",
                      target_id=event_id, details={"camera_id": str(detail.camera_id or "")}, now=req.now)
     return req.page("event.html", status=status, ev=detail, doc=doc, st=st, camera=cam,
-                    zone=cam.time_zone if cam else zone, steps=steps(doc), detections=detections(doc),
+                    zone=cam.time_zone if cam else zone, steps=steps(doc), timeline=timeline(doc),
                     links=link_list, shared=shared, share_ttls=SHARE_TTLS, notice=req.query.get("notice", ""),
                     state_url=f"/events/{event_id}/state.json", playlist_url=f"/events/{event_id}/playlist.m3u8",
                     link_base=f"/events/{event_id}/")
