@@ -267,6 +267,14 @@ def as_utc(t: Any) -> dt.datetime | None:
     return t.replace(tzinfo=dt.timezone.utc) if t.tzinfo is None else t.astimezone(dt.timezone.utc)
 
 
+def heartbeat_stale_after_s(device: Mapping[str, Any]) -> float:
+    """Seconds without a heartbeat after which a device counts as offline: ``stale_heartbeat_intervals`` times
+    its own ``heartbeat_interval_seconds`` (else ``VIGINT_HEARTBEAT_INTERVAL_SECONDS``). The retention job's
+    ``device_offline`` alerts and the console's overview both use it."""
+    s = config.settings()
+    return s.stale_heartbeat_intervals * int(device.get("heartbeat_interval_seconds") or s.heartbeat_interval_seconds)
+
+
 def retention_days(tenant: Mapping[str, Any] | None) -> int:
     """The tenant's ``retention_days`` (int >= 1), else ``VIGINT_RETENTION_DAYS`` (default 30)."""
     try:

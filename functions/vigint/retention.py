@@ -262,9 +262,8 @@ def check_stale_devices(tenant_id: str, now: dt.datetime) -> list[str]:
         last = pipeline.as_utc(d.get("last_heartbeat_at"))
         if d.get("status") != "active" or last is None:
             continue
-        interval = int(d.get("heartbeat_interval_seconds") or s.heartbeat_interval_seconds)
         silent = (now - last).total_seconds()
-        if silent < s.stale_heartbeat_intervals * interval:
+        if silent < pipeline.heartbeat_stale_after_s(d):
             continue
         event_id = _stale_event_id(dev.id, last)
         ref = pipeline.event_ref(tenant_id, event_id)

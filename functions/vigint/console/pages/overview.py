@@ -7,7 +7,7 @@ makes them), its health from the device's last heartbeat (``edge_api`` stores ``
 "last_frame_age_s", "alerts": {label: count}}}}, "spool": {"items", "live", "bulk", "bytes", ...}}``), and its
 unacknowledged alerts (two count aggregations: alerted, and alerted and acknowledged; equality filters only,
 served by Firestore's single-field indexes). A device is offline once its last heartbeat is older than
-``heartbeat_interval_seconds`` (the device's own, else the setting) x ``stale_heartbeat_intervals``, as the
+``pipeline.heartbeat_stale_after_s`` (the device's interval x ``stale_heartbeat_intervals``), as the
 retention job's ``device_offline`` check counts it. The per-camera reads run in a small thread pool.
 """
 
@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from google.cloud import firestore as fs
 
-from vigint import config, pipeline
+from vigint import pipeline
 from vigint.console import access, sites
 from vigint.console.http import ConsoleRequest, Response
 from vigint.console.pages import events
@@ -64,9 +64,7 @@ def device_health(device: dict, now: dt.datetime) -> str:
     last = pipeline.as_utc(device.get("last_heartbeat_at"))
     if last is None:
         return "never_seen"
-    s = config.settings()
-    interval = int(device.get("heartbeat_interval_seconds") or s.heartbeat_interval_seconds)
-    return "offline" if (now - last).total_seconds() >= s.stale_heartbeat_intervals * interval else "online"
+    return "offline" if (now - last).total_seconds() >= pipeline.heartbeat_stale_after_s(device) else "online"
 
 
 def _count(q) -> int:
