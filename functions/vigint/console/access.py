@@ -56,6 +56,21 @@ def api(req: ConsoleRequest, handler, *, params: dict | None = None, query: Any 
     return answer
 
 
+def attempt(req: ConsoleRequest, handler, **kwargs):
+    """``api(req, handler, **kwargs)`` for a form's action: ``(answer, None)``, or ``(None, error)`` when the
+    handler refuses (a 4xx other than 404) so the page can show the form again with ``error.message``.
+
+    Raises:
+        HttpError: 404 (missing, another tenant's or outside the user's sites), as ``api`` does.
+    """
+    try:
+        return api(req, handler, **kwargs), None
+    except HttpError as exc:
+        if exc.status == 404:
+            raise
+        return None, exc
+
+
 @dataclasses.dataclass(frozen=True)
 class Camera:
     """A camera the user may see: its id, document, device document and site (None: no site)."""

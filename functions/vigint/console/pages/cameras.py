@@ -140,12 +140,10 @@ def save_camera(req: ConsoleRequest) -> Response:
         body = m.CameraPatch(**fields)
     except ValidationError as exc:
         return camera_page(req, status=400, error=_problems(exc, zones), form=form)
-    try:
-        after = access.api(req, api_cameras.patch_camera, params={"camera_id": cam.camera_id}, body=body, act=True)
-    except HttpError as exc:
-        if exc.status == 404:
-            raise
-        return camera_page(req, status=exc.status, error=exc.message, form=form)
+    after, err = access.attempt(req, api_cameras.patch_camera, params={"camera_id": cam.camera_id}, body=body,
+                                act=True)
+    if err:
+        return camera_page(req, status=err.status, error=err.message, form=form)
     changed = sorted(k for k in body.model_fields_set
                      if getattr(before, k) != getattr(after, k))
     audit.record(req.user.tenant_id, actor=req.user.actor, action="camera.update", target_kind="camera",

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from vigint import audit, pipeline
 from vigint.console import access, sites
-from vigint.console.http import ConsoleRequest, HttpError, Response, redirect
+from vigint.console.http import ConsoleRequest, Response, redirect
 from vigint.schema import SLUG_PATTERN
 from vigint.tenant_api import commands as api_commands
 from vigint.tenant_api import devices as api_devices
@@ -93,12 +93,9 @@ def enroll(req: ConsoleRequest) -> Response:
     except ValidationError as exc:
         return list_devices(req, enroll_error=problems(exc).replace("ttl_seconds", "ttl_minutes"), form=form,
                             status=400)
-    try:
-        out = access.api(req, api_devices.create_enrollment_code, body=body, act=True)
-    except HttpError as exc:
-        if exc.status == 404:
-            raise
-        return list_devices(req, enroll_error=exc.message, form=form, status=exc.status)
+    out, err = access.attempt(req, api_devices.create_enrollment_code, body=body, act=True)
+    if err:
+        return list_devices(req, enroll_error=err.message, form=form, status=err.status)
     audit.record(req.user.tenant_id, actor=req.user.actor, action="device.enroll_code", target_kind="device",
                  target_id=body.device_id, details={"ttl_seconds": ttl, "name": body.name}, now=req.now)
     return list_devices(req, enrolled=out)
@@ -170,12 +167,9 @@ def rotate_key(req: ConsoleRequest) -> Response:
     """``POST /devices/{device_id}/rotate-key``: a new device secret, shown once on the answer (the old one stops
     working). Audited ``device.rotate_key`` (with the new key version, never the secret)."""
     device_id = req.params["device_id"]
-    try:
-        creds = access.api(req, api_devices.rotate_key, params={"device_id": device_id}, act=True)
-    except HttpError as exc:
-        if exc.status == 404:
-            raise
-        return device_page(req, status=exc.status, notice=exc.message)
+    creds, err = access.attempt(req, api_devices.rotate_key, params={"device_id": device_id}, act=True)
+    if err:
+        return device_page(req, status=err.status, notice=err.message)
     audit.record(req.user.tenant_id, actor=req.user.actor, action="device.rotate_key", target_kind="device",
                  target_id=device_id, details={"key_version": creds.key_version}, now=req.now)
     return device_page(req, secret=creds)
@@ -222,12 +216,10 @@ def send_command(req: ConsoleRequest) -> Response:
         body = m.CommandIn(**fields)
     except ValidationError as exc:
         return device_page(req, status=400, command_error=problems(exc), command_form=form)
-    try:
-        out = access.api(req, api_commands.create_command, params={"device_id": dev.device_id}, body=body, act=True)
-    except HttpError as exc:
-        if exc.status == 404:
-            raise
-        return device_page(req, status=exc.status, command_error=exc.message, command_form=form)
+    out, err = access.attempt(req, api_commands.create_command, params={"device_id": dev.device_id}, body=body,
+                              act=True)
+    if err:
+        return device_page(req, status=err.status, command_error=err.message, command_form=form)
     details = {"type": out.type, "command_id": out.command_id}
     details.update({k: str(v) for k, v in out.params.items()})
     audit.record(req.user.tenant_id, actor=req.user.actor, action="device.command", target_kind="device",
@@ -246,12 +238,9 @@ def add_camera(req: ConsoleRequest) -> Response:
         body = m.CameraIn(camera_id=req.field("camera_id").strip(), device_id=device_id)
     except ValidationError as exc:
         return device_page(req, status=400, notice=problems(exc))
-    try:
-        access.api(req, api_cameras.create_camera, body=body, act=True)
-    except HttpError as exc:
-        if exc.status == 404:
-            raise
-        return device_page(req, status=exc.status, notice=exc.message)
+    _, err = access.attempt(req, api_cameras.create_camera, body=body, act=True)
+    if err:
+        return device_page(req, status=err.status, notice=err.message)
     audit.record(req.user.tenant_id, actor=req.user.actor, action="camera.create", target_kind="camera",
                  target_id=body.camera_id, details={"device_id": device_id}, now=req.now)
     return redirect(f"/cameras/{body.camera_id}")
